@@ -1,0 +1,17 @@
+//! wasmdyno: a Heroku-style platform whose dynos are WebAssembly sandboxes.
+//!
+//! Data flows one way: source → [build] (buildpacks) → [slug] → dynos run by the [runtime]. The crate is also a
+//! library for hosts that embed the runtime; the `platform` feature (on by default) adds the build system and the
+//! command line.
+
+pub mod procfile;
+pub mod runtime;
+pub mod slug;
+
+mod fsutil;
+
+#[cfg(feature = "platform")]
+pub mod build;
+#[cfg(feature = "platform")]
+#[doc(hidden)]
+pub mod cli;

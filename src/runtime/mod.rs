@@ -1,0 +1,367 @@
+//! The wasmtime side: one engine configuration, the compiled-code cache, and running a guest to completion.
+//!
+//! Two kinds of guest run here: WASI preview-1 core modules (what `wasm32-wasip1` and Go emit) and WASI 0.2
+//! command components. Every guest gets its argv, its environment and the standard streams, and nothing else:
+//! no host directory is ever visible to a guest.
+
+mod cache;
+
+pub use cache::CacheOutcome;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::slug::Slug;
+
+/// How often the epoch ticks: the granularity at which a running guest yields to the async runtime.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Errors from loading or running guests.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a WebAssembly binary (expected a core module or a component)")]
+    NotWasm,
+    #[error("cannot compile module: {0}")]
+    Compile(String),
+    #[error("cannot instantiate module: {0}")]
+    Instantiate(String),
+    #[error(
+        "module {word:?} is not in the slug{}",
+        if available.is_empty() { String::new() } else { format!(" (it has: {})", available.join(", ")) }
+    )]
+    NoSuchModule {
+        word: String,
+        available: Vec<String>,
+    },
+    #[error(transparent)]
+    Wasmtime(wasmtime::Error),
+}
+
+/// Memory quotas by dyno size, as Heroku's sizes name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DynoSize {
+    Eco,
+    Basic,
+    #[default]
+    Standard1X,
+    Standard2X,
+    PerformanceM,
+    PerformanceL,
+}
+
+impl DynoSize {
+    pub const ALL: [DynoSize; 6] = [
+        DynoSize::Eco,
+        DynoSize::Basic,
+        DynoSize::Standard1X,
+        DynoSize::Standard2X,
+        DynoSize::PerformanceM,
+        DynoSize::PerformanceL,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DynoSize::Eco => "eco",
+            DynoSize::Basic => "basic",
+            DynoSize::Standard1X => "standard-1x",
+            DynoSize::Standard2X => "standard-2x",
+            DynoSize::PerformanceM => "performance-m",
+            DynoSize::PerformanceL => "performance-l",
+        }
+    }
+
+    /// The dyno's memory quota in bytes.
+    pub fn memory(self) -> usize {
+        const MB: usize = 1024 * 1024;
+        match self {
+            DynoSize::Eco | DynoSize::Basic | DynoSize::Standard1X => 512 * MB,
+            DynoSize::Standard2X => 1024 * MB,
+            DynoSize::PerformanceM => 2560 * MB,
+            DynoSize::PerformanceL => 14 * 1024 * MB,
+        }
+    }
+}
+
+impl std::str::FromStr for DynoSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        let alias = match lower.as_str() {
+            "1x" => "standard-1x",
+            "2x" => "standard-2x",
+            other => other,
+        };
+        DynoSize::ALL
+            .into_iter()
+            .find(|size| size.name() == alias)
+            .ok_or_else(|| {
+                let names: Vec<_> = DynoSize::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown dyno size {s:?} (sizes: {})", names.join(", "))
+            })
+    }
+}
+
+/// A compiled guest.
+#[derive(Clone)]
+pub enum Guest {
+    /// A WASI preview-1 core module.
+    Module(Module),
+    /// A WASI 0.2 component.
+    Component(Component),
+}
+
+/// Is `wasm` a component (rather than a core module)? Errors when it is neither.
+pub(crate) fn is_component(wasm: &[u8]) -> Result<bool, RuntimeError> {
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Ok(false),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(true),
+        _ => Err(RuntimeError::NotWasm),
+    }
+}
+
+/// How a guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest exited (returned from `_start`/`run`, or called `proc_exit`) with this status.
+    Status(i32),
+    /// The guest trapped; the text says where and why.
+    Trap(String),
+}
+
+impl Exit {
+    /// The process exit code a command line reports: the guest's own status, or 134 for a trap as
+    /// `wasmtime run` does.
+    pub fn code(&self) -> i32 {
+        match self {
+            Exit::Status(code) => *code,
+            Exit::Trap(_) => 134,
+        }
+    }
+}
+
+/// What a guest runs with.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RunSpec {
+    /// argv, with argv\[0\] the module's name.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub size: DynoSize,
+}
+
+impl RunSpec {
+    pub fn new(argv: Vec<String>, env: BTreeMap<String, String>, size: DynoSize) -> Self {
+        RunSpec { argv, env, size }
+    }
+}
+
+/// Settings for a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+}
+
+/// The engine, its compiled-code cache and the WASI linkers, shared by every dyno of a process.
+pub struct Runtime {
+    engine: Engine,
+    cache: cache::CodeCache,
+    p1_linker: Linker<P1State>,
+    p2_linker: wasmtime::component::Linker<P2State>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+struct P1State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+struct P2State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for P2State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The one engine configuration of wasmdyno. Compiled code is cached per configuration, so every part of the
+/// platform builds its engine here.
+fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    // Guests yield to the async runtime on every epoch tick, so a spinning guest never starves other work.
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    config
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&engine_config()).map_err(RuntimeError::Wasmtime)?;
+        let cache = cache::CodeCache::new(config.cache_dir.as_deref(), &engine);
+
+        let mut p1_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
+            .map_err(RuntimeError::Wasmtime)?;
+        let mut p2_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("wasmdyno-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+
+        Ok(Runtime {
+            engine,
+            cache,
+            p1_linker,
+            p2_linker,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles (or loads from the cache) a module or component.
+    pub fn load(&self, wasm: &[u8]) -> Result<(Guest, CacheOutcome), RuntimeError> {
+        self.cache.load(&self.engine, wasm)
+    }
+
+    /// Runs a command guest to completion with the process's standard streams attached.
+    pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.inherit_stdio().args(&spec.argv);
+        for (key, value) in &spec.env {
+            builder.env(key, value);
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(spec.size.memory())
+            .build();
+        match guest {
+            Guest::Module(module) => {
+                let state = P1State {
+                    wasi: builder.build_p1(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                let instance = self
+                    .p1_linker
+                    .instantiate_async(&mut store, module)
+                    .await
+                    .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|_| {
+                        RuntimeError::Instantiate(
+                            "the module exports no `_start`: it is not a WASI command".into(),
+                        )
+                    })?;
+                Ok(exit_of(start.call_async(&mut store, ()).await))
+            }
+            Guest::Component(component) => {
+                let state = P2State {
+                    wasi: builder.build(),
+                    table: ResourceTable::new(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                store.epoch_deadline_async_yield_and_update(1);
+                let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
+                    &mut store,
+                    component,
+                    &self.p2_linker,
+                )
+                .await
+                .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+                let result = command.wasi_cli_run().call_run(&mut store).await;
+                Ok(match result {
+                    Ok(Ok(())) => Exit::Status(0),
+                    Ok(Err(())) => Exit::Status(1),
+                    Err(err) => exit_of(Err(err)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn exit_of(result: wasmtime::Result<()>) -> Exit {
+    match result {
+        Ok(()) => Exit::Status(0),
+        Err(err) => match err.downcast_ref::<I32Exit>() {
+            Some(I32Exit(code)) => Exit::Status(*code),
+            None => Exit::Trap(format!("{err:?}")),
+        },
+    }
+}
+
+/// Finds the module a command's first word names: `app.wasm`, `./bin/app.wasm`, `/app/app.wasm`, `app`
+/// (for `app.wasm`), or `app.wat` (built to `app.wasm`).
+pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), RuntimeError> {
+    let trimmed = word
+        .strip_prefix("/app/")
+        .unwrap_or(word)
+        .trim_start_matches('/');
+    let mut candidates = vec![trimmed.to_string()];
+    if let Some(stem) = trimmed.strip_suffix(".wat") {
+        candidates.push(format!("{stem}.wasm"));
+    } else if !trimmed.ends_with(".wasm") {
+        candidates.push(format!("{trimmed}.wasm"));
+    }
+    for candidate in candidates {
+        if let Some(path) = crate::slug::normalize(&candidate)
+            && let Some(bytes) = slug.file(&path)
+            && is_component(&bytes).is_ok()
+        {
+            return Ok((path, bytes));
+        }
+    }
+    let available = slug
+        .manifest()
+        .files
+        .keys()
+        .filter(|p| p.ends_with(".wasm"))
+        .cloned()
+        .collect();
+    Err(RuntimeError::NoSuchModule {
+        word: word.to_string(),
+        available,
+    })
+}
