@@ -204,22 +204,38 @@ pub fn build(req: &BuildRequest, out: &mut dyn FnMut(&str)) -> Result<Build, Bui
         reason,
     })?;
 
+    // As on Heroku: the Procfile's types win, the buildpack's defaults fill in the rest.
     let mut process_types = release.default_process_types;
-    if procfile_path.is_file() {
-        for (kind, command) in read_procfile(&procfile_path)?.types {
-            process_types.insert(kind, command.as_str().to_string());
-        }
+    let declared = if procfile_path.is_file() {
+        read_procfile(&procfile_path)?.types
+    } else {
+        Default::default()
+    };
+    let defaults: Vec<String> = process_types
+        .keys()
+        .filter(|kind| !declared.contains_key(*kind))
+        .cloned()
+        .collect();
+    let declared_names: Vec<String> = declared.keys().cloned().collect();
+    for (kind, command) in declared {
+        process_types.insert(kind, command.as_str().to_string());
     }
     check_modules(&build_dir, &process_types)?;
-    let shown: Vec<String> = process_types.keys().cloned().collect();
-    (ctx.out)(&format!(
-        "-----> Discovering process types\n       Procfile declares types -> {}",
-        if shown.is_empty() {
+    (ctx.out)("-----> Discovering process types");
+    if !declared_names.is_empty() {
+        (ctx.out)(&format!(
+            "       Procfile declares types     -> {}",
+            declared_names.join(", ")
+        ));
+    }
+    if !defaults.is_empty() || declared_names.is_empty() {
+        let shown = if defaults.is_empty() {
             "(none)".to_string()
         } else {
-            shown.join(", ")
-        }
-    ));
+            defaults.join(", ")
+        };
+        (ctx.out)(&format!("       Default types for buildpack -> {shown}"));
+    }
 
     (ctx.out)("-----> Compressing...");
     let packed = slug::pack(

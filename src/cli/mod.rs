@@ -70,15 +70,11 @@ impl std::fmt::Display for Hint {
 impl std::error::Error for Hint {}
 
 fn report(err: &anyhow::Error) {
-    let mut hint = None;
-    let mut chain = err.chain().filter(|cause| {
-        if let Some(h) = cause.downcast_ref::<Hint>() {
-            hint = Some(h.0.clone());
-            false
-        } else {
-            true
-        }
-    });
+    // `downcast_ref` sees through context layers; the chain shows the hint as one of its causes, skipped below.
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.as_str());
+    let mut chain = err
+        .chain()
+        .filter(|cause| Some(cause.to_string().as_str()) != hint);
     if let Some(first) = chain.next() {
         eprintln!("error: {first}");
     }
@@ -142,5 +138,14 @@ fn wat2wasm(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result
     use anyhow::Context;
     let wasm =
         wat::parse_file(input).with_context(|| format!("cannot compile {}", input.display()))?;
+    // `wat` checks syntax only; validate here so the error names the source file, not the output.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&wasm)
+        .with_context(|| {
+            format!(
+                "cannot compile {}: the module is not valid",
+                input.display()
+            )
+        })?;
     std::fs::write(output, wasm).with_context(|| format!("cannot write {}", output.display()))
 }

@@ -19,7 +19,8 @@ use crate::slug::Slug;
 /// --env-file, then -e. DYNO is run.N; PORT, DYNO and WASMDYNO_* are set by the platform only.
 ///
 /// Exit codes are passed through exactly as the guest reports them: wasm32-wasip1 programs (and Go) through
-/// proc_exit, WASI 0.2 components through wasi:cli/exit (a component that returns an error from `run` exits 1).
+/// proc_exit (any status, e.g. 33), WASI 0.2 components through wasi:cli/exit, which carries only success or
+/// failure (failure exits 1). Build for wasm32-wasip1 when exact statuses matter.
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
 pub(crate) struct RunArgs {
@@ -181,6 +182,9 @@ impl RunArgs {
             }
         }
 
+        // argv[0] names the module that runs, as the guest sees it (`app.wat` in a Procfile runs `app.wasm`).
+        let mut argv = argv;
+        argv[0] = module_path.clone();
         let spec = RunSpec::new(argv, env, self.size);
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -227,6 +227,17 @@ impl Runtime {
         let mut p1_linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
             .map_err(RuntimeError::Wasmtime)?;
+        // wasmtime-wasi's proc_exit refuses statuses of 126 and above; a dyno's status is whatever it gives.
+        p1_linker.allow_shadowing(true);
+        p1_linker
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "proc_exit",
+                |_: wasmtime::Caller<'_, P1State>, status: i32| -> wasmtime::Result<()> {
+                    Err(I32Exit(status).into())
+                },
+            )
+            .map_err(RuntimeError::Wasmtime)?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
 

@@ -1,5 +1,6 @@
 //! A WASI 0.2 command component: `hello-p2 [NAME] [EXIT_CODE]`.
-//! Rust's standard library reports EXIT_CODE through `wasi:cli/exit`, which wasmdyno passes through.
+//! WASI 0.2's `wasi:cli/exit` carries only success or failure: a non-zero EXIT_CODE reaches the host as 1.
+//! Build for `wasm32-wasip1` when exact exit codes matter.
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,0 +1,7 @@
+//! Integration tests: the real `wasmdyno` binary, real buildpack scripts, real wasmtime.
+
+mod buildpack;
+mod run;
+mod samples;
+mod slugs;
+mod support;

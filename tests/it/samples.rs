@@ -1,0 +1,154 @@
+//! Every sample app built through its buildpack (cold, then warm), then run or loaded.
+//! These are the only tests that run cargo or go.
+
+use crate::support::*;
+
+fn sample(name: &str) -> String {
+    repo()
+        .join("sample-apps")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Builds a sample twice in one home; returns (first build, second build) output.
+fn build_twice(env: &TestEnv, name: &str) -> (Out, Out) {
+    let first = env.run(&["build", &sample(name), "--json"]).ok();
+    let second = env.run(&["build", &sample(name), "--json"]).ok();
+    assert_eq!(
+        first.json()["sha256"],
+        second.json()["sha256"],
+        "rebuild is byte-identical"
+    );
+    (first, second)
+}
+
+#[test]
+fn rust_command_with_a_crates_io_dependency() {
+    let env = TestEnv::new();
+    let (first, second) = build_twice(&env, "rust-hello");
+    assert!(first.stderr.contains("Compiling itoa"), "{first}");
+    assert!(
+        !second.stderr.contains("Compiling itoa"),
+        "warm cache recompiles no dependency:\n{second}"
+    );
+    let json = second.json();
+    assert_eq!(json["process_types"]["hello"], "hello.wasm");
+    let slug = json["path"].as_str().unwrap();
+    let out = env.run_with_stdin(&["run", "--slug", slug, "hello", "-", "3"], b"one\ntwo\n");
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        out.stdout.starts_with("Hello, world! Greetings from run."),
+        "{out}"
+    );
+    assert!(out.stdout.contains("stdin had 2 lines"), "{out}");
+}
+
+#[test]
+fn rust_wasip2_command_component() {
+    let env = TestEnv::new();
+    let out = env.run(&["build", &sample("rust-p2-hello"), "--json"]).ok();
+    assert!(out.stderr.contains("for wasm32-wasip2"), "{out}");
+    let slug = out.json()["path"].as_str().unwrap().to_string();
+    let out = env.run(&["run", "--slug", &slug, "hello-p2", "Ada"]).ok();
+    assert_eq!(
+        out.stdout,
+        "Hello, Ada! Greetings from a WASI 0.2 component.\n"
+    );
+    let out = env.run(&["run", "--slug", &slug, "hello-p2", "Ada", "5"]);
+    // wasi:cli/exit in WASI 0.2 carries only success or failure, so exit(5) reaches the host as 1.
+    assert_eq!(out.code, Some(1), "{out}");
+}
+
+#[test]
+fn rust_wasi_http_component_builds_and_loads() {
+    let env = TestEnv::with_private_cache();
+    let out = env.run(&["build", &sample("rust-http"), "--json"]).ok();
+    assert!(
+        out.stderr.contains("Building http for wasm32-wasip2"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("rust_http.wasm: compiled in"), "{out}");
+    assert_eq!(out.json()["process_types"]["web"], "rust_http.wasm");
+    let cached = list(&env.cache);
+    assert_eq!(
+        cached.len(),
+        1,
+        "the component is precompiled at build time: {cached:?}"
+    );
+}
+
+#[test]
+fn go_command_with_a_vendored_module() {
+    let env = TestEnv::new();
+    let (first, second) = build_twice(&env, "go-hello");
+    assert!(
+        first.stderr.contains("-----> Installing Go 1.27.3"),
+        "{first}"
+    );
+    assert!(first.stderr.contains("example.com/greet"), "{first}");
+    assert!(
+        second
+            .stderr
+            .contains("Using Go 1.27.3 from the build cache"),
+        "{second}"
+    );
+    assert!(
+        !second.stderr.contains("example.com/greet"),
+        "warm cache recompiles no package:\n{second}"
+    );
+    let json = second.json();
+    assert_eq!(json["process_types"]["go-hello"], "go-hello.wasm");
+    let slug = json["path"].as_str().unwrap();
+    let out = env.run_with_stdin(
+        &[
+            "run",
+            "--slug",
+            slug,
+            "-e",
+            "NAME=Gopher",
+            "go-hello",
+            "-",
+            "42",
+        ],
+        b"echoed\n",
+    );
+    assert_eq!(out.code, Some(42), "{out}");
+    assert_eq!(
+        out.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .split(" Greetings")
+            .next()
+            .unwrap(),
+        "Hello, Gopher!"
+    );
+    assert!(out.stdout.ends_with("echoed\n"), "{out}");
+}
+
+#[test]
+fn go_net_http_web_app_builds_and_loads() {
+    let env = TestEnv::with_private_cache();
+    let out = env.run(&["build", &sample("go-web"), "--json"]).ok();
+    assert_eq!(out.json()["process_types"]["web"], "go-web.wasm");
+    assert!(out.stderr.contains("go-web.wasm: compiled in"), "{out}");
+    assert_eq!(list(&env.cache).len(), 1);
+}
+
+#[test]
+fn wat_app_with_a_procfile_naming_the_wat_source() {
+    let env = TestEnv::new();
+    let out = env.run(&["build", &sample("wat-hello"), "--json"]).ok();
+    let json = out.json();
+    assert_eq!(json["process_types"]["hello"], "hello.wat");
+    let slug = json["path"].as_str().unwrap();
+    let out = env.run(&["run", "--slug", slug, "hello"]).ok();
+    assert_eq!(out.stdout, "Hello from WebAssembly text on wasmdyno!\n");
+    // `run --dir` builds and runs in one step.
+    let out = env
+        .run(&["run", "--dir", &sample("wat-hello"), "hello"])
+        .ok();
+    assert_eq!(out.stdout, "Hello from WebAssembly text on wasmdyno!\n");
+}
