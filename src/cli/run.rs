@@ -9,6 +9,9 @@ use clap::Args;
 
 use super::Hint;
 use crate::procfile::Command;
+use std::sync::Arc;
+
+use crate::runtime::vfs::Image;
 use crate::runtime::{CacheOutcome, DynoSize, Exit, RunSpec, resolve_module};
 use crate::slug::Slug;
 
@@ -185,7 +188,9 @@ impl RunArgs {
         // argv[0] names the module that runs, as the guest sees it (`app.wat` in a Procfile runs `app.wasm`).
         let mut argv = argv;
         argv[0] = module_path.clone();
-        let spec = RunSpec::new(argv, env, self.size);
+        let spec = RunSpec::new(argv, env, self.size)
+            .with_image(Arc::new(Image::from_slug(&slug)))
+            .with_host_stdio();
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1,10 +1,15 @@
 //! The wasmtime side: one engine configuration, the compiled-code cache, and running a guest to completion.
 //!
-//! Two kinds of guest run here: WASI preview-1 core modules (what `wasm32-wasip1` and Go emit) and WASI 0.2
-//! command components. Every guest gets its argv, its environment and the standard streams, and nothing else:
-//! no host directory is ever visible to a guest.
+//! Two kinds of guest run here: WASI preview-1 core modules (what `wasm32-wasip1` and Go emit), on our own
+//! preview-1 host ([`p1`]) over the dyno's in-memory filesystem ([`vfs`]), and WASI 0.2 command components on
+//! wasmtime-wasi's host. Every guest gets its argv, its environment, its standard streams and its own filesystem,
+//! and nothing else: no host directory is ever visible to a guest.
 
 mod cache;
+mod limits;
+pub mod p1;
+pub mod stdio;
+pub mod vfs;
 
 pub use cache::CacheOutcome;
 
@@ -15,9 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use limits::DynoLimiter;
+use stdio::{Input, Output};
+use vfs::{Fs, Image, Quota};
 
 use crate::slug::Slug;
 
@@ -149,18 +157,45 @@ impl Exit {
 }
 
 /// What a guest runs with.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RunSpec {
     /// argv, with argv\[0\] the module's name.
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub size: DynoSize,
+    /// The release's `app/` tree, the guest's `/`.
+    pub image: Arc<Image>,
+    pub stdin: Input,
+    pub stdout: Output,
+    pub stderr: Output,
 }
 
 impl RunSpec {
+    /// A spec with an empty filesystem, stdin at end of file and output discarded.
     pub fn new(argv: Vec<String>, env: BTreeMap<String, String>, size: DynoSize) -> Self {
-        RunSpec { argv, env, size }
+        RunSpec {
+            argv,
+            env,
+            size,
+            image: Arc::new(Image::new([], [], 0)),
+            stdin: Input::closed(),
+            stdout: stdio::discard(),
+            stderr: stdio::discard(),
+        }
+    }
+
+    pub fn with_image(mut self, image: Arc<Image>) -> Self {
+        self.image = image;
+        self
+    }
+
+    /// Attaches the guest to this process's standard streams (as `wasmdyno run` does).
+    pub fn with_host_stdio(mut self) -> Self {
+        self.stdin = Input::from_reader(std::io::stdin());
+        self.stdout = stdio::host_stdout();
+        self.stderr = stdio::host_stderr();
+        self
     }
 }
 
@@ -189,14 +224,20 @@ pub struct Runtime {
 }
 
 struct P1State {
-    wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    wasi: p1::P1Ctx,
+    limits: DynoLimiter,
+}
+
+impl p1::P1View for P1State {
+    fn p1(&mut self) -> &mut p1::P1Ctx {
+        &mut self.wasi
+    }
 }
 
 struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: DynoLimiter,
 }
 
 impl WasiView for P2State {
@@ -225,19 +266,7 @@ impl Runtime {
         let cache = cache::CodeCache::new(config.cache_dir.as_deref(), &engine);
 
         let mut p1_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
-            .map_err(RuntimeError::Wasmtime)?;
-        // wasmtime-wasi's proc_exit refuses statuses of 126 and above; a dyno's status is whatever it gives.
-        p1_linker.allow_shadowing(true);
-        p1_linker
-            .func_wrap(
-                "wasi_snapshot_preview1",
-                "proc_exit",
-                |_: wasmtime::Caller<'_, P1State>, status: i32| -> wasmtime::Result<()> {
-                    Err(I32Exit(status).into())
-                },
-            )
-            .map_err(RuntimeError::Wasmtime)?;
+        p1::add_to_linker(&mut p1_linker).map_err(RuntimeError::Wasmtime)?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
 
@@ -267,22 +296,26 @@ impl Runtime {
         self.cache.load(&self.engine, wasm)
     }
 
-    /// Runs a command guest to completion with the process's standard streams attached.
+    /// Runs a command guest to completion.
+    ///
+    /// Core modules get the spec's image as their filesystem and its streams. Components run on wasmtime-wasi's
+    /// host for now: no filesystem, and this process's standard streams.
     pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
-        let mut builder = WasiCtxBuilder::new();
-        builder.inherit_stdio().args(&spec.argv);
-        for (key, value) in &spec.env {
-            builder.env(key, value);
-        }
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(spec.size.memory())
-            .build();
+        // One budget for the dyno's linear memories and its filesystem layer.
+        let quota = Arc::new(Quota::new(spec.size.memory() as u64));
+        let limits = DynoLimiter::new(quota.clone());
         match guest {
             Guest::Module(module) => {
-                let state = P1State {
-                    wasi: builder.build_p1(),
-                    limits,
-                };
+                let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
+                let wasi = p1::P1Ctx::new(
+                    spec.argv,
+                    spec.env,
+                    fs,
+                    spec.stdin,
+                    spec.stdout,
+                    spec.stderr,
+                );
+                let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
                 store.epoch_deadline_async_yield_and_update(1);
@@ -301,6 +334,11 @@ impl Runtime {
                 Ok(exit_of(start.call_async(&mut store, ()).await))
             }
             Guest::Component(component) => {
+                let mut builder = WasiCtxBuilder::new();
+                builder.inherit_stdio().args(&spec.argv);
+                for (key, value) in &spec.env {
+                    builder.env(key, value);
+                }
                 let state = P2State {
                     wasi: builder.build(),
                     table: ResourceTable::new(),

@@ -151,6 +151,11 @@ impl Slug {
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+    pub(crate) fn files(&self) -> impl Iterator<Item = (&str, &Arc<[u8]>)> {
+        self.files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes))
+    }
 
     /// The contents of a file under `app/`, following symbolic links inside the slug.
     pub fn file(&self, path: &str) -> Option<Arc<[u8]>> {

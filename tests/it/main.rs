@@ -3,5 +3,6 @@
 mod buildpack;
 mod run;
 mod samples;
+mod sandbox;
 mod slugs;
 mod support;

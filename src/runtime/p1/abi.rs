@@ -1,0 +1,240 @@
+//! The `wasi_snapshot_preview1` ABI: error numbers, flags, type tags, struct layouts, and checked access to a
+//! guest's linear memory. Values are those of the preview-1 witx (`wasi_snapshot_preview1.witx`).
+
+use super::super::vfs::{FsError, Kind};
+
+/// A preview-1 `errno`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub u16);
+
+#[rustfmt::skip]
+impl Errno {
+    pub const SUCCESS: Errno = Errno(0);
+    pub const AGAIN: Errno = Errno(6);
+    pub const BADF: Errno = Errno(8);
+    pub const BUSY: Errno = Errno(10);
+    pub const EXIST: Errno = Errno(20);
+    pub const FAULT: Errno = Errno(21);
+    pub const FBIG: Errno = Errno(22);
+    pub const ILSEQ: Errno = Errno(25);
+    pub const INVAL: Errno = Errno(28);
+    pub const IO: Errno = Errno(29);
+    pub const ISDIR: Errno = Errno(31);
+    pub const LOOP: Errno = Errno(32);
+    pub const MFILE: Errno = Errno(33);
+    pub const NAMETOOLONG: Errno = Errno(37);
+    pub const NOENT: Errno = Errno(44);
+    pub const NOSPC: Errno = Errno(51);
+    pub const NOTDIR: Errno = Errno(54);
+    pub const NOTEMPTY: Errno = Errno(55);
+    pub const NOTSOCK: Errno = Errno(57);
+    pub const NOTSUP: Errno = Errno(58);
+    pub const PERM: Errno = Errno(63);
+    pub const SPIPE: Errno = Errno(70);
+    pub const NOTCAPABLE: Errno = Errno(76);
+}
+
+impl From<FsError> for Errno {
+    fn from(err: FsError) -> Errno {
+        match err {
+            FsError::NotFound => Errno::NOENT,
+            FsError::Exists => Errno::EXIST,
+            FsError::NotDir => Errno::NOTDIR,
+            FsError::IsDir => Errno::ISDIR,
+            FsError::NotEmpty => Errno::NOTEMPTY,
+            FsError::Invalid => Errno::INVAL,
+            FsError::NoSpace => Errno::NOSPC,
+            FsError::Loop => Errno::LOOP,
+            FsError::NameTooLong => Errno::NAMETOOLONG,
+            FsError::IllegalBytes => Errno::ILSEQ,
+            FsError::NotPermitted => Errno::PERM,
+            FsError::TooBig => Errno::FBIG,
+            FsError::Busy => Errno::BUSY,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Errno>;
+
+// filetype
+pub const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+pub const FILETYPE_DIRECTORY: u8 = 3;
+pub const FILETYPE_REGULAR_FILE: u8 = 4;
+pub const FILETYPE_SYMBOLIC_LINK: u8 = 7;
+
+pub fn filetype(kind: Kind) -> u8 {
+    match kind {
+        Kind::File => FILETYPE_REGULAR_FILE,
+        Kind::Dir => FILETYPE_DIRECTORY,
+        Kind::Symlink => FILETYPE_SYMBOLIC_LINK,
+    }
+}
+
+// oflags
+pub const O_CREAT: u16 = 1;
+pub const O_DIRECTORY: u16 = 2;
+pub const O_EXCL: u16 = 4;
+pub const O_TRUNC: u16 = 8;
+
+// fdflags
+pub const FDFLAGS_APPEND: u16 = 1;
+pub const FDFLAGS_DSYNC: u16 = 2;
+pub const FDFLAGS_NONBLOCK: u16 = 4;
+pub const FDFLAGS_RSYNC: u16 = 8;
+pub const FDFLAGS_SYNC: u16 = 16;
+
+// lookupflags
+pub const LOOKUP_SYMLINK_FOLLOW: u32 = 1;
+
+// fstflags
+pub const FST_ATIM: u16 = 1;
+pub const FST_ATIM_NOW: u16 = 2;
+pub const FST_MTIM: u16 = 4;
+pub const FST_MTIM_NOW: u16 = 8;
+
+// whence
+pub const WHENCE_SET: u8 = 0;
+pub const WHENCE_CUR: u8 = 1;
+pub const WHENCE_END: u8 = 2;
+
+// clockid
+pub const CLOCK_REALTIME: u32 = 0;
+pub const CLOCK_MONOTONIC: u32 = 1;
+pub const CLOCK_PROCESS_CPUTIME: u32 = 2;
+pub const CLOCK_THREAD_CPUTIME: u32 = 3;
+
+// eventtype, subclockflags, eventrwflags (poll_oneoff)
+pub const EVENTTYPE_CLOCK: u8 = 0;
+pub const EVENTTYPE_FD_READ: u8 = 1;
+pub const EVENTTYPE_FD_WRITE: u8 = 2;
+pub const SUBCLOCK_ABSTIME: u16 = 1;
+pub const EVENTRW_HANGUP: u16 = 1;
+
+/// Rights (a `u64` bit set).
+pub mod rights {
+    pub const FD_DATASYNC: u64 = 1 << 0;
+    pub const FD_READ: u64 = 1 << 1;
+    pub const FD_SEEK: u64 = 1 << 2;
+    pub const FD_FDSTAT_SET_FLAGS: u64 = 1 << 3;
+    pub const FD_SYNC: u64 = 1 << 4;
+    pub const FD_TELL: u64 = 1 << 5;
+    pub const FD_WRITE: u64 = 1 << 6;
+    pub const FD_ADVISE: u64 = 1 << 7;
+    pub const FD_ALLOCATE: u64 = 1 << 8;
+    pub const FD_FILESTAT_GET: u64 = 1 << 21;
+    pub const FD_FILESTAT_SET_SIZE: u64 = 1 << 22;
+    pub const FD_FILESTAT_SET_TIMES: u64 = 1 << 23;
+    pub const POLL_FD_READWRITE: u64 = 1 << 27;
+    pub const SOCK_SHUTDOWN: u64 = 1 << 28;
+    pub const SOCK_ACCEPT: u64 = 1 << 29;
+    /// Every right of a directory: the `path_*` rights and the descriptor rights that make sense for one.
+    pub const DIRECTORY: u64 = ((1 << 30) - 1)
+        & !(FD_READ
+            | FD_WRITE
+            | FD_SEEK
+            | FD_TELL
+            | FD_ALLOCATE
+            | FD_FILESTAT_SET_SIZE
+            | POLL_FD_READWRITE
+            | SOCK_SHUTDOWN
+            | SOCK_ACCEPT);
+    /// Every right of a regular file.
+    pub const FILE: u64 = FD_DATASYNC
+        | FD_READ
+        | FD_SEEK
+        | FD_FDSTAT_SET_FLAGS
+        | FD_SYNC
+        | FD_TELL
+        | FD_WRITE
+        | FD_ADVISE
+        | FD_ALLOCATE
+        | FD_FILESTAT_GET
+        | FD_FILESTAT_SET_SIZE
+        | FD_FILESTAT_SET_TIMES
+        | POLL_FD_READWRITE;
+    /// A standard stream or a socket.
+    pub const STREAM: u64 =
+        FD_READ | FD_WRITE | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
+}
+
+/// A guest's linear memory, with every access bounds-checked (`EFAULT` when out of range).
+pub struct Mem<'a>(pub &'a mut [u8]);
+
+impl Mem<'_> {
+    pub fn slice(&self, ptr: u32, len: u32) -> Result<&[u8]> {
+        let start = ptr as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::FAULT)?;
+        self.0.get(start..end).ok_or(Errno::FAULT)
+    }
+
+    pub fn slice_mut(&mut self, ptr: u32, len: u32) -> Result<&mut [u8]> {
+        let start = ptr as usize;
+        let end = start.checked_add(len as usize).ok_or(Errno::FAULT)?;
+        self.0.get_mut(start..end).ok_or(Errno::FAULT)
+    }
+
+    pub fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<()> {
+        self.slice_mut(ptr, bytes.len() as u32)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+    pub fn put_u8(&mut self, ptr: u32, v: u8) -> Result<()> {
+        self.write(ptr, &[v])
+    }
+    pub fn put_u32(&mut self, ptr: u32, v: u32) -> Result<()> {
+        self.write(ptr, &v.to_le_bytes())
+    }
+    pub fn put_u64(&mut self, ptr: u32, v: u64) -> Result<()> {
+        self.write(ptr, &v.to_le_bytes())
+    }
+
+    /// A path argument: UTF-8 (`EILSEQ` otherwise).
+    pub fn str(&self, ptr: u32, len: u32) -> Result<&str> {
+        std::str::from_utf8(self.slice(ptr, len)?).map_err(|_| Errno::ILSEQ)
+    }
+
+    /// An `iovec`/`ciovec` array: (buf, len) pairs, each checked against the memory.
+    pub fn iovecs(&self, ptr: u32, count: u32) -> Result<Vec<(u32, u32)>> {
+        let bytes = count.checked_mul(8).ok_or(Errno::FAULT)?;
+        let raw = self.slice(ptr, bytes)?;
+        let mut vecs = Vec::with_capacity(count as usize);
+        for pair in raw.chunks_exact(8) {
+            let buf = u32::from_le_bytes(pair[..4].try_into().expect("4 bytes"));
+            let len = u32::from_le_bytes(pair[4..].try_into().expect("4 bytes"));
+            self.slice(buf, len)?;
+            vecs.push((buf, len));
+        }
+        Ok(vecs)
+    }
+
+    /// The bytes of a `ciovec` array, concatenated.
+    pub fn gather(&self, ptr: u32, count: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for (buf, len) in self.iovecs(ptr, count)? {
+            out.extend_from_slice(self.slice(buf, len)?);
+        }
+        Ok(out)
+    }
+
+    /// Copies `data` into an `iovec` array; returns the bytes copied.
+    pub fn scatter(&mut self, iovs: &[(u32, u32)], mut data: &[u8]) -> Result<usize> {
+        let mut copied = 0;
+        for &(buf, len) in iovs {
+            if data.is_empty() {
+                break;
+            }
+            let n = data.len().min(len as usize);
+            self.write(buf, &data[..n])?;
+            data = &data[n..];
+            copied += n;
+        }
+        Ok(copied)
+    }
+}
+
+/// Total length of an iovec array (saturating: a guest may pass lengths that overlap).
+pub fn total_len(iovs: &[(u32, u32)]) -> usize {
+    iovs.iter()
+        .map(|&(_, len)| len as usize)
+        .fold(0, usize::saturating_add)
+}

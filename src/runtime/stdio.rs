@@ -1,0 +1,140 @@
+//! A dyno's standard streams. Input is pumped into a buffer the guest reads (and polls) without blocking the
+//! runtime's threads; output goes to a sink: the terminal for `wasmdyno run`, the app's log stream for dynos.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::sync::{Arc, Condvar, Mutex};
+
+use tokio::sync::Notify;
+
+/// Bytes buffered from an input before the pump waits for the guest to read them.
+const INPUT_BUFFER: usize = 64 * 1024;
+
+#[derive(Default)]
+struct InputState {
+    buf: VecDeque<u8>,
+    eof: bool,
+}
+
+/// A readable stream fed by a pump. Cloning shares it.
+#[derive(Clone)]
+pub struct Input {
+    state: Arc<Mutex<InputState>>,
+    /// Signalled when data or EOF arrives.
+    readable: Arc<Notify>,
+    /// Signalled when the guest consumed data (the pump, a plain thread, may read more).
+    drained: Arc<Condvar>,
+}
+
+impl Input {
+    /// An input that is at end of file from the start (what a dyno without attached stdin reads).
+    pub fn closed() -> Input {
+        let input = Input::new();
+        input.state.lock().expect("input lock").eof = true;
+        input
+    }
+
+    fn new() -> Input {
+        Input {
+            state: Arc::default(),
+            readable: Arc::new(Notify::new()),
+            drained: Arc::new(Condvar::new()),
+        }
+    }
+
+    /// An input read from `source` on its own thread (blocking reads stay off the async runtime).
+    pub fn from_reader(mut source: impl Read + Send + 'static) -> Input {
+        let input = Input::new();
+        let pump = input.clone();
+        std::thread::Builder::new()
+            .name("wasmdyno-stdin".into())
+            .spawn(move || {
+                let mut chunk = vec![0u8; 16 * 1024];
+                loop {
+                    // Wait while the buffer is full so a guest that never reads does not grow it without bound.
+                    {
+                        let state = pump.state.lock().expect("input lock");
+                        let _unused = pump
+                            .drained
+                            .wait_while(state, |s| s.buf.len() >= INPUT_BUFFER)
+                            .expect("input lock");
+                    }
+                    let n = match source.read(&mut chunk) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => 0,
+                    };
+                    let mut state = pump.state.lock().expect("input lock");
+                    if n == 0 {
+                        state.eof = true;
+                    } else {
+                        state.buf.extend(&chunk[..n]);
+                    }
+                    drop(state);
+                    pump.readable.notify_waiters();
+                    if n == 0 {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn stdin pump");
+        input
+    }
+
+    /// Is a read ready now (data buffered or end of file)? With the number of bytes buffered.
+    pub fn ready(&self) -> Option<usize> {
+        let state = self.state.lock().expect("input lock");
+        (!state.buf.is_empty() || state.eof).then_some(state.buf.len())
+    }
+
+    /// Waits until a read would not block.
+    pub async fn wait_ready(&self) {
+        loop {
+            let notified = self.readable.notified();
+            if self.ready().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads up to `max` bytes, waiting for at least one; empty at end of file.
+    pub async fn read(&self, max: usize) -> Vec<u8> {
+        self.wait_ready().await;
+        self.try_read(max)
+    }
+
+    /// Reads what is buffered now, up to `max` bytes.
+    pub fn try_read(&self, max: usize) -> Vec<u8> {
+        let mut state = self.state.lock().expect("input lock");
+        let n = max.min(state.buf.len());
+        let data: Vec<u8> = state.buf.drain(..n).collect();
+        drop(state);
+        self.drained.notify_all();
+        data
+    }
+}
+
+/// Where a dyno's stdout or stderr goes.
+pub type Output = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// An output that writes to this process's stdout.
+pub fn host_stdout() -> Output {
+    Arc::new(|data| {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(data);
+        let _ = out.flush();
+    })
+}
+
+/// An output that writes to this process's stderr.
+pub fn host_stderr() -> Output {
+    Arc::new(|data| {
+        let _ = std::io::stderr().lock().write_all(data);
+    })
+}
+
+/// An output that discards everything.
+pub fn discard() -> Output {
+    Arc::new(|_| {})
+}

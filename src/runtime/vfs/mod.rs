@@ -1,0 +1,893 @@
+//! The dyno's ephemeral filesystem: an immutable [`Image`] of a release's `app/` tree, shared by all its dynos,
+//! under a private copy-on-write [`Fs`] per dyno, held in memory and gone when the dyno stops.
+//!
+//! The guest's `/` is the app tree (also its working directory and `HOME`) plus an empty, writable `/tmp`; nothing
+//! else exists. Path resolution never leaves the root: `..` at `/` stays at `/` (as in a chroot), absolute symlink
+//! targets resolve from the dyno's root, and symlink loops end in [`FsError::Loop`]. Booting a dyno copies nothing:
+//! [`Fs::new`] is O(1) whatever the image's size or file count; a directory or file is copied into the dyno's layer
+//! the first time the dyno changes it. Bytes the dyno writes count against its [`Quota`] (shared with its linear
+//! memories), and past it writes fail with [`FsError::NoSpace`].
+//!
+//! Both WASI hosts (our preview-1 host and our `wasi:filesystem`) sit on this API; it speaks in inode numbers and
+//! paths relative to a directory inode, as `*at` system calls do.
+
+mod image;
+mod node;
+mod walk;
+
+use std::collections::{HashMap, hash_map};
+use std::sync::Arc;
+
+use node::{Body, Data, DirTable, Entries, INODE_COST, Node, entry_cost, now};
+use walk::{Last, Walked};
+
+/// Inode number. The root directory is [`ROOT`].
+pub type Ino = u64;
+
+pub const ROOT: Ino = 1;
+
+/// Longest path accepted, in bytes (as Linux's PATH_MAX).
+pub const PATH_MAX: usize = 4096;
+/// Longest name of one path component, in bytes.
+pub const NAME_MAX: usize = 255;
+/// Symbolic links followed while resolving one path before [`FsError::Loop`].
+pub const SYMLINK_MAX: usize = 40;
+
+/// Why a filesystem call failed; each WASI host maps these to its own error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("no space left (dyno quota)")]
+    NoSpace,
+    #[error("too many levels of symbolic links")]
+    Loop,
+    #[error("file name too long")]
+    NameTooLong,
+    /// The path holds a NUL byte (or, for hosts decoding guest bytes, is not valid UTF-8).
+    #[error("illegal byte sequence in path")]
+    IllegalBytes,
+    /// Removing or renaming `/`, or hard-linking a directory. (Moving a directory into itself, and removing or
+    /// renaming `.` or `..`, are `Invalid`, as POSIX has them.)
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// The file is too large (past `u64` or the quota's reach).
+    #[error("file too large")]
+    TooBig,
+    #[error("resource busy")]
+    Busy,
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub type Timestamp = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub nlink: u64,
+    pub size: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+}
+
+/// A new time for `set_times`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTime {
+    Keep,
+    Now,
+    At(Timestamp),
+}
+
+/// Flags of [`Fs::open`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    /// Create a regular file if the path does not exist.
+    pub create: bool,
+    /// With `create`: fail with `Exists` if it does.
+    pub exclusive: bool,
+    /// Truncate a regular file to 0 bytes (a write: counts as a change of the file).
+    pub truncate: bool,
+    /// Fail with `NotDir` unless the result is a directory.
+    pub directory: bool,
+    /// Follow a symbolic link in the last component (intermediate ones are always followed).
+    pub follow: bool,
+}
+
+/// One directory entry of [`Fs::read_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Pass as `after` to continue after this entry; stable while the directory changes.
+    pub cookie: u64,
+    pub name: String,
+    pub ino: Ino,
+    pub kind: Kind,
+}
+
+/// Byte budget of one dyno: its linear memories and its filesystem layer together.
+#[derive(Debug)]
+pub struct Quota {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl Quota {
+    pub fn new(limit: u64) -> Quota {
+        Quota {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Takes `bytes` from the budget, or returns false (and takes nothing) if that would pass the limit.
+    pub fn try_take(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+    /// Gives `bytes` back.
+    pub fn give_back(&self, bytes: u64) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// An immutable `app/` tree, built once per release and shared by its dynos.
+///
+/// Inodes are numbered from [`ROOT`] in a flat table (breadth-first, each directory's entries in name order);
+/// file contents are the caller's `Arc`s, never copied.
+pub struct Image {
+    /// Inode `ROOT + i` is `nodes[i]`.
+    nodes: Vec<Node>,
+}
+
+impl Image {
+    /// Builds the image from regular files (path relative to `app/`, contents) and symbolic links (path,
+    /// target); directories are implied by the paths. `mtime` is every entry's timestamp.
+    ///
+    /// `tmp` is always an empty directory (each dyno's writable `/tmp`): entries under it are left out.
+    /// Malformed input is resolved rather than trusted: empty and `.` components are skipped; paths with `..`,
+    /// NUL, a component over [`NAME_MAX`] or over [`PATH_MAX`] bytes are left out (no lookup could reach them
+    /// anyway), as are empty link targets; a directory wins over a file or link at the same path, and
+    /// otherwise the later entry wins.
+    pub fn new(
+        files: impl IntoIterator<Item = (String, Arc<[u8]>)>,
+        links: impl IntoIterator<Item = (String, String)>,
+        mtime: Timestamp,
+    ) -> Image {
+        Image {
+            nodes: image::build(files, links, mtime),
+        }
+    }
+
+    /// The image of a slug's `app/` tree (files share the slug's bytes).
+    ///
+    /// Slugs carry no timestamps (their archives are deterministic), so every entry is dated
+    /// 1980-01-01T00:00:00Z, the earliest time ZIP archives can hold: tools that zip app files keep working.
+    pub fn from_slug(slug: &crate::slug::Slug) -> Image {
+        const SLUG_MTIME: Timestamp = 315_532_800 * 1_000_000_000;
+        Image::new(
+            slug.files()
+                .map(|(path, bytes)| (path.to_string(), bytes.clone())),
+            slug.manifest().links.clone(),
+            SLUG_MTIME,
+        )
+    }
+
+    fn node(&self, ino: Ino) -> Option<&Node> {
+        let index = usize::try_from(ino.checked_sub(ROOT)?).ok()?;
+        self.nodes.get(index)
+    }
+
+    /// Whether `ino` is one of the image's inodes (numbers past them belong to dynos' layers).
+    fn holds(&self, ino: Ino) -> bool {
+        self.node(ino).is_some()
+    }
+
+    /// The first inode number after the image's.
+    fn end(&self) -> Ino {
+        ROOT + self.nodes.len() as Ino
+    }
+}
+
+/// One dyno's filesystem: a copy-on-write layer over an [`Image`].
+///
+/// The layer maps inode numbers to nodes that shadow the image's: an image node is cloned into it the first
+/// time the dyno changes it (a cheap clone: file bytes and directory tables stay shared `Arc`s), a directory's
+/// table is copied the first time the dyno changes its entries, and a file's bytes the first time it writes
+/// them. New inodes are numbered after the image's.
+///
+/// Everything the layer holds is charged to the [`Quota`]: owned file bytes, a fixed 128 bytes per inode and
+/// 64 bytes plus the name per directory entry (copied-up directory tables included), and new links' targets.
+/// A change that would pass the quota fails with [`FsError::NoSpace`] before anything changes; [`Drop`] gives
+/// the whole charge back.
+///
+/// A directory's `nlink` is 1 (0 once removed), as on filesystems that do not count subdirectories; tools
+/// such as `find` take that to mean "unknown" rather than trusting a count.
+pub struct Fs {
+    image: Arc<Image>,
+    quota: Arc<Quota>,
+    /// Nodes shadowing the image's or new; `None` marks an image inode this dyno has deleted.
+    layer: HashMap<Ino, Option<Node>>,
+    /// Descriptors per inode, as counted by [`Fs::retain`] and [`Fs::release`].
+    opens: HashMap<Ino, u64>,
+    next_ino: Ino,
+    /// Bytes taken from the quota for the layer.
+    charged: u64,
+}
+
+impl Fs {
+    /// A fresh layer over `image` with an empty `/tmp`. O(1).
+    pub fn new(image: Arc<Image>, quota: Arc<Quota>) -> Fs {
+        let next_ino = image.end();
+        Fs {
+            image,
+            quota,
+            layer: HashMap::new(),
+            opens: HashMap::new(),
+            next_ino,
+            charged: 0,
+        }
+    }
+
+    /// Resolves `path` relative to the directory `dir` (absolute paths start at [`ROOT`]). `follow` applies to
+    /// the last component (a trailing `/` always follows it). An empty path is `NotFound` (as `*at` calls
+    /// without `AT_EMPTY_PATH`).
+    pub fn lookup(&self, dir: Ino, path: &str, follow: bool) -> FsResult<Ino> {
+        let walked = self.walk(dir, path, follow || path.ends_with('/'))?;
+        self.existing(&walked)
+    }
+
+    /// Metadata of an inode (`NotFound` for a number that names no live inode).
+    pub fn stat(&self, ino: Ino) -> FsResult<Stat> {
+        let node = self.node(ino)?;
+        Ok(Stat {
+            ino,
+            kind: node.kind(),
+            nlink: node.nlink,
+            size: node.size(),
+            atime: node.atime,
+            mtime: node.mtime,
+            ctime: node.ctime,
+        })
+    }
+
+    /// Opens (and with `create`, creates) a file or directory; returns its inode. The caller holds it with
+    /// [`Fs::retain`] for as long as a descriptor refers to it.
+    ///
+    /// With `create` (and not `exclusive`), a dangling symbolic link in the last component is followed and
+    /// its target created, as POSIX `open` does; with `exclusive` the link itself counts as existing.
+    /// `create` on an existing directory is `IsDir` unless `directory` is set too; `create` with `directory`
+    /// on a missing path is `Invalid` (only regular files are created here).
+    pub fn open(&mut self, dir: Ino, path: &str, flags: OpenFlags) -> FsResult<Ino> {
+        let exclusive = flags.create && flags.exclusive;
+        let follow = (flags.follow && !exclusive) || path.ends_with('/');
+        let walked = self.walk(dir, path, follow)?;
+        let Some(ino) = walked.ino else {
+            let Last::Name(name) = walked.last else {
+                return Err(FsError::NotFound);
+            };
+            if !flags.create {
+                return Err(FsError::NotFound);
+            }
+            if walked.want_dir {
+                return Err(FsError::IsDir);
+            }
+            if flags.directory {
+                return Err(FsError::Invalid);
+            }
+            let (parent, name) = (walked.parent, Arc::from(name));
+            return self.create(parent, name, Body::File(Data::Owned(Vec::new())), 0);
+        };
+        if exclusive {
+            return Err(FsError::Exists);
+        }
+        let kind = self.node(ino)?.kind();
+        if (walked.want_dir || flags.directory) && kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if kind == Kind::Dir && (flags.truncate || (flags.create && !flags.directory)) {
+            return Err(FsError::IsDir);
+        }
+        if flags.truncate {
+            self.set_size(ino, 0)?;
+        }
+        Ok(ino)
+    }
+
+    /// A descriptor now refers to `ino`: keep it alive after it is unlinked.
+    pub fn retain(&mut self, ino: Ino) {
+        if self.node(ino).is_ok() {
+            *self.opens.entry(ino).or_default() += 1;
+        }
+    }
+
+    /// A descriptor to `ino` closed; an unlinked inode with no descriptors left is freed (its bytes return to
+    /// the quota).
+    pub fn release(&mut self, ino: Ino) {
+        if let hash_map::Entry::Occupied(mut opens) = self.opens.entry(ino) {
+            *opens.get_mut() -= 1;
+            if *opens.get() == 0 {
+                opens.remove();
+                self.free_if_unused(ino);
+            }
+        }
+    }
+
+    /// Reads from a regular file at `offset`; returns the bytes read (0 at or past the end).
+    pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let bytes = file_data(self.node(ino)?)?.bytes();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let Some(available) = bytes.get(start..) else {
+            return Ok(0);
+        };
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        Ok(n)
+    }
+
+    /// Writes to a regular file at `offset` (`None`: at the end, for append), growing it with zeros if needed.
+    /// Returns the bytes written; `NoSpace` if the quota cannot hold the growth (nothing written).
+    ///
+    /// The first write to an image file copies it whole into the layer (and charges all of it). A file that
+    /// would grow past the quota's whole limit is `TooBig`. Writing nothing changes nothing.
+    pub fn write(&mut self, ino: Ino, offset: Option<u64>, data: &[u8]) -> FsResult<usize> {
+        let current = file_data(self.node(ino)?)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let len = current.bytes().len() as u64;
+        let start = offset.unwrap_or(len);
+        let end = start
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::TooBig)?;
+        let new_len = end.max(len);
+        let capacity = self.fits(new_len)?;
+        // `start < end <= new_len`, which fits.
+        let (start, end) = (self.fits(start)?, self.fits(end)?);
+        let growth = match current {
+            Data::Shared(_) => new_len,
+            Data::Owned(_) => new_len - len,
+        };
+        self.prepare(&[ino], &[], growth)?;
+        let now = now();
+        let node = self.node_mut(ino)?;
+        let Body::File(file) = &mut node.body else {
+            return Err(FsError::Invalid);
+        };
+        let bytes = file.to_mut(capacity);
+        if bytes.len() < end {
+            bytes.resize(end, 0);
+        }
+        bytes[start..end].copy_from_slice(data);
+        node.modified(now);
+        Ok(data.len())
+    }
+
+    /// Sets a regular file's size (truncate or extend with zeros).
+    ///
+    /// Like [`Fs::write`], a size past the quota's whole limit is `TooBig`.
+    pub fn set_size(&mut self, ino: Ino, size: u64) -> FsResult<()> {
+        let current = file_data(self.node(ino)?)?;
+        let len = current.bytes().len() as u64;
+        let shared = matches!(current, Data::Shared(_));
+        let now = now();
+        if size == len {
+            // Nothing to copy, but it counts as a change of the file.
+            self.prepare(&[ino], &[], 0)?;
+            self.node_mut(ino)?.modified(now);
+            return Ok(());
+        }
+        let new_len = self.fits(size)?;
+        // A shared file becomes an owned copy of what is kept; an owned one grows or shrinks.
+        let growth = if shared {
+            size
+        } else {
+            size.saturating_sub(len)
+        };
+        self.prepare(&[ino], &[], growth)?;
+        let node = self.node_mut(ino)?;
+        let Body::File(file) = &mut node.body else {
+            return Err(FsError::Invalid);
+        };
+        if let Data::Shared(bytes) = file {
+            let mut kept = Vec::with_capacity(new_len);
+            kept.extend_from_slice(&bytes[..new_len.min(bytes.len())]);
+            *file = Data::Owned(kept);
+        }
+        let bytes = file.to_mut(new_len);
+        bytes.resize(new_len, 0);
+        if new_len < bytes.capacity() / 2 {
+            // Memory, not just the charge, goes back after a large truncation.
+            bytes.shrink_to_fit();
+        }
+        node.modified(now);
+        if !shared {
+            self.uncharge(len.saturating_sub(size));
+        }
+        Ok(())
+    }
+
+    /// Sets an inode's access and modification times; its ctime becomes now.
+    pub fn set_times(&mut self, ino: Ino, atime: SetTime, mtime: SetTime) -> FsResult<()> {
+        self.node(ino)?;
+        self.prepare(&[ino], &[], 0)?;
+        let now = now();
+        let node = self.node_mut(ino)?;
+        let pick = |time, old| match time {
+            SetTime::Keep => old,
+            SetTime::Now => now,
+            SetTime::At(at) => at,
+        };
+        node.atime = pick(atime, node.atime);
+        node.mtime = pick(mtime, node.mtime);
+        node.ctime = now;
+        Ok(())
+    }
+
+    /// Creates a directory (`Exists` if the path names anything, a dangling symbolic link included).
+    pub fn mkdir(&mut self, dir: Ino, path: &str) -> FsResult<Ino> {
+        let walked = self.walk(dir, path, false)?;
+        let (Last::Name(name), None) = (walked.last, walked.ino) else {
+            return Err(FsError::Exists);
+        };
+        let (parent, name) = (walked.parent, Arc::from(name));
+        let body = Body::Dir(node::Dir {
+            parent,
+            entries: Entries::Owned(Box::default()),
+        });
+        self.create(parent, name, body, 0)
+    }
+
+    /// Removes a non-directory entry (`IsDir` for a directory).
+    pub fn unlink(&mut self, dir: Ino, path: &str) -> FsResult<()> {
+        let walked = self.walk(dir, path, false)?;
+        let Last::Name(name) = walked.last else {
+            // `.`, `..` and `/` are directories.
+            return Err(FsError::IsDir);
+        };
+        let ino = walked.ino.ok_or(FsError::NotFound)?;
+        if self.node(ino)?.kind() == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if walked.want_dir {
+            return Err(FsError::NotDir);
+        }
+        let (parent, name) = (walked.parent, name.to_owned());
+        self.remove_entry(parent, &name, ino)
+    }
+
+    /// Removes an empty directory (`NotDir` for anything else, `NotEmpty`, `NotPermitted` for `/`).
+    ///
+    /// A last component `.` or `..` is `Invalid`. A removed directory that is still open stays, empty, until
+    /// released; nothing can be created in it.
+    pub fn rmdir(&mut self, dir: Ino, path: &str) -> FsResult<()> {
+        let walked = self.walk(dir, path, false)?;
+        let name = match walked.last {
+            Last::Root => return Err(FsError::NotPermitted),
+            Last::Dot | Last::DotDot => return Err(FsError::Invalid),
+            Last::Name(name) => name,
+        };
+        let ino = walked.ino.ok_or(FsError::NotFound)?;
+        if !self.dir(ino)?.entries.table().is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        let (parent, name) = (walked.parent, name.to_owned());
+        self.remove_entry(parent, &name, ino)
+    }
+
+    /// POSIX rename: replaces a file, or an empty directory with a directory; refuses moving a directory into
+    /// itself (`Invalid`).
+    ///
+    /// Renaming `/` (or onto it) is `NotPermitted`, a last component `.` or `..` on either side `Invalid`;
+    /// renaming onto another name of the same inode does nothing. A replaced entry keeps its place in its
+    /// directory's listing order.
+    pub fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> FsResult<()> {
+        let src = self.walk(from_dir, from, false)?;
+        let src_name = match src.last {
+            Last::Root => return Err(FsError::NotPermitted),
+            Last::Dot | Last::DotDot => return Err(FsError::Invalid),
+            Last::Name(name) => name,
+        };
+        let ino = src.ino.ok_or(FsError::NotFound)?;
+        let is_dir = self.node(ino)?.kind() == Kind::Dir;
+        if src.want_dir && !is_dir {
+            return Err(FsError::NotDir);
+        }
+        let dst = self.walk(to_dir, to, false)?;
+        let dst_name = match dst.last {
+            Last::Root => return Err(FsError::NotPermitted),
+            Last::Dot | Last::DotDot => return Err(FsError::Invalid),
+            Last::Name(name) => name,
+        };
+        if dst.want_dir && !is_dir {
+            return Err(FsError::NotDir);
+        }
+        if let Some(old) = dst.ino {
+            if old == ino {
+                return Ok(());
+            }
+            match (is_dir, &self.node(old)?.body) {
+                (true, Body::Dir(dir)) if !dir.entries.table().is_empty() => {
+                    return Err(FsError::NotEmpty);
+                }
+                (true, Body::Dir(_)) | (false, Body::File(_) | Body::Symlink(_)) => {}
+                (true, _) => return Err(FsError::NotDir),
+                (false, Body::Dir(_)) => return Err(FsError::IsDir),
+            }
+        }
+        let (src_parent, dst_parent) = (src.parent, dst.parent);
+        self.live_dir(dst_parent)?;
+        let moved_dir = is_dir && src_parent != dst_parent;
+        if moved_dir {
+            // The destination must not be the directory itself or below it.
+            let mut up = dst_parent;
+            loop {
+                if up == ino {
+                    return Err(FsError::Invalid);
+                }
+                if up == ROOT {
+                    break;
+                }
+                up = self.dir(up)?.parent;
+            }
+        }
+        let replaced = dst.ino;
+        let (src_name, dst_name) = (src_name.to_owned(), Arc::<str>::from(dst_name));
+
+        let mut nodes = Vec::with_capacity(2);
+        nodes.extend(moved_dir.then_some(ino));
+        nodes.extend(replaced);
+        let new_entry = if replaced.is_none() {
+            entry_cost(&dst_name)
+        } else {
+            0
+        };
+        self.prepare(&nodes, &[src_parent, dst_parent], new_entry)?;
+        let now = now();
+        if self.table_mut(src_parent)?.remove(&src_name).is_some() {
+            self.uncharge(entry_cost(&src_name));
+        }
+        self.table_mut(dst_parent)?.insert(dst_name, ino);
+        if let Some(old) = replaced {
+            self.drop_link(old, now)?;
+        }
+        if moved_dir {
+            let node = self.node_mut(ino)?;
+            if let Body::Dir(dir) = &mut node.body {
+                dir.parent = dst_parent;
+            }
+            node.ctime = now;
+        }
+        self.node_mut(src_parent)?.modified(now);
+        self.node_mut(dst_parent)?.modified(now);
+        Ok(())
+    }
+
+    /// Hard link of a non-directory (`NotPermitted` for directories). `follow`: follow a symlink at `from`.
+    pub fn link(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+        follow: bool,
+    ) -> FsResult<()> {
+        let src = self.walk(from_dir, from, follow)?;
+        let ino = src.ino.ok_or(FsError::NotFound)?;
+        if self.node(ino)?.kind() == Kind::Dir {
+            return Err(FsError::NotPermitted);
+        }
+        if src.want_dir {
+            return Err(FsError::NotDir);
+        }
+        let dst = self.walk(to_dir, to, false)?;
+        let (Last::Name(name), None) = (dst.last, dst.ino) else {
+            return Err(FsError::Exists);
+        };
+        if dst.want_dir {
+            return Err(FsError::NotDir);
+        }
+        let (parent, name) = (dst.parent, Arc::<str>::from(name));
+        self.live_dir(parent)?;
+        self.prepare(&[ino], &[parent], entry_cost(&name))?;
+        let now = now();
+        self.table_mut(parent)?.insert(name, ino);
+        self.node_mut(parent)?.modified(now);
+        let node = self.node_mut(ino)?;
+        node.nlink += 1;
+        node.ctime = now;
+        Ok(())
+    }
+
+    /// Creates a symbolic link at `path` to `target`, which is stored as given (an empty target is
+    /// `NotFound`, as on Linux).
+    pub fn symlink(&mut self, target: &str, dir: Ino, path: &str) -> FsResult<()> {
+        walk::check_path(target)?;
+        let walked = self.walk(dir, path, false)?;
+        let (Last::Name(name), None) = (walked.last, walked.ino) else {
+            return Err(FsError::Exists);
+        };
+        if walked.want_dir {
+            return Err(FsError::NotDir);
+        }
+        let (parent, name) = (walked.parent, Arc::from(name));
+        self.create(
+            parent,
+            name,
+            Body::Symlink(target.into()),
+            target.len() as u64,
+        )?;
+        Ok(())
+    }
+
+    /// The target of the symbolic link at `path` (`Invalid` if it is not one).
+    pub fn readlink(&self, dir: Ino, path: &str) -> FsResult<String> {
+        let walked = self.walk(dir, path, path.ends_with('/'))?;
+        match &self.node(self.existing(&walked)?)?.body {
+            Body::Symlink(target) => Ok(target.to_string()),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Entries of a directory, `.` and `..` first, then in a stable order, starting after `after` (0: from the
+    /// start); at most `max` entries.
+    ///
+    /// `.` and `..` have cookies 1 and 2; the others are listed in the order they were added to the directory
+    /// (the image's in name order), each with a cookie that never changes while it stays, so that listing on
+    /// after an entry that has since been removed still works. An entry added during a listing shows up at
+    /// its end.
+    pub fn read_dir(&self, dir: Ino, after: u64, max: usize) -> FsResult<Vec<DirEntry>> {
+        const DOT: u64 = 1;
+        const DOTDOT: u64 = 2;
+        /// The cookie of the entry with sequence number 0.
+        const FIRST: u64 = 3;
+
+        let node = self.node(dir)?;
+        let Body::Dir(this) = &node.body else {
+            return Err(FsError::NotDir);
+        };
+        let table = this.entries.table();
+        let parent = if node.nlink == 0 { dir } else { this.parent };
+        let dots = [(DOT, ".", dir), (DOTDOT, "..", parent)].into_iter();
+        let entries = table
+            .entries_from(after.saturating_sub(FIRST - 1))
+            .map(|(seq, name, ino)| (seq + FIRST, name, ino));
+        Ok(dots
+            .chain(entries)
+            .filter(|(cookie, _, _)| *cookie > after)
+            .filter_map(|(cookie, name, ino)| {
+                Some(DirEntry {
+                    cookie,
+                    name: name.to_string(),
+                    ino,
+                    kind: self.node(ino).ok()?.kind(),
+                })
+            })
+            .take(max)
+            .collect())
+    }
+
+    /// Bytes this dyno's layer holds (its share of the quota).
+    pub fn used(&self) -> u64 {
+        self.charged
+    }
+
+    // ---- inodes
+
+    /// A live inode, from the layer or else the image.
+    fn node(&self, ino: Ino) -> FsResult<&Node> {
+        match self.layer.get(&ino) {
+            Some(shadow) => shadow.as_ref().ok_or(FsError::NotFound),
+            None => self.image.node(ino).ok_or(FsError::NotFound),
+        }
+    }
+
+    /// A live inode to change, cloned into the layer first if it is the image's. This charges nothing:
+    /// callers pay with [`Fs::prepare`] first.
+    fn node_mut(&mut self, ino: Ino) -> FsResult<&mut Node> {
+        match self.layer.entry(ino) {
+            hash_map::Entry::Occupied(shadow) => {
+                shadow.into_mut().as_mut().ok_or(FsError::NotFound)
+            }
+            hash_map::Entry::Vacant(slot) => {
+                let node = self.image.node(ino).ok_or(FsError::NotFound)?.clone();
+                Ok(slot.insert(None).insert(node))
+            }
+        }
+    }
+
+    fn dir(&self, ino: Ino) -> FsResult<&node::Dir> {
+        match &self.node(ino)?.body {
+            Body::Dir(dir) => Ok(dir),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    /// A directory that can take new entries (`NotFound` once it is removed).
+    fn live_dir(&self, ino: Ino) -> FsResult<()> {
+        self.dir(ino)?;
+        if self.node(ino)?.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// A directory's own entry table, copied into the layer first if it is the image's; charges nothing.
+    fn table_mut(&mut self, ino: Ino) -> FsResult<&mut DirTable> {
+        match &mut self.node_mut(ino)?.body {
+            Body::Dir(dir) => Ok(dir.entries.to_mut()),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    /// The inode a walk found, checked against a trailing `/`.
+    fn existing(&self, walked: &Walked<'_>) -> FsResult<Ino> {
+        let ino = walked.ino.ok_or(FsError::NotFound)?;
+        if walked.want_dir && self.node(ino)?.kind() != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(ino)
+    }
+
+    /// Adds a new inode as `name` in `parent`. `extra`: what `body` holds beyond its inode charge.
+    fn create(&mut self, parent: Ino, name: Arc<str>, body: Body, extra: u64) -> FsResult<Ino> {
+        self.live_dir(parent)?;
+        self.prepare(&[], &[parent], INODE_COST + entry_cost(&name) + extra)?;
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let now = now();
+        self.layer.insert(ino, Some(Node::new(body, 1, now)));
+        self.table_mut(parent)?.insert(name, ino);
+        self.node_mut(parent)?.modified(now);
+        Ok(ino)
+    }
+
+    /// Removes the entry `name` (naming `ino`) from `parent`.
+    fn remove_entry(&mut self, parent: Ino, name: &str, ino: Ino) -> FsResult<()> {
+        // `ino` enters the layer too: to count its link, or as the mark that the image's inode is gone.
+        self.prepare(&[ino], &[parent], 0)?;
+        if self.table_mut(parent)?.remove(name).is_some() {
+            self.uncharge(entry_cost(name));
+        }
+        let now = now();
+        self.node_mut(parent)?.modified(now);
+        self.drop_link(ino, now)
+    }
+
+    /// One entry naming `ino` is gone (all of them, for a directory); free it if nothing holds it.
+    fn drop_link(&mut self, ino: Ino, now: Timestamp) -> FsResult<()> {
+        let node = self.node_mut(ino)?;
+        node.nlink = match node.body {
+            Body::Dir(_) => 0,
+            _ => node.nlink.saturating_sub(1),
+        };
+        node.ctime = now;
+        self.free_if_unused(ino);
+        Ok(())
+    }
+
+    /// Frees `ino` if no entry names it and no descriptor holds it, giving its bytes back to the quota. An
+    /// image inode leaves a tombstone (still charged as an inode) so that its number stays dead.
+    fn free_if_unused(&mut self, ino: Ino) {
+        match self.node(ino) {
+            Ok(node) if node.nlink == 0 && !self.opens.contains_key(&ino) => {}
+            _ => return,
+        }
+        let freed = if self.image.holds(ino) {
+            self.layer
+                .insert(ino, None)
+                .flatten()
+                .map(|node| node.owned_bytes())
+        } else {
+            self.layer.remove(&ino).flatten().map(|node| {
+                let target = match &node.body {
+                    Body::Symlink(target) => target.len() as u64,
+                    _ => 0,
+                };
+                INODE_COST + node.owned_bytes() + target
+            })
+        };
+        self.uncharge(freed.unwrap_or(0));
+    }
+
+    // ---- quota
+
+    /// Takes from the quota, before anything changes, all that a change needs: `nodes` and `dirs` brought into
+    /// the layer, `dirs`' entry tables copied, and `extra` bytes of new contents. After it the change cannot
+    /// fail for want of space; if it fails, nothing has changed.
+    fn prepare(&mut self, nodes: &[Ino], dirs: &[Ino], extra: u64) -> FsResult<()> {
+        let mut cost = extra;
+        let all = || nodes.iter().chain(dirs).copied();
+        for (i, ino) in all().enumerate() {
+            if !all().take(i).any(|seen| seen == ino) && !self.layer.contains_key(&ino) {
+                cost += INODE_COST;
+            }
+        }
+        for (i, &dir) in dirs.iter().enumerate() {
+            if !dirs[..i].contains(&dir) && self.dir(dir)?.entries.is_shared() {
+                cost += self.dir(dir)?.entries.table().cost();
+            }
+        }
+        self.charge(cost)?;
+        for ino in all() {
+            self.node_mut(ino)?;
+        }
+        for &dir in dirs {
+            self.table_mut(dir)?;
+        }
+        Ok(())
+    }
+
+    /// A file size the quota could ever hold, as a `usize` (else `TooBig`).
+    fn fits(&self, size: u64) -> FsResult<usize> {
+        if size > self.quota.limit() {
+            return Err(FsError::TooBig);
+        }
+        usize::try_from(size).map_err(|_| FsError::TooBig)
+    }
+
+    fn charge(&mut self, bytes: u64) -> FsResult<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        if !self.quota.try_take(bytes) {
+            return Err(FsError::NoSpace);
+        }
+        self.charged += bytes;
+        Ok(())
+    }
+
+    fn uncharge(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.charged);
+        self.charged -= bytes;
+        self.quota.give_back(bytes);
+    }
+}
+
+impl Drop for Fs {
+    /// The layer is gone with the dyno: its whole charge goes back to the quota.
+    fn drop(&mut self) {
+        self.quota.give_back(self.charged);
+    }
+}
+
+/// A regular file's bytes (`IsDir` for a directory, `Invalid` for a symbolic link).
+fn file_data(node: &Node) -> FsResult<&Data> {
+    match &node.body {
+        Body::File(data) => Ok(data),
+        Body::Dir(_) => Err(FsError::IsDir),
+        Body::Symlink(_) => Err(FsError::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests;
