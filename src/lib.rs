@@ -11,7 +11,11 @@ pub mod slug;
 mod fsutil;
 
 #[cfg(feature = "platform")]
+pub mod api;
+#[cfg(feature = "platform")]
 pub mod build;
 #[cfg(feature = "platform")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "platform")]
+pub mod store;

@@ -13,6 +13,7 @@
 //! stream it.
 
 mod buildpacks;
+mod pipeline;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -25,6 +26,7 @@ use crate::procfile::{Procfile, ProcfileError};
 use crate::slug::{self, PackOptions, Packed, SlugError};
 
 pub use buildpacks::BUILTIN_NAMES;
+pub use pipeline::{Built, build_and_store};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use crate::build::{BuildRequest, human_size};
-use crate::runtime::{CacheOutcome, Runtime, resolve_module};
-use crate::slug::{Slug, SlugStore};
+use crate::build::{BuildRequest, Built, build_and_store, human_size};
+use crate::runtime::Runtime;
+use crate::slug::SlugStore;
 
 /// Build an app into a slug with its buildpack.
 ///
@@ -33,12 +33,6 @@ pub(crate) struct BuildArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// The outcome of [`build_app`]: the slug's bytes, verified, and where it is stored.
-pub(crate) struct Built {
-    pub slug: Slug,
-    pub path: PathBuf,
 }
 
 impl BuildArgs {
@@ -101,38 +95,13 @@ pub(crate) fn build_app(
     request.env = env;
     request.work_dir = Some(home.join("tmp"));
     request.wasmdyno_bin = std::env::current_exe().ok();
-
-    let build = crate::build::build(&request, &mut |line| eprintln!("{line}"))
-        .with_context(|| format!("build of {} failed", dir.display()))?;
-
-    let limits = super::slug_limits()?;
-    let slug = Slug::from_bytes(&build.slug.bytes, limits).context("the built slug is invalid")?;
-    eprintln!("-----> Compiling modules");
-    let mut compiled = std::collections::BTreeSet::new();
-    for command in slug.manifest().process_types.values() {
-        let command = crate::procfile::Command::parse(command)?;
-        let Some(word) = command.module_word() else {
-            continue;
-        };
-        let (path, wasm) = resolve_module(&slug, &word)?;
-        if !compiled.insert(path.clone()) {
-            continue;
-        }
-        let (_, outcome) = runtime
-            .load(&wasm)
-            .with_context(|| format!("{path} is not a valid WebAssembly module"))?;
-        match outcome {
-            CacheOutcome::Hit(_) => eprintln!("       {path}: already compiled"),
-            CacheOutcome::Compiled(_, took) | CacheOutcome::Uncached(took) => {
-                eprintln!("       {path}: compiled in {:.2}s", took.as_secs_f64())
-            }
-        }
-    }
-    let path = SlugStore::new(home.join("slugs")).put(slug.sha256(), &build.slug.bytes)?;
-    eprintln!(
-        "-----> Slug {} ({})",
-        &slug.sha256()[..12],
-        human_size(slug.compressed_size())
-    );
-    Ok(Built { slug, path })
+    let slugs = SlugStore::new(home.join("slugs"));
+    build_and_store(
+        &request,
+        runtime,
+        &slugs,
+        super::slug_limits()?,
+        &mut |line| eprintln!("{line}"),
+    )
+    .with_context(|| format!("build of {} failed", dir.display()))
 }

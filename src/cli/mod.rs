@@ -1,7 +1,14 @@
 //! The `wasmdyno` command line: one module per command group, each a clap struct with a `run`.
 
+mod addons;
+mod apps;
 mod build;
+mod config;
+mod deploy;
+mod releases;
 mod run;
+mod serve;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +27,39 @@ struct Cli {
 enum Commands {
     Build(build::BuildArgs),
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
+    Up(up::UpArgs),
+    Apps(apps::AppsArgs),
+    #[command(name = "apps:create")]
+    AppsCreate(apps::CreateArgs),
+    #[command(name = "apps:info")]
+    AppsInfo(apps::InfoArgs),
+    #[command(name = "apps:destroy")]
+    AppsDestroy(apps::DestroyArgs),
+    Config(config::ConfigArgs),
+    #[command(name = "config:get")]
+    ConfigGet(config::GetArgs),
+    #[command(name = "config:set", alias = "config:add")]
+    ConfigSet(config::SetArgs),
+    #[command(name = "config:unset", alias = "config:remove")]
+    ConfigUnset(config::UnsetArgs),
+    Releases(releases::ReleasesArgs),
+    #[command(name = "releases:info")]
+    ReleasesInfo(releases::InfoArgs),
+    #[command(name = "releases:output")]
+    ReleasesOutput(releases::OutputArgs),
+    #[command(name = "releases:rollback", alias = "rollback")]
+    ReleasesRollback(releases::RollbackArgs),
+    Deploy(deploy::DeployArgs),
+    Addons(addons::AddonsArgs),
+    #[command(name = "addons:create")]
+    AddonsCreate(addons::CreateArgs),
+    #[command(name = "addons:destroy")]
+    AddonsDestroy(addons::DestroyArgs),
+    #[command(name = "maintenance:on")]
+    MaintenanceOn(apps::MaintenanceArgs),
+    #[command(name = "maintenance:off")]
+    MaintenanceOff(apps::MaintenanceArgs),
     /// Compile WebAssembly text (.wat) to a binary module (.wasm); used by the wasm buildpack.
     #[command(hide = true)]
     Wat2wasm {
@@ -35,6 +75,26 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Build(args) => args.run(),
         Commands::Run(args) => args.run(),
+        Commands::Serve(args) => args.run(),
+        Commands::Up(args) => args.run(),
+        Commands::Apps(args) => args.run(),
+        Commands::AppsCreate(args) => args.run(),
+        Commands::AppsInfo(args) => args.run(),
+        Commands::AppsDestroy(args) => args.run(),
+        Commands::Config(args) => args.run(),
+        Commands::ConfigGet(args) => args.run(),
+        Commands::ConfigSet(args) => args.run(),
+        Commands::ConfigUnset(args) => args.run(),
+        Commands::Releases(args) => args.run(),
+        Commands::ReleasesInfo(args) => args.run(),
+        Commands::ReleasesOutput(args) => args.run(),
+        Commands::ReleasesRollback(args) => args.run(),
+        Commands::Deploy(args) => args.run(),
+        Commands::Addons(args) => args.run(),
+        Commands::AddonsCreate(args) => args.run(),
+        Commands::AddonsDestroy(args) => args.run(),
+        Commands::MaintenanceOn(args) => args.run(true),
+        Commands::MaintenanceOff(args) => args.run(false),
         Commands::Wat2wasm { input, output } => {
             wat2wasm(&input, &output).map(|()| ExitCode::SUCCESS)
         }
@@ -69,7 +129,7 @@ impl std::fmt::Display for Hint {
 
 impl std::error::Error for Hint {}
 
-fn report(err: &anyhow::Error) {
+pub(crate) fn report(err: &anyhow::Error) {
     // `downcast_ref` sees through context layers; the chain shows the hint as one of its causes, skipped below.
     let hint = err.downcast_ref::<Hint>().map(|h| h.0.as_str());
     let mut chain = err
@@ -148,4 +208,49 @@ fn wat2wasm(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result
             )
         })?;
     std::fs::write(output, wasm).with_context(|| format!("cannot write {}", output.display()))
+}
+
+/// `-a/--app NAME` (or `$WASMDYNO_APP`), as every app command takes it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AppArg {
+    /// The app to act on.
+    #[arg(short, long = "app", value_name = "APP", env = "WASMDYNO_APP")]
+    app: Option<String>,
+}
+
+impl AppArg {
+    pub(crate) fn name(&self) -> anyhow::Result<String> {
+        self.app.clone().ok_or_else(|| {
+            anyhow::Error::msg("no app given")
+                .context(Hint("pass -a APP or set WASMDYNO_APP".into()))
+        })
+    }
+}
+
+/// A client of the server announced in this home (or at `$WASMDYNO_API`).
+pub(crate) fn api() -> anyhow::Result<crate::api::client::Client> {
+    Ok(crate::api::client::Client::discover(&home_dir())?)
+}
+
+/// Runs one API call to completion on a small runtime of its own (CLI commands are synchronous).
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}
+
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

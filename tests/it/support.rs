@@ -171,3 +171,117 @@ pub fn probe_slug() -> &'static Path {
         })
         .1
 }
+
+/// A running `wasmdyno serve` on an ephemeral loopback port, with its own home; stopped on drop.
+pub struct Server {
+    pub env: TestEnv,
+    pub child: std::process::Child,
+    pub api: String,
+    stopped: bool,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_in(TestEnv::new(), &[])
+    }
+
+    /// Starts a server on `env`'s home, with extra environment variables (e.g. a failpoint).
+    pub fn start_in(env: TestEnv, vars: &[(&str, &str)]) -> Server {
+        use std::io::BufRead;
+        let mut cmd = env.cmd(&["serve", "--api", "127.0.0.1:0"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let api = line
+            .trim()
+            .strip_prefix("wasmdyno serve: API on ")
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Server {
+            env,
+            child,
+            api,
+            stopped: false,
+        }
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Out {
+        self.env.run(args)
+    }
+
+    /// Stops the server (SIGTERM) and waits for it; returns its home for a restart.
+    pub fn stop(mut self) -> TestEnv {
+        self.terminate();
+        std::mem::replace(&mut self.env, TestEnv::new())
+    }
+
+    /// Waits for the server to exit by itself (e.g. at a failpoint); returns its home for a restart.
+    pub fn wait_exit(mut self) -> (Option<i32>, TestEnv) {
+        let status = self.child.wait().unwrap();
+        self.stopped = true;
+        (
+            status.code(),
+            std::mem::replace(&mut self.env, TestEnv::new()),
+        )
+    }
+
+    fn terminate(&mut self) {
+        if !self.stopped {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+            let _ = self.child.wait();
+            self.stopped = true;
+        }
+    }
+
+    /// The API token the server wrote.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.env.home().join("token")).unwrap()
+    }
+
+    /// A raw HTTP/1.1 request to the API; returns (status, body).
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.api.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

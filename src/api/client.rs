@@ -1,0 +1,219 @@
+//! The typed API client the CLI uses: finds the server through `$WASMDYNO_HOME`, sends the token, and turns
+//! error bodies into errors that say what the server said.
+
+use std::path::Path;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Announcement, ErrorBody, TOKEN_FILE};
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no wasmdyno server is running for {home} (start one with `wasmdyno serve`, or set WASMDYNO_API)"
+    )]
+    NoServer { home: String },
+    #[error("cannot reach the wasmdyno API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{message}")]
+    Api {
+        status: u16,
+        id: String,
+        message: String,
+    },
+    #[error("unexpected response from the API ({status}): {body}")]
+    Unexpected { status: u16, body: String },
+}
+
+impl ClientError {
+    /// The API's error id (`not_found`, `conflict`, ...), if the server answered with one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// An API client bound to one server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// The server announced in `home`, or at `$WASMDYNO_API`; the token from `$WASMDYNO_TOKEN` or `home`.
+    pub fn discover(home: &Path) -> Result<Client> {
+        let no_server = || ClientError::NoServer {
+            home: home.display().to_string(),
+        };
+        let base = match std::env::var("WASMDYNO_API").ok().filter(|v| !v.is_empty()) {
+            Some(url) => url,
+            None => {
+                let text =
+                    std::fs::read_to_string(Announcement::path(home)).map_err(|_| no_server())?;
+                serde_json::from_str::<Announcement>(&text)
+                    .map_err(|_| no_server())?
+                    .api
+            }
+        };
+        let token = match std::env::var("WASMDYNO_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(token) => token,
+            None => std::fs::read_to_string(home.join(TOKEN_FILE))
+                .map_err(|_| no_server())?
+                .trim()
+                .to_string(),
+        };
+        Ok(Client::new(base, token))
+    }
+
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Client {
+        Client {
+            base: base.into().trim_end_matches('/').to_string(),
+            token: token.into(),
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request; returns the response once its status is known (the body may still stream).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let url = format!("{}{}", self.base, path);
+        let request = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", content_type)
+            .header("accept", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&e),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(error_from(status, &bytes))
+    }
+
+    /// A JSON request and its JSON response, with the response's headers.
+    pub async fn json_with_headers<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(T, hyper::HeaderMap)> {
+        let bytes = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body).expect("request bodies serialize")),
+            None => Bytes::new(),
+        };
+        let response = self.send(method, path, "application/json", bytes).await?;
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+        })?;
+        Ok((value, parts.headers))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self
+            .json_with_headers(Method::GET, path, None::<&()>)
+            .await?
+            .0)
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        Ok(self
+            .json_with_headers(Method::POST, path, Some(body))
+            .await?
+            .0)
+    }
+
+    pub async fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        Ok(self
+            .json_with_headers(Method::PATCH, path, Some(body))
+            .await?
+            .0)
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self
+            .json_with_headers(Method::DELETE, path, None::<&()>)
+            .await?
+            .0)
+    }
+}
+
+fn error_from(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api {
+            status: status.as_u16(),
+            id: body.id,
+            message: body.message,
+        },
+        Err(_) => ClientError::Unexpected {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        },
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

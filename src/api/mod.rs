@@ -1,0 +1,51 @@
+//! The control-plane HTTP API of `wasmdyno serve`, shaped like Heroku's Platform API where it fits, and the typed
+//! client the CLI uses.
+//!
+//! Resources: `/apps`, `/apps/{app}`, `/apps/{app}/config-vars`, `/apps/{app}/releases[/{version}]`,
+//! `/apps/{app}/slugs`, `/apps/{app}/builds`, `/apps/{app}/addons[/{name}]`. Every request carries
+//! `Authorization: Bearer <token>`; the server writes its address and the token into `$WASMDYNO_HOME` so the CLI
+//! on the same machine finds both. Errors are `{"id": "not_found", "message": "..."}` with the matching status.
+
+pub mod client;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file in `$WASMDYNO_HOME` where a running server announces itself.
+pub const SERVER_FILE: &str = "server.json";
+/// The file in `$WASMDYNO_HOME` holding the API token (mode 0600).
+pub const TOKEN_FILE: &str = "token";
+/// The lock that keeps a second server off the same home.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// What `server.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
+    pub api: String,
+    pub pid: u32,
+}
+
+impl Announcement {
+    pub fn path(home: &Path) -> PathBuf {
+        home.join(SERVER_FILE)
+    }
+}
+
+/// An API error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub id: String,
+    pub message: String,
+}
+
+/// One line of a build's streamed output (`application/x-ndjson`): progress lines, then one result or error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildEvent {
+    Line(String),
+    Release(crate::store::Release),
+    Error(ErrorBody),
+}

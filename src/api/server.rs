@@ -1,0 +1,899 @@
+//! The API server: routes, authentication, and the platform operations behind them (builds, releases with
+//! their release phase, rollbacks, config changes, add-ons).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{BuildEvent, ErrorBody};
+use crate::build::BuildRequest;
+use crate::procfile::Command;
+use crate::runtime::stdio::Output;
+use crate::runtime::vfs::Image;
+use crate::runtime::{Exit, RunSpec, Runtime, resolve_module};
+use crate::slug::{Limits, Slug, SlugStore};
+use crate::store::{Addon, App, ErrorKind, NewAddon, NewRelease, Release, Store, StoreError};
+
+/// Largest JSON request body.
+const JSON_LIMIT: usize = 1024 * 1024;
+
+/// Everything the API serves from: the store, the slugs, the runtime that runs release phases.
+pub struct Platform {
+    pub home: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub slugs: SlugStore,
+    pub runtime: Arc<Runtime>,
+    pub limits: Limits,
+    pub token: String,
+    /// One release at a time per app: a release phase holds its app's lock until it has finished.
+    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Platform {
+    pub fn new(
+        home: PathBuf,
+        store: Arc<dyn Store>,
+        runtime: Arc<Runtime>,
+        limits: Limits,
+        token: String,
+    ) -> Platform {
+        Platform {
+            slugs: SlugStore::new(home.join("slugs")),
+            home,
+            store,
+            runtime,
+            limits,
+            token,
+            release_locks: Mutex::default(),
+        }
+    }
+
+    fn release_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.release_locks.lock().expect("lock table");
+        locks.entry(app.to_string()).or_default().clone()
+    }
+
+    fn open_slug(&self, sha256: &str) -> Result<Slug, ApiError> {
+        Slug::open(&self.slugs.path(sha256), self.limits).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                format!("slug {sha256}: {e}"),
+            )
+        })
+    }
+
+    /// The slug the next release would inherit: that of the latest release that did not fail.
+    fn base_slug(&self, app: &str) -> Result<Option<String>, ApiError> {
+        let releases = self.store.releases(app)?;
+        Ok(releases
+            .into_iter()
+            .find(|r| r.status != crate::store::ReleaseStatus::Failed)
+            .and_then(|r| r.slug))
+    }
+
+    fn has_release_phase(&self, slug: Option<&str>) -> Result<bool, ApiError> {
+        match slug {
+            Some(sha) => Ok(self
+                .open_slug(sha)?
+                .manifest()
+                .process_types
+                .contains_key("release")),
+            None => Ok(false),
+        }
+    }
+
+    /// Makes a release with `make` (told whether a release phase must run first), then runs that phase.
+    /// Release-phase output goes to `out` line by line as well as into the release's record.
+    async fn release(
+        &self,
+        app: &str,
+        slug: Option<String>,
+        make: impl FnOnce(&dyn Store, bool) -> Result<Release, StoreError>,
+        out: Option<Output>,
+    ) -> Result<Release, ApiError> {
+        let lock = self.release_lock(app);
+        let _one_at_a_time = lock.lock().await;
+        let slug = match slug {
+            Some(slug) => Some(slug),
+            None => self.base_slug(app)?,
+        };
+        let pending = self.has_release_phase(slug.as_deref())?;
+        let release = make(self.store.as_ref(), pending)?;
+        if release.status != crate::store::ReleaseStatus::Pending {
+            return Ok(release);
+        }
+        let (succeeded, output) = match self.release_phase(&release, out).await {
+            Ok(result) => result,
+            Err(e) => (false, format!("release phase could not start: {e}\n")),
+        };
+        self.store
+            .record_release_result(app, release.version, succeeded, output)?;
+        Ok(self.store.release(app, release.version)?)
+    }
+
+    /// Runs the slug's `release` command as a one-off dyno with the release's config.
+    async fn release_phase(
+        &self,
+        release: &Release,
+        out: Option<Output>,
+    ) -> Result<(bool, String), String> {
+        let sha = release.slug.as_deref().ok_or("the release has no slug")?;
+        let slug = self.open_slug(sha).map_err(|e| e.message)?;
+        let command = slug
+            .manifest()
+            .process_types
+            .get("release")
+            .ok_or("no release process type")?;
+        let command = Command::parse(command).map_err(|e| e.to_string())?;
+        let mut env = slug.manifest().config_vars.clone();
+        env.extend(release.config.clone());
+        env.insert("DYNO".into(), format!("release.{}", release.version));
+        env.insert("WASMDYNO_RELEASE".into(), format!("v{}", release.version));
+        env.insert("HOME".into(), "/".into());
+        let argv = command.expand(&|key| env.get(key).cloned());
+        let word = argv.first().ok_or("the release command is empty")?;
+        let (module, wasm) = resolve_module(&slug, word).map_err(|e| e.to_string())?;
+        let runtime = self.runtime.clone();
+        let guest = tokio::task::spawn_blocking(move || runtime.load(&wasm))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{module}: {e}"))?
+            .0;
+
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let sink = captured.clone();
+        let capture: Output = Arc::new(move |data: &[u8]| {
+            sink.lock().expect("capture").extend_from_slice(data);
+            if let Some(out) = &out {
+                out(data);
+            }
+        });
+        let mut argv = argv;
+        argv[0] = module;
+        let mut spec = RunSpec::new(argv, env, Default::default())
+            .with_image(Arc::new(Image::from_slug(&slug)));
+        spec.stdout = capture.clone();
+        spec.stderr = capture;
+        let exit = self
+            .runtime
+            .run(&guest, spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut output = String::from_utf8_lossy(&captured.lock().expect("capture")).into_owned();
+        match &exit {
+            Exit::Status(0) => {}
+            Exit::Status(code) => {
+                output.push_str(&format!("release command exited with status {code}\n"))
+            }
+            Exit::Trap(trap) => output.push_str(&format!("release command trapped: {trap}\n")),
+        }
+        Ok((exit == Exit::Status(0), output))
+    }
+}
+
+/// An API error: status, machine id and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    id: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            id,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody {
+            id: self.id.into(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        let (status, id) = match &err {
+            StoreError::ConfigTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            _ => match err.kind() {
+                ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+                ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_params"),
+                ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            },
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("store: {err}");
+        }
+        ApiError::new(status, id, err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json` whose rejections are API errors (400 for malformed JSON, 413 past the body limit).
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the request body is too large",
+                ))
+            }
+            Err(e) => Err(ApiError::bad_request(format!(
+                "malformed request body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// The API's routes over `platform`.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let uploads = Router::new()
+        .route("/apps/{app}/slugs", post(upload_slug))
+        .route("/apps/{app}/builds", post(create_build))
+        .layer(DefaultBodyLimit::max(
+            platform.limits.max_compressed as usize,
+        ));
+    Router::new()
+        .route("/apps", get(list_apps).post(create_app))
+        .route(
+            "/apps/{app}",
+            get(get_app).delete(destroy_app).patch(update_app),
+        )
+        .route("/apps/{app}/config-vars", get(get_config).patch(set_config))
+        .route(
+            "/apps/{app}/releases",
+            get(list_releases).post(create_release),
+        )
+        .route("/apps/{app}/releases/{version}", get(get_release))
+        .route("/apps/{app}/addons", get(list_addons).post(create_addon))
+        .route("/apps/{app}/addons/{name}", delete(destroy_addon))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .merge(uploads)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API resource")
+        })
+        .layer(middleware::from_fn_with_state(
+            platform.clone(),
+            authenticate,
+        ))
+        .with_state(platform)
+}
+
+async fn authenticate(State(platform): State<Arc<Platform>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), platform.token.as_bytes()) {
+        next.run(req).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API token (the CLI reads it from $WASMDYNO_HOME/token)",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+/// Compares without returning early, so the time taken says nothing about where the token differs.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---- apps
+
+async fn list_apps(State(p): State<Arc<Platform>>) -> ApiResult<Json<Vec<App>>> {
+    Ok(Json(p.store.apps()?))
+}
+
+#[derive(Deserialize, Default)]
+struct CreateApp {
+    name: Option<String>,
+}
+
+async fn create_app(
+    State(p): State<Arc<Platform>>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<App>)> {
+    let request: CreateApp = if body.is_empty() {
+        CreateApp::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))?
+    };
+    let app = match request.name {
+        Some(name) => p.store.create_app(&name)?,
+        None => loop {
+            match p.store.create_app(&random_app_name()) {
+                Err(StoreError::AppExists(_)) => continue,
+                other => break other?,
+            }
+        },
+    };
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// A Heroku-style name: `adjective-noun-1234`.
+fn random_app_name() -> String {
+    const ADJECTIVES: &[&str] = &[
+        "afternoon",
+        "ancient",
+        "bright",
+        "calm",
+        "crimson",
+        "dry",
+        "evening",
+        "fierce",
+        "gentle",
+        "hidden",
+        "icy",
+        "lively",
+        "misty",
+        "morning",
+        "quiet",
+        "rapid",
+        "shy",
+        "still",
+        "sunny",
+        "wild",
+    ];
+    const NOUNS: &[&str] = &[
+        "brook", "cliff", "dawn", "dune", "field", "forest", "harbor", "lake", "meadow", "mesa",
+        "ocean", "peak", "plains", "reef", "ridge", "river", "sea", "shore", "tundra", "wave",
+    ];
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    let n = u32::from_le_bytes(bytes);
+    format!(
+        "{}-{}-{:04}",
+        ADJECTIVES[n as usize % ADJECTIVES.len()],
+        NOUNS[(n as usize / 32) % NOUNS.len()],
+        (n / 1024) % 10_000
+    )
+}
+
+async fn get_app(State(p): State<Arc<Platform>>, Path(app): Path<String>) -> ApiResult<Json<App>> {
+    Ok(Json(p.store.app(&app)?))
+}
+
+async fn destroy_app(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<App>> {
+    let found = p.store.app(&app)?;
+    let lock = p.release_lock(&app);
+    let _no_release_running = lock.lock().await;
+    p.store.destroy_app(&app)?;
+    p.release_locks.lock().expect("lock table").remove(&app);
+    Ok(Json(found))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateApp {
+    maintenance: Option<bool>,
+}
+
+async fn update_app(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(update): JsonBody<UpdateApp>,
+) -> ApiResult<Json<App>> {
+    if let Some(on) = update.maintenance {
+        p.store.set_maintenance(&app, on)?;
+    }
+    Ok(Json(p.store.app(&app)?))
+}
+
+// ---- config vars
+
+/// The response header that names the release a change made.
+pub const RELEASE_HEADER: &str = "wasmdyno-release";
+
+async fn get_config(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    p.store.app(&app)?;
+    let config = p
+        .store
+        .releases(&app)?
+        .into_iter()
+        .find(|r| r.status != crate::store::ReleaseStatus::Failed)
+        .map(|r| r.config)
+        .unwrap_or_default();
+    Ok(Json(config))
+}
+
+async fn set_config(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(changes): JsonBody<BTreeMap<String, Option<String>>>,
+) -> ApiResult<Response> {
+    p.store.app(&app)?;
+    if changes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "no config vars given: send {\"KEY\": \"value\"} to set and {\"KEY\": null} to unset",
+        ));
+    }
+    let release = p
+        .release(
+            &app,
+            None,
+            |store, pending| store.set_config(&app, changes, pending),
+            None,
+        )
+        .await?;
+    let mut response = Json(&release.config).into_response();
+    response
+        .headers_mut()
+        .insert(RELEASE_HEADER, HeaderValue::from(release.version));
+    Ok(response)
+}
+
+// ---- releases
+
+async fn list_releases(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Release>>> {
+    let mut releases = p.store.releases(&app)?;
+    releases.reverse();
+    Ok(Json(releases))
+}
+
+fn parse_version(version: &str) -> ApiResult<u64> {
+    version
+        .strip_prefix('v')
+        .unwrap_or(version)
+        .parse()
+        .map_err(|_| {
+            ApiError::bad_request(format!("{version:?} is not a release version (v3 or 3)"))
+        })
+}
+
+async fn get_release(
+    State(p): State<Arc<Platform>>,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Json<Release>> {
+    Ok(Json(p.store.release(&app, parse_version(&version)?)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRelease {
+    /// A slug id (sha256) to release.
+    slug: Option<String>,
+    /// A version to roll back to; with neither field, the release before the current one.
+    release: Option<serde_json::Value>,
+    description: Option<String>,
+    #[serde(default)]
+    rollback: bool,
+}
+
+async fn create_release(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<CreateRelease>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    p.store.app(&app)?;
+    let release = match (request.slug, request.release) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give either slug or release, not both",
+            ));
+        }
+        (Some(slug), None) => {
+            p.open_slug(&slug)?;
+            let description = request
+                .description
+                .unwrap_or_else(|| format!("Deploy {}", &slug[..slug.len().min(7)]));
+            let new = NewRelease {
+                slug: Some(slug.clone()),
+                config: None,
+                description,
+                pending: false,
+            };
+            p.release(
+                &app,
+                Some(slug),
+                |store, pending| store.create_release(&app, NewRelease { pending, ..new }),
+                None,
+            )
+            .await?
+        }
+        (None, target) if target.is_some() || request.rollback => {
+            let version = match target {
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                Some(serde_json::Value::String(s)) => Some(parse_version(&s)?),
+                Some(serde_json::Value::Null) | None => None,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "release must be a version, not {other}"
+                    )));
+                }
+            };
+            let target_slug = match version {
+                Some(v) => p.store.release(&app, v)?.slug,
+                None => None,
+            };
+            p.release(
+                &app,
+                target_slug,
+                |store, pending| store.rollback(&app, version, pending),
+                None,
+            )
+            .await?
+        }
+        (None, _) => {
+            return Err(ApiError::bad_request(
+                "give a slug to release, or a release to roll back to",
+            ));
+        }
+    };
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+// ---- slugs and builds
+
+async fn upload_slug(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    p.store.app(&app)?;
+    let slug = Slug::from_bytes(&body, p.limits).map_err(|e| match e {
+        crate::slug::SlugError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        e => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            format!("invalid slug: {e}"),
+        ),
+    })?;
+    p.slugs.put(slug.sha256(), &body).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "id": slug.sha256(),
+            "size": slug.compressed_size(),
+            "process_types": slug.manifest().process_types,
+            "buildpack": slug.manifest().buildpack,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct BuildQuery {
+    commit: Option<String>,
+    buildpack: Option<String>,
+}
+
+/// Builds a source tarball (gzip tar) on the server, streaming the output as NDJSON [`BuildEvent`]s while it
+/// runs, and releases the slug.
+async fn create_build(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    Query(query): Query<BuildQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    p.store.app(&app)?;
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t == "application/json")
+    {
+        return Err(ApiError::bad_request("send the source as a gzip tarball"));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<BuildEvent>(256);
+    tokio::spawn(async move {
+        let lines = tx.clone();
+        let result = build_and_release(&p, &app, query, body, lines).await;
+        let last = match result {
+            Ok(release) => BuildEvent::Release(release),
+            Err(e) => BuildEvent::Error(e.body()),
+        };
+        let _ = tx.send(last).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).expect("events serialize");
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+async fn build_and_release(
+    p: &Arc<Platform>,
+    app: &str,
+    query: BuildQuery,
+    source: Bytes,
+    lines: tokio::sync::mpsc::Sender<BuildEvent>,
+) -> ApiResult<Release> {
+    let platform = p.clone();
+    let app_name = app.to_string();
+    let build_lines = lines.clone();
+    let commit = query.commit.clone();
+    let built = tokio::task::spawn_blocking(move || -> ApiResult<crate::build::Built> {
+        let work = platform.home.join("tmp");
+        std::fs::create_dir_all(&work).map_err(internal)?;
+        let dir = tempfile::Builder::new()
+            .prefix("source-")
+            .tempdir_in(&work)
+            .map_err(internal)?;
+        // `unpack` refuses entries that would land outside `dir`.
+        tar::Archive::new(flate2::read::GzDecoder::new(&source[..]))
+            .unpack(dir.path())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_params",
+                    format!("the source is not a gzip tarball: {e}"),
+                )
+            })?;
+        let mut request = BuildRequest::new(
+            dir.path(),
+            platform
+                .home
+                .join("build-cache")
+                .join(format!("app-{app_name}")),
+        );
+        request.buildpack = query.buildpack;
+        request.work_dir = Some(work);
+        request.commit = commit;
+        request.wasmdyno_bin = std::env::current_exe().ok();
+        request.env = platform
+            .store
+            .releases(&app_name)?
+            .into_iter()
+            .find(|r| r.status != crate::store::ReleaseStatus::Failed)
+            .map(|r| r.config)
+            .unwrap_or_default();
+        crate::build::build_and_store(
+            &request,
+            &platform.runtime,
+            &platform.slugs,
+            platform.limits,
+            &mut |line| {
+                let _ = build_lines.blocking_send(BuildEvent::Line(line.to_string()));
+            },
+        )
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "build_failed",
+                format!("{e:#}"),
+            )
+        })
+    })
+    .await
+    .map_err(internal)??;
+
+    let sha = built.slug.sha256().to_string();
+    let description = match &query.commit {
+        Some(commit) => format!("Deploy {}", &commit[..commit.len().min(7)]),
+        None => format!("Deploy {}", &sha[..7]),
+    };
+    let phase_lines = lines.clone();
+    let pending_line = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let echo: Output = Arc::new(move |data: &[u8]| {
+        // Release-phase output, passed on a line at a time.
+        let mut buf = pending_line.lock().expect("line buffer");
+        buf.extend_from_slice(data);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let _ = phase_lines.try_send(BuildEvent::Line(format!("       {text}")));
+        }
+    });
+    let _ = lines
+        .send(BuildEvent::Line("-----> Releasing".into()))
+        .await;
+    let new = NewRelease {
+        slug: Some(sha.clone()),
+        config: None,
+        description,
+        pending: false,
+    };
+    let release = p
+        .release(
+            app,
+            Some(sha),
+            |store, pending| store.create_release(app, NewRelease { pending, ..new }),
+            Some(echo),
+        )
+        .await?;
+    Ok(release)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        e.to_string(),
+    )
+}
+
+// ---- add-ons
+
+async fn list_addons(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Addon>>> {
+    Ok(Json(p.store.addons(&app)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAddon {
+    /// `SERVICE` or `SERVICE:PLAN`.
+    plan: String,
+    /// The add-on's name (default: the service's name).
+    name: Option<String>,
+    /// The URL the add-on exposes as `<NAME>_URL` (default: a `DATABASE_URL`-style name from the service).
+    url: Option<String>,
+}
+
+async fn create_addon(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<CreateAddon>,
+) -> ApiResult<(StatusCode, Json<Addon>)> {
+    p.store.app(&app)?;
+    let (service, plan) = match request.plan.split_once(':') {
+        Some((service, plan)) => (service.to_string(), plan.to_string()),
+        None => (request.plan.clone(), "default".to_string()),
+    };
+    if service.is_empty() || plan.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "give the add-on as SERVICE or SERVICE:PLAN",
+        ));
+    }
+    let name = request.name.unwrap_or_else(|| service.clone());
+    let var = addon_var(&service, &name);
+    let url = request
+        .url
+        .unwrap_or_else(|| format!("{service}://{name}.{app}.addons.localhost"));
+    let host = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let config = BTreeMap::from([(var, url)]);
+    let mut created = None;
+    p.release(
+        &app,
+        None,
+        |store, pending| {
+            let addon = NewAddon {
+                name,
+                service,
+                plan,
+                config,
+                hosts: vec![host],
+            };
+            let (addon, release) = store.create_addon(&app, addon, pending)?;
+            created = Some(addon);
+            Ok(release)
+        },
+        None,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(created.expect("created with its release")),
+    ))
+}
+
+/// The config var an add-on sets: `DATABASE_URL` for database services, else `<NAME>_URL`.
+fn addon_var(service: &str, name: &str) -> String {
+    let databases = [
+        "postgres",
+        "postgresql",
+        "heroku-postgresql",
+        "mysql",
+        "database",
+    ];
+    if name == service && databases.contains(&service) {
+        "DATABASE_URL".into()
+    } else {
+        let base: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{base}_URL")
+    }
+}
+
+async fn destroy_addon(
+    State(p): State<Arc<Platform>>,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<Release>> {
+    p.store.app(&app)?;
+    let release = p
+        .release(
+            &app,
+            None,
+            |store, pending| store.destroy_addon(&app, &name, pending),
+            None,
+        )
+        .await?;
+    Ok(Json(release))
+}

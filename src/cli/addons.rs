@@ -1,0 +1,89 @@
+//! `addons`, `addons:create`, `addons:destroy`: clients of `/apps/{app}/addons`. An add-on sets config vars (such
+//! as `DATABASE_URL`) in a new release, and its host joins the app's allowed network destinations.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{AppArg, api, block_on, print_json};
+use crate::store::{Addon, Release};
+
+/// List an app's add-ons.
+#[derive(Debug, Args)]
+pub(crate) struct AddonsArgs {
+    #[command(flatten)]
+    app: AppArg,
+    #[arg(long)]
+    json: bool,
+}
+
+impl AddonsArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let name = self.app.name()?;
+        let addons: Vec<Addon> = block_on(api()?.get(&format!("/apps/{name}/addons")))?;
+        if self.json {
+            print_json(&addons)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("=== {name} Add-ons");
+        for addon in addons {
+            let vars: Vec<&str> = addon.config.keys().map(String::as_str).collect();
+            println!(
+                "{}  {}:{}  {}",
+                addon.name,
+                addon.service,
+                addon.plan,
+                vars.join(", ")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Attach an add-on.
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// SERVICE or SERVICE:PLAN.
+    plan: String,
+    /// The add-on's name (default: the service).
+    #[arg(long = "as", value_name = "NAME")]
+    name: Option<String>,
+    /// The URL the add-on's config var holds.
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl CreateArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let app = self.app.name()?;
+        let body = serde_json::json!({ "plan": self.plan, "name": self.name, "url": self.url });
+        let addon: Addon = block_on(api()?.post(&format!("/apps/{app}/addons"), &body))?;
+        let vars: Vec<&str> = addon.config.keys().map(String::as_str).collect();
+        eprintln!("Creating {} on ⬢ {app}... done", addon.name);
+        println!("Created {} as {}", addon.name, vars.join(", "));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Detach an add-on (its config vars go in a new release).
+#[derive(Debug, Args)]
+pub(crate) struct DestroyArgs {
+    #[command(flatten)]
+    app: AppArg,
+    name: String,
+}
+
+impl DestroyArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let app = self.app.name()?;
+        let release: Release =
+            block_on(api()?.delete(&format!("/apps/{app}/addons/{}", self.name)))?;
+        eprintln!(
+            "Destroying {} on ⬢ {app}... done, v{}",
+            self.name, release.version
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,144 @@
+//! `wasmdyno serve`: the platform in one process (the API now; router, dyno manager and logplex join it).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::api::server::{Platform, router};
+use crate::api::{Announcement, LOCK_FILE, TOKEN_FILE};
+use crate::store::SqliteStore;
+
+/// Run the platform: the control API, with its state in $WASMDYNO_HOME.
+///
+/// Prints the address it serves on, writes it and an API token (mode 0600) into $WASMDYNO_HOME for the CLI, and
+/// stops cleanly on Ctrl-C or SIGTERM. One server per home: a second one refuses to start.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the control API (port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:5001",
+        env = "WASMDYNO_API_LISTEN"
+    )]
+    api: SocketAddr,
+}
+
+impl ServeArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        tokio.block_on(serve(self.api, &super::home_dir(), None))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Serves until Ctrl-C/SIGTERM (or until `stop` resolves). Announces the API address on stdout once it listens.
+pub(crate) async fn serve(
+    api: SocketAddr,
+    home: &Path,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    let lock_path = home.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        let holder = std::fs::read_to_string(Announcement::path(home))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Announcement>(&t).ok())
+            .map(|a| format!(" (pid {}, API at {})", a.pid, a.api))
+            .unwrap_or_default();
+        bail!(
+            "another wasmdyno serve is running on {}{holder}",
+            home.display()
+        );
+    }
+
+    let store = SqliteStore::open(&home.join("state.db")).context("cannot open the state store")?;
+    let runtime = Arc::new(super::runtime()?);
+    let token = new_token();
+    write_private(&home.join(TOKEN_FILE), &token)?;
+
+    let listener = tokio::net::TcpListener::bind(api)
+        .await
+        .with_context(|| format!("cannot listen on {api} for the API"))?;
+    let api_addr = listener.local_addr()?;
+    let platform = Arc::new(Platform::new(
+        home.to_path_buf(),
+        Arc::new(store),
+        runtime,
+        super::slug_limits()?,
+        token,
+    ));
+    let announcement = Announcement {
+        api: format!("http://{api_addr}"),
+        pid: std::process::id(),
+    };
+    crate::fsutil::write_atomic(
+        &Announcement::path(home),
+        serde_json::to_string_pretty(&announcement)?.as_bytes(),
+    )
+    .context("cannot announce the server")?;
+    println!("wasmdyno serve: API on http://{api_addr}");
+    let _ = std::io::stdout().flush();
+
+    let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
+        shutdown_signal(stop).await;
+        eprintln!("wasmdyno serve: shutting down");
+    });
+    let result = served.await.context("the API server failed");
+    let _ = std::fs::remove_file(Announcement::path(home));
+    drop(lock);
+    result
+}
+
+async fn shutdown_signal(stop: Option<tokio::sync::oneshot::Receiver<()>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let stop = async {
+        match stop {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        () = stop => {}
+    }
+}
+
+/// 32 random bytes, hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    hex::encode(bytes)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
