@@ -7,6 +7,7 @@
 
 mod cache;
 mod limits;
+pub mod net;
 pub mod p1;
 pub mod stdio;
 pub mod vfs;
@@ -24,6 +25,7 @@ use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use limits::DynoLimiter;
+use net::Listener;
 use stdio::{Input, Output};
 use vfs::{Fs, Image, Quota};
 
@@ -169,6 +171,9 @@ pub struct RunSpec {
     pub stdin: Input,
     pub stdout: Output,
     pub stderr: Output,
+    /// A web dyno's listener: a preview-1 guest gets it at fd 4, announced as `WASMDYNO_LISTEN_FD=4`.
+    /// (Components ignore it: they would bind `$PORT` with `wasi:sockets`.)
+    pub listener: Option<Listener>,
 }
 
 impl RunSpec {
@@ -182,7 +187,14 @@ impl RunSpec {
             stdin: Input::closed(),
             stdout: stdio::discard(),
             stderr: stdio::discard(),
+            listener: None,
         }
+    }
+
+    /// Makes the guest a web dyno that accepts connections on `listener` (see [`RunSpec::listener`]).
+    pub fn with_listener(mut self, listener: Listener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     pub fn with_image(mut self, image: Arc<Image>) -> Self {
@@ -307,14 +319,15 @@ impl Runtime {
         match guest {
             Guest::Module(module) => {
                 let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
-                let wasi = p1::P1Ctx::new(
-                    spec.argv,
-                    spec.env,
-                    fs,
-                    spec.stdin,
-                    spec.stdout,
-                    spec.stderr,
-                );
+                let mut env = spec.env;
+                if spec.listener.is_some() {
+                    env.insert("WASMDYNO_LISTEN_FD".into(), p1::LISTEN_FD.to_string());
+                }
+                let mut wasi =
+                    p1::P1Ctx::new(spec.argv, env, fs, spec.stdin, spec.stdout, spec.stderr);
+                if let Some(listener) = &spec.listener {
+                    wasi = wasi.with_listener(listener);
+                }
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);

@@ -25,11 +25,13 @@ impl Errno {
     pub const NAMETOOLONG: Errno = Errno(37);
     pub const NOENT: Errno = Errno(44);
     pub const NOSPC: Errno = Errno(51);
+    pub const NOTCONN: Errno = Errno(53);
     pub const NOTDIR: Errno = Errno(54);
     pub const NOTEMPTY: Errno = Errno(55);
     pub const NOTSOCK: Errno = Errno(57);
     pub const NOTSUP: Errno = Errno(58);
     pub const PERM: Errno = Errno(63);
+    pub const PIPE: Errno = Errno(64);
     pub const SPIPE: Errno = Errno(70);
     pub const NOTCAPABLE: Errno = Errno(76);
 }
@@ -60,6 +62,7 @@ pub type Result<T> = std::result::Result<T, Errno>;
 pub const FILETYPE_CHARACTER_DEVICE: u8 = 2;
 pub const FILETYPE_DIRECTORY: u8 = 3;
 pub const FILETYPE_REGULAR_FILE: u8 = 4;
+pub const FILETYPE_SOCKET_STREAM: u8 = 6;
 pub const FILETYPE_SYMBOLIC_LINK: u8 = 7;
 
 pub fn filetype(kind: Kind) -> u8 {
@@ -110,6 +113,12 @@ pub const EVENTTYPE_FD_WRITE: u8 = 2;
 pub const SUBCLOCK_ABSTIME: u16 = 1;
 pub const EVENTRW_HANGUP: u16 = 1;
 
+// riflags, roflags, sdflags (sockets)
+pub const RECV_PEEK: u32 = 1;
+pub const RECV_WAITALL: u32 = 2;
+pub const SHUT_RD: u32 = 1;
+pub const SHUT_WR: u32 = 2;
+
 /// Rights (a `u64` bit set).
 pub mod rights {
     pub const FD_DATASYNC: u64 = 1 << 0;
@@ -152,9 +161,14 @@ pub mod rights {
         | FD_FILESTAT_SET_SIZE
         | FD_FILESTAT_SET_TIMES
         | POLL_FD_READWRITE;
-    /// A standard stream or a socket.
+    /// A standard stream.
     pub const STREAM: u64 =
         FD_READ | FD_WRITE | FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE;
+    /// A connected socket.
+    pub const SOCKET: u64 = STREAM | SOCK_SHUTDOWN;
+    /// A listening socket.
+    pub const LISTENER: u64 =
+        FD_FDSTAT_SET_FLAGS | FD_FILESTAT_GET | POLL_FD_READWRITE | SOCK_ACCEPT;
 }
 
 /// A guest's linear memory, with every access bounds-checked (`EFAULT` when out of range).

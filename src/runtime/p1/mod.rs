@@ -2,15 +2,22 @@
 //! dyno's in-memory filesystem ([`super::vfs`]).
 //!
 //! Descriptors: 0, 1 and 2 are the standard streams; 3 is the preopened root `/` (the app tree, also the working
-//! directory). Every function of the preview-1 ABI is linked. These answer `ENOTSUP`, on purpose:
+//! directory). A web dyno that listens also has its listener at [`LISTEN_FD`] (4), whose `fd_prestat_get` answers
+//! `EBADF` so that libc's preopen scan stops there. Every function of the preview-1 ABI is linked. This one answers
+//! `ENOTSUP`, on purpose:
 //! - `proc_raise`: preview 1 has no signal model (it was removed from later snapshots); a guest exits with
 //!   `proc_exit`.
-//! - `sock_accept`, `sock_recv`, `sock_send`, `sock_shutdown` on descriptors that are not sockets answer
-//!   `ENOTSOCK`, as POSIX does (listener sockets come with web dynos).
+//!
+//! Sockets ([`super::net`]): `sock_accept` on the listener gives a connected socket; `sock_recv`, `sock_send`,
+//! `sock_shutdown`, `fd_read`, `fd_write` and `poll_oneoff` work on it, blocking or not (`FDFLAGS_NONBLOCK`,
+//! answering `EAGAIN`). The listener starts non-blocking, as Go's runtime needs it (see [`P1Ctx::with_listener`]).
+//! Reading a connection whose peer closed gives 0 bytes; writing to one gives `EPIPE`. `sock_*` on descriptors
+//! that are not sockets answer `ENOTSOCK`, and those that need a connection answer `ENOTCONN` on the listener, as
+//! POSIX does.
 //!
 //! A bad pointer, length or descriptor from the guest gets `EFAULT`, `EINVAL` or `EBADF`; nothing a guest passes
-//! can make the host panic. Calls that wait (reading stdin, `poll_oneoff`, `sched_yield`) are async, so a waiting
-//! dyno holds no runtime thread.
+//! can make the host panic. Calls that wait (reading stdin or a socket, writing a socket, `sock_accept`,
+//! `poll_oneoff`, `sched_yield`) are async, so a waiting dyno holds no runtime thread.
 
 mod abi;
 // The tests write their guests in WAT, which the `platform` feature brings.
@@ -23,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
+use super::net::{self, GuestListener, GuestSocket, Listener, RecvFlags, SocketRef};
 use super::stdio::{Input, Output};
 use super::vfs::{self, Fs, Ino, OpenFlags, SetTime};
 use abi::{Errno, Mem, rights};
@@ -31,6 +39,9 @@ const MODULE: &str = "wasi_snapshot_preview1";
 
 /// Most descriptors one dyno may hold open.
 const MAX_FDS: usize = 4096;
+
+/// The descriptor of a web dyno's listener, announced to the guest as `WASMDYNO_LISTEN_FD`.
+pub const LISTEN_FD: u32 = 4;
 
 /// The preview-1 state of one instance.
 pub struct P1Ctx {
@@ -52,6 +63,8 @@ enum Desc {
     Out { sink: Output, flags: u16 },
     File(FileDesc),
     Dir(DirDesc),
+    Listener { listener: GuestListener, flags: u16 },
+    Socket { socket: GuestSocket, flags: u16 },
 }
 
 struct FileDesc {
@@ -116,6 +129,23 @@ impl P1Ctx {
         }
     }
 
+    /// Puts `listener` at [`LISTEN_FD`].
+    ///
+    /// It starts non-blocking, as listeners handed to wasmtime's `--tcplisten` guests do: Go's `os.NewFile` only
+    /// polls a descriptor that already is non-blocking, and a blocking `sock_accept` would stall every goroutine
+    /// of the program (wasm has one thread). A server that wants blocking accepts clears the flag (Rust:
+    /// `TcpListener::set_nonblocking(false)`).
+    pub fn with_listener(mut self, listener: &Listener) -> P1Ctx {
+        let desc = Desc::Listener {
+            listener: listener.attach(),
+            flags: abi::FDFLAGS_NONBLOCK,
+        };
+        if let Some(old) = self.fds.insert(LISTEN_FD, desc) {
+            self.close_desc(old);
+        }
+        self
+    }
+
     fn fs(&self) -> MutexGuard<'_, Fs> {
         // A panic while holding the lock would be a host bug; the filesystem itself stays consistent.
         self.fs
@@ -146,6 +176,15 @@ impl P1Ctx {
 
     fn dir_ino(&self, fd: u32) -> abi::Result<Ino> {
         Ok(self.dir(fd)?.ino)
+    }
+
+    /// The connection behind `fd`, and whether it is non-blocking.
+    fn socket(&self, fd: u32) -> abi::Result<(&SocketRef, bool)> {
+        match self.desc(fd)? {
+            Desc::Socket { socket, flags } => Ok((socket.handle(), nonblocking(*flags))),
+            Desc::Listener { .. } => Err(Errno::NOTCONN),
+            _ => Err(Errno::NOTSOCK),
+        }
     }
 
     /// The lowest free descriptor number, as POSIX allocates them.
@@ -213,6 +252,13 @@ impl P1Ctx {
             Desc::Out { flags, .. } => (abi::FILETYPE_CHARACTER_DEVICE, *flags, rights::STREAM, 0),
             Desc::File(f) => (abi::FILETYPE_REGULAR_FILE, f.flags, f.base, f.inheriting),
             Desc::Dir(d) => (abi::FILETYPE_DIRECTORY, 0, d.base, d.inheriting),
+            Desc::Socket { flags, .. } => (abi::FILETYPE_SOCKET_STREAM, *flags, rights::SOCKET, 0),
+            Desc::Listener { flags, .. } => (
+                abi::FILETYPE_SOCKET_STREAM,
+                *flags,
+                rights::LISTENER,
+                rights::SOCKET,
+            ),
         };
         let mut raw = [0u8; 24];
         raw[0] = filetype;
@@ -236,6 +282,13 @@ impl P1Ctx {
             Desc::File(file) => file.flags = flags,
             // Directories have no flags to set.
             Desc::Dir(_) => return Err(Errno::BADF),
+            // Sockets take only NONBLOCK, as other hosts' sockets do.
+            Desc::Socket { flags: f, .. } | Desc::Listener { flags: f, .. } => {
+                if flags & !abi::FDFLAGS_NONBLOCK != 0 {
+                    return Err(Errno::INVAL);
+                }
+                *f = flags;
+            }
         }
         Ok(())
     }
@@ -266,10 +319,10 @@ impl P1Ctx {
                 self.filestat(*ino)?
             }
             Desc::Stdin { .. } | Desc::Out { .. } => {
-                let mut raw = [0u8; 64];
-                raw[16] = abi::FILETYPE_CHARACTER_DEVICE;
-                raw[24..32].copy_from_slice(&1u64.to_le_bytes());
-                raw
+                stream_filestat(abi::FILETYPE_CHARACTER_DEVICE)
+            }
+            Desc::Socket { .. } | Desc::Listener { .. } => {
+                stream_filestat(abi::FILETYPE_SOCKET_STREAM)
             }
         };
         mem.write(out, &raw)
@@ -456,17 +509,131 @@ impl P1Ctx {
         Ok(written as u32)
     }
 
-    fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, n: u32) -> abi::Result<u32> {
+    /// `fd_read`: done at once, or a read from stdin or a socket that may have to wait.
+    fn fd_read(&mut self, mem: &mut Mem, fd: u32, iovs: u32, n: u32) -> abi::Result<Io> {
+        let want = |mem: &Mem| -> abi::Result<usize> { Ok(abi::total_len(&mem.iovecs(iovs, n)?)) };
+        match self.desc(fd)? {
+            Desc::Stdin { flags } => Ok(Io::Stdin {
+                input: self.stdin.clone(),
+                want: want(mem)?,
+                nonblocking: nonblocking(*flags),
+            }),
+            Desc::Socket { socket, flags } => Ok(Io::Recv {
+                socket: socket.handle().clone(),
+                want: want(mem)?,
+                flags: RecvFlags {
+                    nonblocking: nonblocking(*flags),
+                    ..RecvFlags::default()
+                },
+            }),
+            Desc::Listener { .. } => Err(Errno::NOTCONN),
+            Desc::Out { .. } => Err(Errno::BADF),
+            Desc::Dir(_) => Err(Errno::ISDIR),
+            Desc::File(_) => Ok(Io::Done(self.read_file(mem, fd, iovs, n, None)?)),
+        }
+    }
+
+    /// `fd_write`: done at once, or a send on a socket that may have to wait.
+    fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, n: u32) -> abi::Result<Io> {
         match self.desc(fd)? {
             Desc::Out { sink, .. } => {
                 let data = mem.gather(iovs, n)?;
                 sink(&data);
-                Ok(data.len() as u32)
+                Ok(Io::Done(data.len() as u32))
             }
+            Desc::Socket { socket, flags } => Ok(Io::Send {
+                socket: socket.handle().clone(),
+                data: mem.gather(iovs, n)?,
+                nonblocking: nonblocking(*flags),
+            }),
+            Desc::Listener { .. } => Err(Errno::NOTCONN),
             Desc::Stdin { .. } => Err(Errno::BADF),
             Desc::Dir(_) => Err(Errno::ISDIR),
-            Desc::File(_) => self.write_file(mem, fd, iovs, n, None),
+            Desc::File(_) => Ok(Io::Done(self.write_file(mem, fd, iovs, n, None)?)),
         }
+    }
+
+    // ---- sockets
+
+    /// `sock_accept`: the next connection at once, or what to wait on for one.
+    fn sock_accept(&mut self, mem: &mut Mem, fd: u32, flags: u32, out: u32) -> abi::Result<Accept> {
+        let (listener, listener_flags) = match self.desc(fd)? {
+            Desc::Listener { listener, flags } => (listener.listener().clone(), *flags),
+            // A connected socket is not listening.
+            Desc::Socket { .. } => return Err(Errno::INVAL),
+            _ => return Err(Errno::NOTSOCK),
+        };
+        // The flags are the new socket's; like other preview-1 hosts, only NONBLOCK is taken.
+        let flags = u16::try_from(flags)
+            .ok()
+            .filter(|f| f & !abi::FDFLAGS_NONBLOCK == 0)
+            .ok_or(Errno::INVAL)?;
+        // Checked before a connection is taken, so that none is lost to a bad pointer.
+        mem.slice(out, 4)?;
+        // A closed listener answers as a shut-down listening socket does.
+        match listener.try_accept().map_err(|_| Errno::INVAL)? {
+            Some(socket) => {
+                self.add_socket(mem, socket, flags, out)?;
+                Ok(Accept::Done)
+            }
+            None if nonblocking(listener_flags) => Err(Errno::AGAIN),
+            None => Ok(Accept::Wait { listener, flags }),
+        }
+    }
+
+    /// Gives an accepted connection the lowest free descriptor and tells the guest which.
+    fn add_socket(
+        &mut self,
+        mem: &mut Mem,
+        socket: GuestSocket,
+        flags: u16,
+        out: u32,
+    ) -> abi::Result<()> {
+        let fd = self.insert(Desc::Socket { socket, flags })?;
+        mem.put_u32(out, fd)
+    }
+
+    fn sock_recv(&self, mem: &Mem, fd: u32, iovs: u32, n: u32, riflags: u32) -> abi::Result<Io> {
+        let (socket, nonblocking) = self.socket(fd)?;
+        if riflags & !(abi::RECV_PEEK | abi::RECV_WAITALL) != 0 {
+            return Err(Errno::INVAL);
+        }
+        Ok(Io::Recv {
+            socket: socket.clone(),
+            want: abi::total_len(&mem.iovecs(iovs, n)?),
+            flags: RecvFlags {
+                peek: riflags & abi::RECV_PEEK != 0,
+                wait_all: riflags & abi::RECV_WAITALL != 0,
+                nonblocking,
+            },
+        })
+    }
+
+    fn sock_send(&self, mem: &Mem, fd: u32, iovs: u32, n: u32, siflags: u32) -> abi::Result<Io> {
+        let (socket, nonblocking) = self.socket(fd)?;
+        // Preview 1 defines no send flags.
+        if siflags != 0 {
+            return Err(Errno::INVAL);
+        }
+        Ok(Io::Send {
+            socket: socket.clone(),
+            data: mem.gather(iovs, n)?,
+            nonblocking,
+        })
+    }
+
+    fn sock_shutdown(&self, fd: u32, how: u32) -> abi::Result<()> {
+        let (socket, _) = self.socket(fd)?;
+        if how == 0 || how & !(abi::SHUT_RD | abi::SHUT_WR) != 0 {
+            return Err(Errno::INVAL);
+        }
+        if how & abi::SHUT_RD != 0 {
+            socket.shutdown_read();
+        }
+        if how & abi::SHUT_WR != 0 {
+            socket.shutdown_write();
+        }
+        Ok(())
     }
 
     fn fd_readdir(
@@ -620,7 +787,7 @@ impl P1Ctx {
 
     // ---- polling
 
-    /// Answers the subscriptions that are ready now; `None` if nothing is (the caller waits, then asks again).
+    /// Answers the subscriptions that are ready now; empty if none is (the caller waits, then asks again).
     fn poll_ready(&self, subs: &[Subscription], now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         for sub in subs {
@@ -630,6 +797,12 @@ impl P1Ctx {
                 kind: sub.kind(),
                 nbytes,
                 flags,
+            };
+            // Sockets report through flags, never `error`: Go's poller takes an error event as a broken
+            // descriptor and fails the reads that would still find data.
+            let ready = |ready: net::Ready| {
+                let hangup = if ready.hangup { abi::EVENTRW_HANGUP } else { 0 };
+                event(Errno::SUCCESS, ready.bytes as u64, hangup)
             };
             match *sub {
                 Subscription::Clock { deadline, .. } => {
@@ -649,17 +822,57 @@ impl P1Ctx {
                         let size = self.fs().stat(f.ino).map_or(0, |s| s.size);
                         events.push(event(Errno::SUCCESS, size.saturating_sub(f.pos), 0));
                     }
+                    Some(Desc::Socket { socket, .. }) => {
+                        events.extend(socket.handle().readable().map(ready));
+                    }
+                    // Readable when a connection is queued (or the listener closed).
+                    Some(Desc::Listener { listener, .. }) => {
+                        events.extend(listener.listener().acceptable().map(ready));
+                    }
                     Some(Desc::Out { .. }) => events.push(event(Errno::BADF, 0, 0)),
                     Some(Desc::Dir(_)) => events.push(event(Errno::ISDIR, 0, 0)),
                 },
                 Subscription::Write { fd, .. } => match self.fds.get(&fd) {
                     None | Some(Desc::Stdin { .. }) => events.push(event(Errno::BADF, 0, 0)),
                     Some(Desc::Dir(_)) => events.push(event(Errno::ISDIR, 0, 0)),
+                    Some(Desc::Socket { socket, .. }) => {
+                        events.extend(socket.handle().writable().map(ready));
+                    }
+                    // A listener is never writable; say so rather than let the guest wait forever.
+                    Some(Desc::Listener { .. }) => events.push(event(Errno::NOTCONN, 0, 0)),
                     Some(_) => events.push(event(Errno::SUCCESS, 0, 0)),
                 },
             }
         }
         events
+    }
+
+    /// What the subscriptions wait on besides clocks: sockets and listeners, and whether stdin.
+    fn interests(&self, subs: &[Subscription]) -> (Vec<net::Interest>, bool) {
+        let mut interests = Vec::new();
+        let mut stdin = false;
+        for sub in subs {
+            // Everything else is ready at once or never becomes ready.
+            match *sub {
+                Subscription::Read { fd, .. } => match self.fds.get(&fd) {
+                    Some(Desc::Stdin { .. }) => stdin = true,
+                    Some(Desc::Socket { socket, .. }) => {
+                        interests.push(net::Interest::Read(socket.handle().clone()));
+                    }
+                    Some(Desc::Listener { listener, .. }) => {
+                        interests.push(net::Interest::Accept(listener.listener().clone()));
+                    }
+                    _ => {}
+                },
+                Subscription::Write { fd, .. } => {
+                    if let Some(Desc::Socket { socket, .. }) = self.fds.get(&fd) {
+                        interests.push(net::Interest::Write(socket.handle().clone()));
+                    }
+                }
+                Subscription::Clock { .. } => {}
+            }
+        }
+        (interests, stdin)
     }
 
     fn parse_subscriptions(&self, mem: &Mem, ptr: u32, n: u32) -> abi::Result<Vec<Subscription>> {
@@ -734,6 +947,101 @@ impl Subscription {
             Subscription::Write { .. } => abi::EVENTTYPE_FD_WRITE,
         }
     }
+}
+
+/// A read or write as its synchronous start leaves it: finished, or waiting on a stream.
+enum Io {
+    /// Finished, with this many bytes read or written.
+    Done(u32),
+    Stdin {
+        input: Input,
+        want: usize,
+        nonblocking: bool,
+    },
+    Recv {
+        socket: SocketRef,
+        want: usize,
+        flags: RecvFlags,
+    },
+    Send {
+        socket: SocketRef,
+        data: Vec<u8>,
+        nonblocking: bool,
+    },
+}
+
+/// What a finished [`Io`] gives the guest.
+enum Transferred {
+    /// Bytes written, or read straight into guest memory.
+    Count(u32),
+    /// Bytes read, still to be copied into the guest's buffers.
+    Data(Vec<u8>),
+}
+
+impl Io {
+    /// Waits, if it must, for the read or write to happen. Touches neither the context nor guest memory.
+    async fn finish(self) -> abi::Result<Transferred> {
+        match self {
+            Io::Done(n) => Ok(Transferred::Count(n)),
+            Io::Stdin { want: 0, .. } => Ok(Transferred::Data(Vec::new())),
+            Io::Stdin {
+                input,
+                want,
+                nonblocking: true,
+            } => match input.ready() {
+                Some(_) => Ok(Transferred::Data(input.try_read(want))),
+                None => Err(Errno::AGAIN),
+            },
+            Io::Stdin { input, want, .. } => Ok(Transferred::Data(input.read(want).await)),
+            Io::Recv {
+                socket,
+                want,
+                flags,
+            } => socket
+                .recv(want, flags)
+                .await
+                .map(Transferred::Data)
+                .map_err(io_errno),
+            Io::Send {
+                socket,
+                data,
+                nonblocking,
+            } => socket
+                .send(&data, nonblocking)
+                .await
+                // At most the guest's iovec total, which fits in its 32-bit address space.
+                .map(|n| Transferred::Count(n as u32))
+                .map_err(io_errno),
+        }
+    }
+}
+
+/// A `sock_accept` as its synchronous start leaves it.
+enum Accept {
+    /// The connection is at the descriptor written to `out`.
+    Done,
+    /// Nothing queued on a blocking listener: wait for a connection, to be given these flags.
+    Wait { listener: Listener, flags: u16 },
+}
+
+fn io_errno(err: std::io::Error) -> Errno {
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock => Errno::AGAIN,
+        std::io::ErrorKind::BrokenPipe => Errno::PIPE,
+        _ => Errno::IO,
+    }
+}
+
+fn nonblocking(flags: u16) -> bool {
+    flags & abi::FDFLAGS_NONBLOCK != 0
+}
+
+/// The filestat of a stream: a character device or a socket, with no size or times.
+fn stream_filestat(filetype: u8) -> [u8; 64] {
+    let mut raw = [0u8; 64];
+    raw[16] = filetype;
+    raw[24..32].copy_from_slice(&1u64.to_le_bytes());
+    raw
 }
 
 struct Event {
@@ -953,15 +1261,6 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         let pos = ctx.fd_tell(fd)?;
         mem.put_u64(out, pos)
     });
-    sync!("fd_write", |ctx,
-                       mem,
-                       fd: u32,
-                       iovs: u32,
-                       n: u32,
-                       out: u32| {
-        let written = ctx.fd_write(mem, fd, iovs, n)?;
-        mem.put_u32(out, written)
-    });
 
     sync!(
         "path_create_directory",
@@ -1075,36 +1374,8 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
     sync!("proc_raise", |ctx, mem, _signal: u32| Err::<(), _>(
         Errno::NOTSUP
     ));
-    sync!("sock_accept", |ctx,
-                          mem,
-                          fd: u32,
-                          _flags: u32,
-                          _out: u32| {
-        not_a_socket(ctx, fd)
-    });
-    sync!("sock_recv", |ctx,
-                        mem,
-                        fd: u32,
-                        _iovs: u32,
-                        _n: u32,
-                        _flags: u32,
-                        _out: u32,
-                        _oflags: u32| {
-        not_a_socket(ctx, fd)
-    });
-    sync!("sock_send", |ctx,
-                        mem,
-                        fd: u32,
-                        _iovs: u32,
-                        _n: u32,
-                        _flags: u32,
-                        _out: u32| not_a_socket(
-        ctx, fd
-    ));
-    sync!(
-        "sock_shutdown",
-        |ctx, mem, fd: u32, _how: u32| not_a_socket(ctx, fd)
-    );
+    sync!("sock_shutdown", |ctx, mem, fd: u32, how: u32| ctx
+        .sock_shutdown(fd, how));
 
     linker.func_wrap(
         MODULE,
@@ -1121,50 +1392,73 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         })
     })?;
 
+    // Reads and writes start synchronously and wait only on a stream (see `transfer`).
     linker.func_wrap_async(
         MODULE,
         "fd_read",
         |mut caller: Caller<'_, T>, (fd, iovs, n, out): (u32, u32, u32, u32)| {
             Box::new(async move {
-                // Files and errors are answered at once; stdin may have to wait for input.
-                let first = with_ctx(&mut caller, |ctx, mem| {
-                    mem.slice(out, 4)?;
-                    match ctx.desc(fd)? {
-                        Desc::Stdin { flags } => {
-                            let want = abi::total_len(&mem.iovecs(iovs, n)?);
-                            Ok(Err((
-                                ctx.stdin.clone(),
-                                want,
-                                flags & abi::FDFLAGS_NONBLOCK != 0,
-                            )))
-                        }
-                        Desc::Out { .. } => Err(Errno::BADF),
-                        Desc::Dir(_) => Err(Errno::ISDIR),
-                        Desc::File(_) => {
-                            let read = ctx.read_file(mem, fd, iovs, n, None)?;
-                            mem.put_u32(out, read)?;
-                            Ok(Ok(()))
-                        }
-                    }
-                })?;
-                let (input, want, nonblocking) = match first {
-                    Err(e) => return Ok(i32::from(e.0)),
-                    Ok(Ok(())) => return Ok(0),
-                    Ok(Err(wait)) => wait,
-                };
-                let data = if want == 0 {
-                    Vec::new()
-                } else if nonblocking {
-                    if input.ready().is_none() {
-                        return Ok(i32::from(Errno::AGAIN.0));
-                    }
-                    input.try_read(want)
-                } else {
-                    input.read(want).await
-                };
-                errno(with_ctx(&mut caller, |_, mem| {
-                    let copied = mem.scatter(&mem.iovecs(iovs, n)?, &data)?;
-                    mem.put_u32(out, copied as u32)
+                transfer(&mut caller, (iovs, n, out), None, |ctx, mem| {
+                    ctx.fd_read(mem, fd, iovs, n)
+                })
+                .await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "fd_write",
+        |mut caller: Caller<'_, T>, (fd, iovs, n, out): (u32, u32, u32, u32)| {
+            Box::new(async move {
+                transfer(&mut caller, (iovs, n, out), None, |ctx, mem| {
+                    ctx.fd_write(mem, fd, iovs, n)
+                })
+                .await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "sock_recv",
+        |mut caller: Caller<'_, T>,
+         (fd, iovs, n, riflags, out, roflags): (u32, u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                transfer(&mut caller, (iovs, n, out), Some(roflags), |ctx, mem| {
+                    ctx.sock_recv(mem, fd, iovs, n, riflags)
+                })
+                .await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        MODULE,
+        "sock_send",
+        |mut caller: Caller<'_, T>, (fd, iovs, n, siflags, out): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                transfer(&mut caller, (iovs, n, out), None, |ctx, mem| {
+                    ctx.sock_send(mem, fd, iovs, n, siflags)
+                })
+                .await
+            })
+        },
+    )?;
+
+    linker.func_wrap_async(
+        MODULE,
+        "sock_accept",
+        |mut caller: Caller<'_, T>, (fd, flags, out): (u32, u32, u32)| {
+            Box::new(async move {
+                let (listener, flags) =
+                    match with_ctx(&mut caller, |ctx, mem| ctx.sock_accept(mem, fd, flags, out))? {
+                        Ok(Accept::Done) => return Ok(0),
+                        Ok(Accept::Wait { listener, flags }) => (listener, flags),
+                        Err(e) => return Ok(i32::from(e.0)),
+                    };
+                // Waits holding only the listener, never the context or guest memory.
+                let accepted = listener.accept().await;
+                errno(with_ctx(&mut caller, |ctx, mem| {
+                    let socket = accepted.map_err(|_| Errno::INVAL)?;
+                    ctx.add_socket(mem, socket, flags, out)
                 }))
             })
         },
@@ -1181,12 +1475,11 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
                 let parsed = with_ctx(&mut caller, |ctx, mem| {
                     mem.slice(events_ptr, n.checked_mul(32).ok_or(Errno::FAULT)?)?;
                     mem.slice(out, 4)?;
-                    Ok((
-                        ctx.parse_subscriptions(mem, subs_ptr, n)?,
-                        ctx.stdin.clone(),
-                    ))
+                    let subs = ctx.parse_subscriptions(mem, subs_ptr, n)?;
+                    let (interests, waits_on_stdin) = ctx.interests(&subs);
+                    Ok((subs, interests, waits_on_stdin, ctx.stdin.clone()))
                 })?;
-                let (subs, stdin) = match parsed {
+                let (subs, interests, waits_on_stdin, stdin) = match parsed {
                     Ok(parsed) => parsed,
                     Err(e) => return Ok(i32::from(e.0)),
                 };
@@ -1203,7 +1496,7 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
                             mem.put_u32(out, events.len() as u32)
                         }));
                     }
-                    // Nothing ready: wait for the earliest deadline or for stdin, whichever comes first.
+                    // Nothing ready: wait for the earliest deadline, stdin or a socket, whichever comes first.
                     let deadline = subs
                         .iter()
                         .filter_map(|s| match s {
@@ -1211,8 +1504,6 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
                             _ => None,
                         })
                         .min();
-                    let waits_on_stdin =
-                        subs.iter().any(|s| matches!(s, Subscription::Read { .. }));
                     let sleep = async {
                         match deadline {
                             Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -1229,6 +1520,7 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
                     tokio::select! {
                         () = sleep => {}
                         () = input => {}
+                        () = net::any_ready(&interests) => {}
                     }
                 }
             })
@@ -1237,7 +1529,41 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
     Ok(())
 }
 
-fn not_a_socket(ctx: &mut P1Ctx, fd: u32) -> abi::Result<()> {
-    ctx.desc(fd)?;
-    Err(Errno::NOTSOCK)
+/// Runs a read or write. `start` answers at once or says what to wait for; the wait holds neither the context
+/// nor guest memory. Data read goes into the `iovs` array, the byte count to `out`, and for `sock_recv` the
+/// output flags (always 0: stream sockets never truncate) to `roflags`.
+async fn transfer<T: P1View>(
+    caller: &mut Caller<'_, T>,
+    (iovs, n, out): (u32, u32, u32),
+    roflags: Option<u32>,
+    start: impl FnOnce(&mut P1Ctx, &mut Mem) -> abi::Result<Io>,
+) -> wasmtime::Result<i32> {
+    let started = with_ctx(caller, |ctx, mem| {
+        // Results have somewhere to go before anything is consumed.
+        mem.slice(out, 4)?;
+        if let Some(at) = roflags {
+            mem.slice(at, 2)?;
+        }
+        start(ctx, mem)
+    })?;
+    let done = match started {
+        Ok(io) => io.finish().await,
+        Err(e) => Err(e),
+    };
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => return Ok(i32::from(e.0)),
+    };
+    errno(with_ctx(caller, |_, mem| {
+        let count = match done {
+            Transferred::Count(count) => count,
+            // The iovecs were checked before the read; memory never shrinks, so this copy fits.
+            Transferred::Data(data) => mem.scatter(&mem.iovecs(iovs, n)?, &data)? as u32,
+        };
+        mem.put_u32(out, count)?;
+        match roflags {
+            Some(at) => mem.write(at, &0u16.to_le_bytes()),
+            None => Ok(()),
+        }
+    }))
 }

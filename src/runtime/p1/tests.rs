@@ -1,12 +1,18 @@
 //! The preview-1 host driven by small WAT guests: one test per function (or family), with the errno values the
 //! spec gives for bad descriptors, pointers and arguments. Filesystem behaviour is covered in depth by the vfs
-//! tests and by a Rust guest in the integration tests.
+//! tests and by a Rust guest in the integration tests; sockets by Go and Rust servers there too.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmtime::{Engine, Linker, Module, Store};
 
-use super::{P1Ctx, P1View, abi::Errno};
+use super::{
+    P1Ctx, P1View,
+    abi::{self, Errno, rights},
+};
+use crate::runtime::net::{Connection, Listener};
 use crate::runtime::stdio::{Input, Output};
 use crate::runtime::vfs::{Fs, Image, Quota};
 
@@ -44,6 +50,16 @@ impl Ran {
 /// Runs a guest whose exported `run` returns an i32. `imports` are `(name, params)` of preview-1 functions that
 /// return an errno; `data` are `(offset, bytes)` segments written as WAT strings.
 fn run(imports: &[(&str, &str)], data: &[(u32, &str)], body: &str) -> Ran {
+    run_with(None, imports, data, body)
+}
+
+/// [`run`], as a web dyno with `listener` at fd 4.
+fn run_with(
+    listener: Option<&Listener>,
+    imports: &[(&str, &str)],
+    data: &[(u32, &str)],
+    body: &str,
+) -> Ran {
     let mut wat = String::from("(module\n");
     for (name, params) in imports {
         wat += &format!(
@@ -78,6 +94,10 @@ fn run(imports: &[(&str, &str)], data: &[(u32, &str)], body: &str) -> Ran {
         output.clone(),
         output,
     );
+    let ctx = match listener {
+        Some(listener) => ctx.with_listener(listener),
+        None => ctx,
+    };
     let mut store = Store::new(&engine, State(ctx));
     store.set_epoch_deadline(1 << 40);
     let tokio = tokio::runtime::Builder::new_current_thread()
@@ -542,4 +562,595 @@ fn path_calls_on_a_descriptor_that_is_not_a_directory() {
         "(call $path_unlink_file (i32.const 30) (i32.const 100) (i32.const 1))",
     );
     assert_eq!(ran.errno(), Errno::BADF);
+}
+
+// ---- sockets: a web dyno's listener at fd 4 and the connections accepted on it
+
+/// Every import the socket tests use.
+const SOCKET_IMPORTS: [(&str, &str); 14] = [
+    ("sock_accept", "i32 i32 i32"),
+    ("sock_recv", "i32 i32 i32 i32 i32 i32"),
+    ("sock_send", "i32 i32 i32 i32 i32"),
+    ("sock_shutdown", TWO),
+    ("fd_read", "i32 i32 i32 i32"),
+    ("fd_write", "i32 i32 i32 i32"),
+    ("fd_close", "i32"),
+    ("fd_seek", "i32 i64 i32 i32"),
+    ("fd_fdstat_get", TWO),
+    ("fd_fdstat_set_flags", TWO),
+    ("fd_filestat_get", TWO),
+    ("fd_prestat_get", TWO),
+    ("fd_advise", "i32 i64 i64 i32"),
+    ("poll_oneoff", "i32 i32 i32 i32"),
+];
+
+// Memory of the socket tests: iovecs at 0 (→ 100) and 8 (→ 200), counts at 24, roflags at 28, fdstat at 32,
+// filestat at 64, read buffer at 100, data to send at 200, subscriptions at 300, events at 600, their count at 900,
+// and the errno of each step at 1000 + 4 × step.
+const IOV_IN: u32 = 0;
+const IOV_OUT: u32 = 8;
+const COUNT: usize = 24;
+const ROFLAGS: usize = 28;
+const FDSTAT: usize = 32;
+const FILESTAT: usize = 64;
+const SUBS: u32 = 300;
+const EVENTS: usize = 600;
+const NEVENTS: usize = 900;
+
+/// An iovec as a WAT data string.
+fn iovec(buf: u32, len: u32) -> String {
+    [buf, len]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .map(|b| format!("\\{b:02x}"))
+        .collect()
+}
+
+/// The data segments: a read iovec of `read_len` bytes and a write iovec over `send`.
+fn segments(read_len: u32, send: &'static str) -> Vec<(u32, String)> {
+    vec![
+        (IOV_IN, iovec(100, read_len)),
+        (IOV_OUT, iovec(200, send.len() as u32)),
+        (200, send.to_string()),
+    ]
+}
+
+/// Runs `steps` (calls returning an errno) in order, recording each errno; returns what the guest left.
+fn steps(listener: Option<&Listener>, data: &[(u32, String)], steps: &[String]) -> Ran {
+    let body: String = steps
+        .iter()
+        .enumerate()
+        .map(|(i, call)| format!("(i32.store (i32.const {}) {call})\n", 1000 + 4 * i))
+        .collect();
+    let data: Vec<(u32, &str)> = data.iter().map(|(at, s)| (*at, s.as_str())).collect();
+    run_with(
+        listener,
+        &SOCKET_IMPORTS,
+        &data,
+        &format!("{body} (i32.const 0)"),
+    )
+}
+
+impl Ran {
+    fn step(&self, i: usize) -> Errno {
+        Errno(self.u32(1000 + 4 * i) as u16)
+    }
+    fn steps(&self, n: usize) -> Vec<Errno> {
+        (0..n).map(|i| self.step(i)).collect()
+    }
+    fn u16(&self, at: usize) -> u16 {
+        u16::from_le_bytes(self.memory[at..at + 2].try_into().unwrap())
+    }
+}
+
+/// A step that saves `value` at `at` (before a later step overwrites its source) and answers 0.
+fn keep(at: u32, value: &str) -> String {
+    format!("(block (result i32) (i32.store (i32.const {at}) {value}) (i32.const 0))")
+}
+
+fn accept(fd: u32, flags: u32) -> String {
+    format!("(call $sock_accept (i32.const {fd}) (i32.const {flags}) (i32.const 16))")
+}
+fn recv(fd: u32, flags: u32) -> String {
+    format!(
+        "(call $sock_recv (i32.const {fd}) (i32.const {IOV_IN}) (i32.const 1) (i32.const {flags}) (i32.const {COUNT}) (i32.const {ROFLAGS}))"
+    )
+}
+fn send(fd: u32, flags: u32) -> String {
+    format!(
+        "(call $sock_send (i32.const {fd}) (i32.const {IOV_OUT}) (i32.const 1) (i32.const {flags}) (i32.const {COUNT}))"
+    )
+}
+fn shutdown(fd: u32, how: u32) -> String {
+    format!("(call $sock_shutdown (i32.const {fd}) (i32.const {how}))")
+}
+fn fd_read(fd: u32) -> String {
+    format!(
+        "(call $fd_read (i32.const {fd}) (i32.const {IOV_IN}) (i32.const 1) (i32.const {COUNT}))"
+    )
+}
+fn fd_write(fd: u32) -> String {
+    format!(
+        "(call $fd_write (i32.const {fd}) (i32.const {IOV_OUT}) (i32.const 1) (i32.const {COUNT}))"
+    )
+}
+fn set_flags(fd: u32, flags: u32) -> String {
+    format!("(call $fd_fdstat_set_flags (i32.const {fd}) (i32.const {flags}))")
+}
+
+/// A `poll_oneoff` over fd subscriptions `(kind, fd)` and an optional relative clock (ns); userdata is the index.
+fn poll(fds: &[(u8, u32)], clock: Option<u64>) -> String {
+    let mut wat = String::new();
+    let mut n = 0;
+    for &(kind, fd) in fds {
+        let at = SUBS + 48 * n;
+        wat += &format!(
+            "(i64.store (i32.const {at}) (i64.const {n})) (i32.store8 (i32.const {}) (i32.const {kind})) (i32.store (i32.const {}) (i32.const {fd}))",
+            at + 8,
+            at + 16
+        );
+        n += 1;
+    }
+    if let Some(nanos) = clock {
+        let at = SUBS + 48 * n;
+        wat += &format!(
+            "(i64.store (i32.const {at}) (i64.const {n})) (i32.store8 (i32.const {}) (i32.const 0)) (i32.store (i32.const {}) (i32.const 1)) (i64.store (i32.const {}) (i64.const {nanos}))",
+            at + 8,
+            at + 16,
+            at + 24
+        );
+        n += 1;
+    }
+    format!(
+        "(block (result i32) {wat} (call $poll_oneoff (i32.const {SUBS}) (i32.const {EVENTS}) (i32.const {n}) (i32.const {NEVENTS})))"
+    )
+}
+
+/// One event `poll_oneoff` wrote: (userdata, error, type, nbytes, flags).
+fn event(ran: &Ran, i: usize) -> (u64, Errno, u8, u64, u16) {
+    let at = EVENTS + 32 * i;
+    (
+        ran.u64(at),
+        Errno(ran.u16(at + 8)),
+        ran.memory[at + 10],
+        ran.u64(at + 16),
+        ran.u16(at + 24),
+    )
+}
+
+/// Runs `future` to completion on a runtime of its own (the host side of a test, outside the guest's).
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// A listener with one connection queued, on which the host already sent `request`.
+fn queued(request: &[u8]) -> (Listener, Connection) {
+    let listener = Listener::new(4);
+    let mut host = block_on(listener.connect()).unwrap();
+    block_on(host.write_all(request)).unwrap();
+    (listener, host)
+}
+
+/// Everything the guest sent on `host`'s connection (its socket is gone once the guest ran).
+fn received(mut host: Connection) -> Vec<u8> {
+    let mut got = Vec::new();
+    block_on(host.read_to_end(&mut got)).unwrap();
+    got
+}
+
+/// Runs `then` on `value` on another thread after `delay` (a peer acting while the guest waits).
+fn later<T: Send + 'static, R: Send + 'static>(
+    delay: Duration,
+    value: T,
+    then: impl FnOnce(T) -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        then(value)
+    })
+}
+
+#[test]
+fn the_listener_at_fd_4() {
+    let listener = Listener::new(4);
+    let ran = steps(
+        Some(&listener),
+        &segments(16, "x"),
+        &[
+            "(call $fd_prestat_get (i32.const 4) (i32.const 16))".into(),
+            format!("(call $fd_fdstat_get (i32.const 4) (i32.const {FDSTAT}))"),
+            format!("(call $fd_filestat_get (i32.const 4) (i32.const {FILESTAT}))"),
+            fd_read(4),
+            fd_write(4),
+            recv(4, 0),
+            send(4, 0),
+            shutdown(4, abi::SHUT_RD),
+            "(call $fd_seek (i32.const 4) (i64.const 0) (i32.const 0) (i32.const 16))".into(),
+            set_flags(4, u32::from(abi::FDFLAGS_APPEND)),
+        ],
+    );
+    assert_eq!(
+        ran.steps(10),
+        [
+            Errno::BADF, // not a preopen: libc's scan stops here
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+            Errno::NOTCONN,
+            Errno::NOTCONN,
+            Errno::NOTCONN,
+            Errno::NOTCONN,
+            Errno::NOTCONN,
+            Errno::SPIPE,
+            Errno::INVAL, // sockets take only NONBLOCK
+        ]
+    );
+    assert_eq!(ran.memory[FDSTAT], abi::FILETYPE_SOCKET_STREAM);
+    assert_eq!(
+        ran.u16(FDSTAT + 2),
+        abi::FDFLAGS_NONBLOCK,
+        "it starts non-blocking"
+    );
+    assert_ne!(ran.u64(FDSTAT + 8) & rights::SOCK_ACCEPT, 0);
+    assert_eq!(ran.memory[FILESTAT + 16], abi::FILETYPE_SOCKET_STREAM);
+
+    // Without a listener there is nothing at fd 4.
+    let ran = steps(
+        None,
+        &[],
+        &[format!(
+            "(call $fd_fdstat_get (i32.const 4) (i32.const {FDSTAT}))"
+        )],
+    );
+    assert_eq!(ran.step(0), Errno::BADF);
+}
+
+#[test]
+fn sock_accept() {
+    let (listener, host) = queued(b"");
+    let ran = steps(
+        Some(&listener),
+        &[],
+        &[
+            accept(9, 0),
+            accept(3, 0),
+            accept(4, u32::from(abi::FDFLAGS_APPEND)),
+            "(call $sock_accept (i32.const 4) (i32.const 0) (i32.const 65534))".into(),
+            accept(4, u32::from(abi::FDFLAGS_NONBLOCK)),
+            format!("(call $fd_fdstat_get (i32.load (i32.const 16)) (i32.const {FDSTAT}))"),
+            accept(4, 0),
+            accept(5, 0),
+        ],
+    );
+    assert_eq!(
+        ran.steps(8),
+        [
+            Errno::BADF,
+            Errno::NOTSOCK,
+            Errno::INVAL,
+            Errno::FAULT,
+            Errno::SUCCESS, // the connection was not lost to the bad pointer
+            Errno::SUCCESS,
+            Errno::AGAIN, // non-blocking listener, nothing queued
+            Errno::INVAL, // a connected socket does not listen
+        ]
+    );
+    assert_eq!(ran.u32(16), 5, "the lowest free descriptor");
+    assert_eq!(ran.memory[FDSTAT], abi::FILETYPE_SOCKET_STREAM);
+    assert_eq!(
+        ran.u16(FDSTAT + 2),
+        abi::FDFLAGS_NONBLOCK,
+        "the accept flags are the new socket's"
+    );
+    assert_ne!(ran.u64(FDSTAT + 8) & rights::SOCK_SHUTDOWN, 0);
+    drop(host);
+
+    // A closed listener answers EINVAL, as a shut-down listening socket does.
+    listener.close();
+    let ran = steps(Some(&listener), &[], &[accept(4, 0)]);
+    assert_eq!(ran.step(0), Errno::INVAL);
+}
+
+#[test]
+fn a_blocking_accept_and_read_wait_for_the_peer() {
+    let listener = Listener::new(4);
+    let peer = later(Duration::from_millis(100), listener.clone(), |listener| {
+        block_on(async {
+            let mut host = listener.connect().await.unwrap();
+            host.write_all(b"late").await.unwrap();
+            host
+        })
+    });
+    let started = Instant::now();
+    let ran = steps(
+        Some(&listener),
+        &segments(16, ""),
+        &[set_flags(4, 0), accept(4, 0), fd_read(5)],
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(ran.steps(3), [Errno::SUCCESS; 3]);
+    assert_eq!(ran.bytes(100, ran.u32(COUNT) as usize), b"late");
+    drop(peer.join().unwrap());
+}
+
+#[test]
+fn sock_recv() {
+    let (listener, host) = queued(b"hello world");
+    // The peer closes after sending: the guest reads what was sent, then end of stream.
+    drop(host);
+    let ran = steps(
+        Some(&listener),
+        &segments(5, ""),
+        &[
+            recv(9, 0),
+            recv(0, 0),
+            accept(4, 0),
+            recv(5, 4),
+            format!(
+                "(i32.store16 (i32.const {ROFLAGS}) (i32.const -1)) {}",
+                recv(5, abi::RECV_PEEK)
+            ),
+        ],
+    );
+    assert_eq!(
+        ran.steps(5),
+        [
+            Errno::BADF,
+            Errno::NOTSOCK,
+            Errno::SUCCESS,
+            Errno::INVAL,
+            Errno::SUCCESS
+        ]
+    );
+    assert_eq!(ran.bytes(100, ran.u32(COUNT) as usize), b"hello");
+    assert_eq!(ran.u16(ROFLAGS), 0, "roflags are written");
+
+    // WAITALL reads the whole length, or up to end of stream; then reads give 0 bytes.
+    let (listener, host) = queued(b"hello world");
+    drop(host);
+    let ran = steps(
+        Some(&listener),
+        &segments(32, ""),
+        &[
+            accept(4, 0),
+            recv(5, abi::RECV_PEEK),
+            recv(5, abi::RECV_WAITALL),
+            keep(20, &format!("(i32.load (i32.const {COUNT}))")),
+            recv(5, 0),
+        ],
+    );
+    assert_eq!(ran.steps(3), [Errno::SUCCESS; 3]);
+    assert_eq!(ran.u32(20), 11);
+    assert_eq!(ran.bytes(100, 11), b"hello world");
+    assert_eq!((ran.step(4), ran.u32(COUNT)), (Errno::SUCCESS, 0));
+
+    // Non-blocking with nothing buffered: EAGAIN, from sock_recv and fd_read alike.
+    let (listener, host) = queued(b"");
+    let ran = steps(
+        Some(&listener),
+        &segments(8, ""),
+        &[
+            accept(4, u32::from(abi::FDFLAGS_NONBLOCK)),
+            recv(5, 0),
+            fd_read(5),
+        ],
+    );
+    assert_eq!(ran.steps(3), [Errno::SUCCESS, Errno::AGAIN, Errno::AGAIN]);
+    drop(host);
+}
+
+#[test]
+fn sock_send_and_fd_write() {
+    let (listener, host) = queued(b"");
+    let ran = steps(
+        Some(&listener),
+        &segments(0, "pong"),
+        &[
+            send(9, 0),
+            send(1, 0),
+            accept(4, 0),
+            send(5, 1),
+            send(5, 0),
+            fd_write(5),
+        ],
+    );
+    assert_eq!(
+        ran.steps(6),
+        [
+            Errno::BADF,
+            Errno::NOTSOCK,
+            Errno::SUCCESS,
+            Errno::INVAL, // preview 1 has no send flags
+            Errno::SUCCESS,
+            Errno::SUCCESS
+        ]
+    );
+    assert_eq!(ran.u32(COUNT), 4);
+    assert_eq!(received(host), b"pongpong");
+
+    // A peer that went away is a broken pipe, never a trap.
+    let (listener, host) = queued(b"");
+    drop(host);
+    let ran = steps(
+        Some(&listener),
+        &segments(0, "pong"),
+        &[accept(4, 0), send(5, 0), fd_write(5)],
+    );
+    assert_eq!(ran.steps(3), [Errno::SUCCESS, Errno::PIPE, Errno::PIPE]);
+}
+
+#[test]
+fn sock_shutdown() {
+    let (listener, host) = queued(b"ignored");
+    let ran = steps(
+        Some(&listener),
+        &segments(16, "pong"),
+        &[
+            shutdown(9, abi::SHUT_WR),
+            shutdown(1, abi::SHUT_WR),
+            accept(4, 0),
+            shutdown(5, 0),
+            shutdown(5, 4),
+            send(5, 0),
+            shutdown(5, abi::SHUT_WR),
+            send(5, 0),
+            shutdown(5, abi::SHUT_RD),
+            recv(5, 0),
+        ],
+    );
+    assert_eq!(
+        ran.steps(10),
+        [
+            Errno::BADF,
+            Errno::NOTSOCK,
+            Errno::SUCCESS,
+            Errno::INVAL,
+            Errno::INVAL,
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+            Errno::PIPE, // nothing is written after SHUT_WR
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+        ]
+    );
+    assert_eq!(ran.u32(COUNT), 0, "after SHUT_RD, end of stream");
+    assert_eq!(received(host), b"pong");
+}
+
+#[test]
+fn descriptor_calls_on_a_connected_socket() {
+    let (listener, host) = queued(b"");
+    let ran = steps(
+        Some(&listener),
+        &[],
+        &[
+            accept(4, 0),
+            format!("(call $fd_filestat_get (i32.const 5) (i32.const {FILESTAT}))"),
+            "(call $fd_seek (i32.const 5) (i64.const 0) (i32.const 1) (i32.const 16))".into(),
+            "(call $fd_advise (i32.const 5) (i64.const 0) (i64.const 0) (i32.const 0))".into(),
+            set_flags(5, u32::from(abi::FDFLAGS_APPEND)),
+            set_flags(5, u32::from(abi::FDFLAGS_NONBLOCK)),
+            format!("(call $fd_fdstat_get (i32.const 5) (i32.const {FDSTAT}))"),
+            "(call $fd_close (i32.const 5))".into(),
+            "(call $fd_close (i32.const 5))".into(),
+        ],
+    );
+    assert_eq!(
+        ran.steps(9),
+        [
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+            Errno::SPIPE,
+            Errno::SPIPE,
+            Errno::INVAL,
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+            Errno::SUCCESS,
+            Errno::BADF,
+        ]
+    );
+    assert_eq!(ran.memory[FILESTAT + 16], abi::FILETYPE_SOCKET_STREAM);
+    assert_eq!(ran.u16(FDSTAT + 2), abi::FDFLAGS_NONBLOCK);
+    assert!(received(host).is_empty());
+}
+
+#[test]
+fn poll_oneoff_on_sockets() {
+    const READ: u8 = abi::EVENTTYPE_FD_READ;
+    const WRITE: u8 = abi::EVENTTYPE_FD_WRITE;
+    let (listener, host) = queued(b"abc");
+    let ran = steps(
+        Some(&listener),
+        &[],
+        &[
+            poll(&[(READ, 4)], None),
+            keep(20, &format!("(i32.load (i32.const {NEVENTS}))")),
+            accept(4, 0),
+            poll(&[(READ, 5), (WRITE, 5), (WRITE, 4)], None),
+        ],
+    );
+    assert_eq!(ran.steps(4), [Errno::SUCCESS; 4]);
+    assert_eq!(
+        ran.u32(20),
+        1,
+        "the listener is readable: a connection is queued"
+    );
+    assert_eq!(ran.u32(NEVENTS), 3);
+    assert_eq!(
+        event(&ran, 0),
+        (0, Errno::SUCCESS, READ, 3, 0),
+        "3 bytes to read"
+    );
+    assert_eq!(
+        event(&ran, 1),
+        (
+            1,
+            Errno::SUCCESS,
+            WRITE,
+            crate::runtime::net::BUFFER as u64,
+            0
+        )
+    );
+    assert_eq!(
+        event(&ran, 2).1,
+        Errno::NOTCONN,
+        "a listener is never writable"
+    );
+
+    // The peer went away: readable and writable, with the hangup flag.
+    drop(host);
+    let (listener, host) = queued(b"");
+    drop(host);
+    let ran = steps(
+        Some(&listener),
+        &[],
+        &[accept(4, 0), poll(&[(READ, 5), (WRITE, 5)], None)],
+    );
+    assert_eq!(ran.u32(NEVENTS), 2);
+    assert_eq!(
+        event(&ran, 0),
+        (0, Errno::SUCCESS, READ, 0, abi::EVENTRW_HANGUP)
+    );
+    assert_eq!(
+        event(&ran, 1),
+        (1, Errno::SUCCESS, WRITE, 0, abi::EVENTRW_HANGUP)
+    );
+}
+
+#[test]
+fn poll_oneoff_wakes_when_a_connection_or_data_arrives() {
+    const READ: u8 = abi::EVENTTYPE_FD_READ;
+    const TEN_SECONDS: u64 = 10_000_000_000;
+    let (listener, host) = queued(b"");
+    let peer = later(Duration::from_millis(100), host, |mut host| {
+        block_on(host.write_all(b"data")).unwrap();
+        host
+    });
+    let second = later(Duration::from_millis(200), listener.clone(), |listener| {
+        block_on(listener.connect()).unwrap()
+    });
+    let started = Instant::now();
+    let ran = steps(
+        Some(&listener),
+        &[],
+        &[
+            accept(4, 0),
+            poll(&[(READ, 5)], Some(TEN_SECONDS)),
+            keep(20, &format!("(i32.load8_u (i32.const {}))", EVENTS + 10)),
+            poll(&[(READ, 4)], Some(TEN_SECONDS)),
+        ],
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "woken early");
+    assert_eq!(ran.steps(4), [Errno::SUCCESS; 4]);
+    assert_eq!(ran.u32(20), u32::from(READ), "the socket, not the clock");
+    assert_eq!(ran.u32(NEVENTS), 1);
+    assert_eq!(
+        event(&ran, 0),
+        (0, Errno::SUCCESS, READ, 1, 0),
+        "the listener"
+    );
+    drop((peer.join().unwrap(), second.join().unwrap()));
 }
