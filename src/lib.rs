@@ -4,6 +4,7 @@
 //! library for hosts that embed the runtime; the `platform` feature (on by default) adds the build system and the
 //! command line.
 
+pub mod logplex;
 pub mod procfile;
 pub mod runtime;
 pub mod slug;
@@ -17,5 +18,7 @@ pub mod build;
 #[cfg(feature = "platform")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "platform")]
+pub mod dyno;
 #[cfg(feature = "platform")]
 pub mod store;

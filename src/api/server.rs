@@ -18,12 +18,17 @@ use serde::de::DeserializeOwned;
 
 use super::{BuildEvent, ErrorBody};
 use crate::build::BuildRequest;
+use crate::dyno::{DynoInfo, Manager, Settings};
+use crate::logplex::{Filter, LineWriter, LogLine, Logplex, SessionOptions, Source};
 use crate::procfile::Command;
 use crate::runtime::stdio::Output;
 use crate::runtime::vfs::Image;
 use crate::runtime::{Exit, RunSpec, Runtime, resolve_module};
 use crate::slug::{Limits, Slug, SlugStore};
-use crate::store::{Addon, App, ErrorKind, NewAddon, NewRelease, Release, Store, StoreError};
+use crate::store::{
+    Addon, App, ErrorKind, FormationEntry, NewAddon, NewRelease, Release, ScaleChange, Store,
+    StoreError,
+};
 
 /// Largest JSON request body.
 const JSON_LIMIT: usize = 1024 * 1024;
@@ -36,6 +41,10 @@ pub struct Platform {
     pub runtime: Arc<Runtime>,
     pub limits: Limits,
     pub token: String,
+    pub manager: Manager,
+    pub logplex: Logplex,
+    /// Log sessions created and not yet opened: id → (app, options).
+    log_sessions: Mutex<HashMap<String, (String, SessionOptions, std::time::Instant)>>,
     /// One release at a time per app: a release phase holds its app's lock until it has finished.
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -47,16 +56,35 @@ impl Platform {
         runtime: Arc<Runtime>,
         limits: Limits,
         token: String,
+        settings: Settings,
     ) -> Platform {
+        let slugs = SlugStore::new(home.join("slugs"));
+        let logplex = Logplex::new();
+        let manager = Manager::new(
+            runtime.clone(),
+            store.clone(),
+            slugs.clone(),
+            limits,
+            logplex.clone(),
+            settings,
+        );
         Platform {
-            slugs: SlugStore::new(home.join("slugs")),
+            slugs,
             home,
             store,
             runtime,
             limits,
             token,
+            manager,
+            logplex,
+            log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
         }
+    }
+
+    /// A line from the API into the app's stream (`app[api]: ...`).
+    fn api_log(&self, app: &str, text: String) {
+        self.logplex.publish(app, LogLine::app("api", text));
     }
 
     fn release_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -111,21 +139,63 @@ impl Platform {
         };
         let pending = self.has_release_phase(slug.as_deref())?;
         let release = make(self.store.as_ref(), pending)?;
-        if release.status != crate::store::ReleaseStatus::Pending {
-            return Ok(release);
-        }
-        let (succeeded, output) = match self.release_phase(&release, out).await {
-            Ok(result) => result,
-            Err(e) => (false, format!("release phase could not start: {e}\n")),
+        self.api_log(app, release.description.clone());
+        self.api_log(app, format!("Release v{} created", release.version));
+        let release = if release.status == crate::store::ReleaseStatus::Pending {
+            let (succeeded, output) = match self.release_phase(app, &release, out).await {
+                Ok(result) => result,
+                Err(e) => (false, format!("release phase could not start: {e}\n")),
+            };
+            if !succeeded {
+                self.api_log(
+                    app,
+                    format!(
+                        "Release v{} failed: its release command did not succeed",
+                        release.version
+                    ),
+                );
+            }
+            self.store
+                .record_release_result(app, release.version, succeeded, output)?
+        } else {
+            release
         };
-        self.store
-            .record_release_result(app, release.version, succeeded, output)?;
-        Ok(self.store.release(app, release.version)?)
+        if release.status == crate::store::ReleaseStatus::Succeeded {
+            self.first_deploy_scales_web(app, &release)?;
+            self.manager.reconcile(app).await;
+        }
+        Ok(release)
+    }
+
+    /// As on Heroku, the first release that has a `web` process type scales `web=1`.
+    fn first_deploy_scales_web(&self, app: &str, release: &Release) -> Result<(), ApiError> {
+        let Some(sha) = &release.slug else {
+            return Ok(());
+        };
+        if self.store.formation(app)?.contains_key("web") {
+            return Ok(());
+        }
+        if self
+            .open_slug(sha)?
+            .manifest()
+            .process_types
+            .contains_key("web")
+        {
+            let change = ScaleChange {
+                quantity: Some(1),
+                size: None,
+            };
+            self.store
+                .scale(app, BTreeMap::from([("web".to_string(), change)]))?;
+            self.api_log(app, "Scaled to web@1:standard-1x".into());
+        }
+        Ok(())
     }
 
     /// Runs the slug's `release` command as a one-off dyno with the release's config.
     async fn release_phase(
         &self,
+        app: &str,
         release: &Release,
         out: Option<Output>,
     ) -> Result<(bool, String), String> {
@@ -154,8 +224,11 @@ impl Platform {
 
         let captured = Arc::new(Mutex::new(Vec::new()));
         let sink = captured.clone();
+        let dyno = format!("release.{}", release.version);
+        let stream = Mutex::new(LineWriter::new(self.logplex.clone(), app, &dyno));
         let capture: Output = Arc::new(move |data: &[u8]| {
             sink.lock().expect("capture").extend_from_slice(data);
+            stream.lock().expect("release stream").write(data);
             if let Some(out) = &out {
                 out(data);
             }
@@ -286,6 +359,18 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/releases/{version}", get(get_release))
         .route("/apps/{app}/addons", get(list_addons).post(create_addon))
         .route("/apps/{app}/addons/{name}", delete(destroy_addon))
+        .route(
+            "/apps/{app}/formation",
+            get(get_formation).patch(update_formation),
+        )
+        .route(
+            "/apps/{app}/formation/{kind}",
+            get(get_formation_type).patch(update_formation_type),
+        )
+        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_dynos))
+        .route("/apps/{app}/dynos/{dyno}", delete(restart_dyno))
+        .route("/apps/{app}/log-sessions", post(create_log_session))
+        .route("/apps/{app}/log-sessions/{id}", get(open_log_session))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(uploads)
         .fallback(|| async {
@@ -413,6 +498,8 @@ async fn destroy_app(
     let lock = p.release_lock(&app);
     let _no_release_running = lock.lock().await;
     p.store.destroy_app(&app)?;
+    p.manager.stop_app(&app).await;
+    p.logplex.remove_app(&app);
     p.release_locks.lock().expect("lock table").remove(&app);
     Ok(Json(found))
 }
@@ -896,4 +983,297 @@ async fn destroy_addon(
         )
         .await?;
     Ok(Json(release))
+}
+
+// ---- formation and dynos
+
+/// One process type of the formation, as the API shows it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct FormationType {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub quantity: u32,
+    pub size: String,
+    /// The command of the current release, when it defines this type.
+    pub command: Option<String>,
+}
+
+fn formation_view(p: &Platform, app: &str) -> ApiResult<Vec<FormationType>> {
+    let formation = p.store.formation(app)?;
+    let types = current_types(p, app)?;
+    let mut view: Vec<FormationType> = formation
+        .iter()
+        .map(|(kind, FormationEntry { quantity, size })| FormationType {
+            kind: kind.clone(),
+            quantity: *quantity,
+            size: size.clone(),
+            command: types.get(kind).cloned(),
+        })
+        .collect();
+    // Types the release defines but nobody scaled yet show at 0.
+    for (kind, command) in types {
+        if !formation.contains_key(&kind) {
+            view.push(FormationType {
+                kind,
+                quantity: 0,
+                size: "standard-1x".into(),
+                command: Some(command),
+            });
+        }
+    }
+    view.sort_by(|a, b| a.kind.cmp(&b.kind));
+    Ok(view)
+}
+
+/// The process types of the app's current release.
+fn current_types(p: &Platform, app: &str) -> ApiResult<BTreeMap<String, String>> {
+    match p.store.current_release(app)?.and_then(|r| r.slug) {
+        Some(sha) => Ok(p.open_slug(&sha)?.manifest().process_types.clone()),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+async fn get_formation(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<FormationType>>> {
+    p.store.app(&app)?;
+    Ok(Json(formation_view(&p, &app)?))
+}
+
+async fn get_formation_type(
+    State(p): State<Arc<Platform>>,
+    Path((app, kind)): Path<(String, String)>,
+) -> ApiResult<Json<FormationType>> {
+    p.store.app(&app)?;
+    formation_view(&p, &app)?
+        .into_iter()
+        .find(|f| f.kind == kind)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no process type {kind:?} in {app}"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormationUpdate {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    quantity: Option<u32>,
+    size: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormationBatch {
+    updates: Vec<FormationUpdate>,
+}
+
+async fn scale(
+    p: &Platform,
+    app: &str,
+    updates: Vec<FormationUpdate>,
+) -> ApiResult<Vec<FormationType>> {
+    p.store.app(app)?;
+    let types = current_types(p, app)?;
+    let mut changes = BTreeMap::new();
+    for update in updates {
+        let kind = update
+            .kind
+            .ok_or_else(|| ApiError::bad_request("each update needs a type"))?;
+        if !types.contains_key(&kind) {
+            let known: Vec<&str> = types.keys().map(String::as_str).collect();
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                format!(
+                    "no process type {kind:?} in the current release of {app} (it has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        if let Some(size) = &update.size {
+            size.parse::<crate::runtime::DynoSize>().map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", e)
+            })?;
+        }
+        changes.insert(
+            kind,
+            ScaleChange {
+                quantity: update.quantity,
+                size: update.size,
+            },
+        );
+    }
+    let formation = p.store.scale(app, changes)?;
+    let summary: Vec<String> = formation
+        .iter()
+        .map(|(kind, e)| format!("{kind}@{}:{}", e.quantity, e.size))
+        .collect();
+    p.api_log(app, format!("Scaled to {}", summary.join(" ")));
+    p.manager.reconcile(app).await;
+    formation_view(p, app)
+}
+
+async fn update_formation(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(batch): JsonBody<FormationBatch>,
+) -> ApiResult<Json<Vec<FormationType>>> {
+    Ok(Json(scale(&p, &app, batch.updates).await?))
+}
+
+async fn update_formation_type(
+    State(p): State<Arc<Platform>>,
+    Path((app, kind)): Path<(String, String)>,
+    JsonBody(mut update): JsonBody<FormationUpdate>,
+) -> ApiResult<Json<FormationType>> {
+    update.kind = Some(kind.clone());
+    let view = scale(&p, &app, vec![update]).await?;
+    Ok(Json(
+        view.into_iter()
+            .find(|f| f.kind == kind)
+            .expect("scaled type is listed"),
+    ))
+}
+
+async fn list_dynos(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<DynoInfo>>> {
+    p.store.app(&app)?;
+    Ok(Json(p.manager.dynos(&app)))
+}
+
+async fn restart_dynos(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    p.store.app(&app)?;
+    let restarted = p.manager.restart(&app, None).await;
+    Ok(Json(serde_json::json!({ "restarted": restarted })))
+}
+
+/// Restarts one dyno (`web.1`) or every dyno of a type (`web`).
+async fn restart_dyno(
+    State(p): State<Arc<Platform>>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    p.store.app(&app)?;
+    let restarted = p.manager.restart(&app, Some(&dyno)).await;
+    if restarted == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no dyno {dyno:?} is running in {app}"),
+        ));
+    }
+    Ok(Json(serde_json::json!({ "restarted": restarted })))
+}
+
+// ---- logs
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogSessionRequest {
+    /// History lines to send first (default 100, at most 1,500).
+    lines: Option<usize>,
+    #[serde(default)]
+    tail: bool,
+    /// A process type (`web`) or one dyno (`web.1`).
+    ps: Option<String>,
+    dyno: Option<String>,
+    /// `app` or `wasmdyno`.
+    source: Option<String>,
+}
+
+/// Creates a log session (as Heroku's `/log-sessions`); its `logplex_url` streams the lines as NDJSON.
+async fn create_log_session(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<LogSessionRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    p.store.app(&app)?;
+    let source = match request.source.as_deref() {
+        None => None,
+        Some("app") => Some(Source::App),
+        Some("wasmdyno") => Some(Source::Platform),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                format!("unknown log source {other:?} (app or wasmdyno)"),
+            ));
+        }
+    };
+    let options = SessionOptions {
+        lines: request.lines.unwrap_or(100).min(1500),
+        tail: request.tail,
+        filter: Filter {
+            ps: request.ps,
+            dyno: request.dyno,
+            source,
+        },
+    };
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(internal)?;
+    let id = hex::encode(bytes);
+    let mut sessions = p.log_sessions.lock().expect("log sessions");
+    // Sessions nobody opened within a minute are forgotten.
+    sessions.retain(|_, (_, _, at)| at.elapsed() < std::time::Duration::from_secs(60));
+    sessions.insert(
+        id.clone(),
+        (app.clone(), options, std::time::Instant::now()),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            serde_json::json!({ "id": id, "logplex_url": format!("/apps/{app}/log-sessions/{id}") }),
+        ),
+    ))
+}
+
+async fn open_log_session(
+    State(p): State<Arc<Platform>>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let Some((owner, options, _)) = p.log_sessions.lock().expect("log sessions").remove(&id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such log session (they are used once)",
+        ));
+    };
+    if owner != app {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such log session",
+        ));
+    }
+    let session = p.logplex.session(&app, options);
+    let stream = futures_util::stream::unfold(session, |mut session| async move {
+        let line = session.next().await?;
+        let mut bytes = serde_json::to_vec(&line).expect("log lines serialize");
+        bytes.push(b'\n');
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(bytes)),
+            session,
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
 }

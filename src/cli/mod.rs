@@ -5,6 +5,8 @@ mod apps;
 mod build;
 mod config;
 mod deploy;
+mod logs;
+mod ps;
 mod releases;
 mod run;
 mod serve;
@@ -51,6 +53,15 @@ enum Commands {
     #[command(name = "releases:rollback", alias = "rollback")]
     ReleasesRollback(releases::RollbackArgs),
     Deploy(deploy::DeployArgs),
+    Logs(logs::LogsArgs),
+    Ps(ps::PsArgs),
+    #[command(name = "ps:scale", alias = "scale")]
+    PsScale(ps::ScaleArgs),
+    #[command(name = "ps:restart", alias = "restart")]
+    PsRestart(ps::RestartArgs),
+    /// Stop dynos: one (`web.1`) or a type; the dyno manager starts formation dynos again, as on Heroku.
+    #[command(name = "ps:stop")]
+    PsStop(ps::RestartArgs),
     Addons(addons::AddonsArgs),
     #[command(name = "addons:create")]
     AddonsCreate(addons::CreateArgs),
@@ -90,6 +101,11 @@ pub fn main() -> ExitCode {
         Commands::ReleasesOutput(args) => args.run(),
         Commands::ReleasesRollback(args) => args.run(),
         Commands::Deploy(args) => args.run(),
+        Commands::Logs(args) => args.run(),
+        Commands::Ps(args) => args.run(),
+        Commands::PsScale(args) => args.run(),
+        Commands::PsRestart(args) => args.run("Restarting"),
+        Commands::PsStop(args) => args.run("Stopping"),
         Commands::Addons(args) => args.run(),
         Commands::AddonsCreate(args) => args.run(),
         Commands::AddonsDestroy(args) => args.run(),

@@ -81,6 +81,7 @@ pub(crate) async fn serve(
         runtime,
         super::slug_limits()?,
         token,
+        crate::dyno::Settings::from_env().map_err(anyhow::Error::msg)?,
     ));
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
@@ -94,11 +95,17 @@ pub(crate) async fn serve(
     println!("wasmdyno serve: API on http://{api_addr}");
     let _ = std::io::stdout().flush();
 
+    // Bring back every app's formation (after a restart, the dynos the ledger says should run).
+    let manager = platform.manager.clone();
+    tokio::spawn(async move { manager.reconcile_all().await });
+
+    let manager = platform.manager.clone();
     let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
         shutdown_signal(stop).await;
         eprintln!("wasmdyno serve: shutting down");
     });
     let result = served.await.context("the API server failed");
+    manager.shutdown().await;
     let _ = std::fs::remove_file(Announcement::path(home));
     drop(lock);
     result

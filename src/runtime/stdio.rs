@@ -138,3 +138,21 @@ pub fn host_stderr() -> Output {
 pub fn discard() -> Output {
     Arc::new(|_| {})
 }
+
+/// Ends an [`Input`] from the outside: its reader then sees end of file (how a worker dyno is told to stop).
+pub struct InputCloser(Input);
+
+impl InputCloser {
+    pub fn close(&self) {
+        self.0.state.lock().expect("input lock").eof = true;
+        self.0.readable.notify_waiters();
+    }
+}
+
+impl Input {
+    /// An input with nothing to read that stays open until its [`InputCloser`] closes it.
+    pub fn held_open() -> (Input, InputCloser) {
+        let input = Input::new();
+        (input.clone(), InputCloser(input))
+    }
+}

@@ -6,6 +6,7 @@
 ;;   stderr TEXT   write TEXT and a newline to stderr
 ;;   trap          execute `unreachable`
 ;;   spin          loop forever
+;;   grow          grow memory 16 MiB at a time until it fails; exit with the number of steps that worked
 (module
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
@@ -26,7 +27,8 @@
   (data (i32.const 552) "stderr\00")
   (data (i32.const 560) "\n")
   (data (i32.const 568) "spin\00")
-  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin\n")
+  (data (i32.const 576) "grow\00")
+  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin|grow\n")
 
   (func $write (param $fd i32) (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -85,7 +87,7 @@
     (local.set $argc (i32.load (i32.const 16)))
     (if (i32.lt_u (local.get $argc) (i32.const 2))
       (then
-        (call $write (i32.const 2) (i32.const 600) (i32.const 61))
+        (call $write (i32.const 2) (i32.const 600) (i32.const 65))
         (call $proc_exit (i32.const 2))))
     (local.set $verb (i32.load (i32.const 4100)))
 
@@ -117,6 +119,14 @@
       (then unreachable))
     (if (call $streq (local.get $verb) (i32.const 568))
       (then (loop $forever (br $forever))))
-    (call $write (i32.const 2) (i32.const 600) (i32.const 61))
+    (if (call $streq (local.get $verb) (i32.const 576))
+      (then
+        (block $full
+          (loop $more
+            (br_if $full (i32.eq (memory.grow (i32.const 256)) (i32.const -1)))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            (br $more)))
+        (call $proc_exit (local.get $n))))
+    (call $write (i32.const 2) (i32.const 600) (i32.const 65))
     (call $proc_exit (i32.const 2)))
 )

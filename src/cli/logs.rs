@@ -1,0 +1,80 @@
+//! `logs`: an app's log stream (router, platform and dyno lines), through a log session of the API.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use http_body_util::BodyExt;
+use hyper::Method;
+use hyper::body::Bytes;
+
+use super::{AppArg, api, block_on};
+use crate::logplex::LogLine;
+
+/// Show an app's logs: the last lines, and with --tail the new ones as they come.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// How many lines of history (at most 1,500).
+    #[arg(short = 'n', long = "num", default_value_t = 100)]
+    num: usize,
+    /// Keep printing new lines until interrupted.
+    #[arg(short, long)]
+    tail: bool,
+    /// Only this process type (`web`) or dyno (`web.1`).
+    #[arg(short, long, value_name = "TYPE|DYNO")]
+    ps: Option<String>,
+    /// Only this dyno.
+    #[arg(short, long, value_name = "DYNO")]
+    dyno: Option<String>,
+    /// Only lines from the app or from the platform.
+    #[arg(short, long, value_parser = ["app", "wasmdyno"])]
+    source: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LogsArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let app = self.app.name()?;
+        let request = serde_json::json!({
+            "lines": self.num.min(1500),
+            "tail": self.tail,
+            "ps": self.ps,
+            "dyno": self.dyno,
+            "source": self.source,
+        });
+        let client = api()?;
+        block_on(async {
+            let session: serde_json::Value = client
+                .post(&format!("/apps/{app}/log-sessions"), &request)
+                .await?;
+            let url = session["logplex_url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let response = client
+                .send(Method::GET, &url, "application/json", Bytes::new())
+                .await?;
+            let mut body = response.into_body();
+            let mut pending = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if self.json {
+                        print!("{}", String::from_utf8_lossy(&line));
+                    } else if let Ok(line) = serde_json::from_slice::<LogLine>(&line) {
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok::<_, crate::api::client::ClientError>(())
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

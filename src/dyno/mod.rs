@@ -1,0 +1,687 @@
+//! The dyno manager: keeps each app's formation running on its current release.
+//!
+//! [`Manager::reconcile`] converges an app's running dynos to (current release, formation): it starts missing
+//! dynos, stops extra ones, and replaces dynos of an older release or another size. Each dyno is a supervisor task
+//! that boots the process type's module, runs it, and restarts it when it exits or traps, backing off
+//! exponentially on repeated crashes. Every dyno is cycled once a day (with jitter). Stopping is graceful: a worker's
+//! stdin reaches end of file and a web dyno's listener stops accepting; a dyno that has not exited when the stop
+//! timeout ends is interrupted (R12). State changes and exits are written to the app's log stream as Heroku does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::logplex::{LineWriter, LogLine, Logplex};
+use crate::procfile::Command;
+use crate::runtime::net::Listener;
+use crate::runtime::stdio::{Input, Output};
+use crate::runtime::vfs::Image;
+use crate::runtime::{DynoSize, Exit, Guest, RunSpec, Runtime, resolve_module};
+use crate::slug::{Limits, Slug, SlugStore};
+use crate::store::Store;
+
+/// Timers and limits of the dyno manager. Every one is a setting, so tests run them in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Delay before the second restart of a crashing dyno; it doubles with each further crash (the first
+    /// restart is immediate).
+    pub backoff_base: Duration,
+    /// The longest delay between restarts.
+    pub backoff_cap: Duration,
+    /// How long a dyno runs before it is cycled (plus up to `cycle_jitter`).
+    pub cycle_after: Duration,
+    pub cycle_jitter: Duration,
+    /// How long a stopping dyno has to exit before it is interrupted.
+    pub stop_timeout: Duration,
+    /// Connections a web dyno's listener queues before the router waits.
+    pub listen_backlog: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            backoff_base: Duration::from_secs(10),
+            backoff_cap: Duration::from_secs(20 * 60),
+            cycle_after: Duration::from_secs(24 * 3600),
+            cycle_jitter: Duration::from_secs(3600),
+            stop_timeout: Duration::from_secs(30),
+            listen_backlog: 511,
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
+    /// `WASMDYNO_CYCLE_JITTER_MS` and `WASMDYNO_STOP_TIMEOUT_MS`.
+    pub fn from_env() -> Result<Settings, String> {
+        let mut settings = Settings::default();
+        for (var, field) in [
+            ("WASMDYNO_BACKOFF_BASE_MS", &mut settings.backoff_base),
+            ("WASMDYNO_BACKOFF_CAP_MS", &mut settings.backoff_cap),
+            ("WASMDYNO_CYCLE_MS", &mut settings.cycle_after),
+            ("WASMDYNO_CYCLE_JITTER_MS", &mut settings.cycle_jitter),
+            ("WASMDYNO_STOP_TIMEOUT_MS", &mut settings.stop_timeout),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                let ms: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{var}={value:?} is not a number of milliseconds"))?;
+                *field = Duration::from_millis(ms);
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The delay before restart number `crashes` (1 for the first crash).
+    pub fn backoff(&self, crashes: u32) -> Duration {
+        if crashes <= 1 {
+            return Duration::ZERO;
+        }
+        let doubled = self
+            .backoff_base
+            .saturating_mul(1u32 << (crashes - 2).min(30));
+        doubled.min(self.backoff_cap)
+    }
+}
+
+/// A dyno's state, as `ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Up,
+    Crashed,
+    Idle,
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Up => "up",
+            State::Crashed => "crashed",
+            State::Idle => "idle",
+            State::Down => "down",
+        }
+    }
+}
+
+/// What `ps` and the API report about one dyno.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DynoInfo {
+    /// `web.1`, `worker.2`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub command: String,
+    pub size: String,
+    pub state: State,
+    /// Unix seconds of the last state change.
+    pub updated_at: i64,
+    pub release: u64,
+}
+
+/// A web dyno the router can send requests to.
+#[derive(Clone)]
+pub struct WebDyno {
+    pub name: String,
+    pub listener: Listener,
+}
+
+struct Dyno {
+    info: Arc<Mutex<DynoInfo>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// The web dyno's current listener (replaced when the dyno is cycled).
+    listener: Arc<Mutex<Option<Listener>>>,
+    slug: String,
+}
+
+/// The dyno manager of one server.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    slugs: SlugStore,
+    limits: Limits,
+    logplex: Logplex,
+    settings: Settings,
+    apps: Mutex<HashMap<String, BTreeMap<String, Dyno>>>,
+    /// One reconcile at a time per manager: reconciles are quick (they start and signal tasks).
+    reconciling: tokio::sync::Mutex<()>,
+    /// Booted releases: slug sha256 → its image and compiled modules, shared by the slug's dynos.
+    releases: Mutex<HashMap<String, Arc<Booted>>>,
+}
+
+/// A slug made ready to boot dynos from.
+struct Booted {
+    slug: Slug,
+    image: Arc<Image>,
+    guests: Mutex<HashMap<String, Guest>>,
+}
+
+/// Why a dyno could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum DynoError {
+    #[error("slug {sha256}: {reason}")]
+    Slug { sha256: String, reason: String },
+    #[error("{0}")]
+    Command(String),
+}
+
+impl Manager {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        slugs: SlugStore,
+        limits: Limits,
+        logplex: Logplex,
+        settings: Settings,
+    ) -> Manager {
+        Manager {
+            inner: Arc::new(Inner {
+                runtime,
+                store,
+                slugs,
+                limits,
+                logplex,
+                settings,
+                apps: Mutex::default(),
+                reconciling: tokio::sync::Mutex::new(()),
+                releases: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Converges every app (at server start).
+    pub async fn reconcile_all(&self) {
+        let apps = match self.inner.store.apps() {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::error!("cannot list apps to start their dynos: {e}");
+                return;
+            }
+        };
+        for app in apps {
+            self.reconcile(&app.name).await;
+        }
+    }
+
+    /// Converges `app`'s dynos to its current release and formation.
+    pub async fn reconcile(&self, app: &str) {
+        let _one = self.inner.reconciling.lock().await;
+        let desired = match self.desired(app) {
+            Ok(desired) => desired,
+            Err(e) => {
+                tracing::warn!(app, "cannot work out the dynos to run: {e}");
+                BTreeMap::new()
+            }
+        };
+        let mut to_stop = Vec::new();
+        {
+            let mut apps = self.inner.apps.lock().expect("apps lock");
+            let running = apps.entry(app.to_string()).or_default();
+            // Stop what is not wanted as it is.
+            let names: Vec<String> = running.keys().cloned().collect();
+            for name in names {
+                let keep = desired.get(&name).is_some_and(|want| {
+                    let dyno = &running[&name];
+                    let info = dyno.info.lock().expect("dyno info");
+                    dyno.slug == want.slug
+                        && info.release == want.release
+                        && info.size == want.size.name()
+                        && info.command == want.command
+                });
+                if !keep {
+                    to_stop.push(running.remove(&name).expect("listed"));
+                }
+            }
+            for (name, want) in desired {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(name) {
+                    let dyno = self.start(app, slot.key(), want);
+                    slot.insert(dyno);
+                }
+            }
+        }
+        for dyno in to_stop {
+            let _ = dyno.stop.send(true);
+        }
+    }
+
+    /// Stops every dyno of `app` and waits for them (app destroyed, or server shutdown).
+    pub async fn stop_app(&self, app: &str) {
+        let dynos = self
+            .inner
+            .apps
+            .lock()
+            .expect("apps lock")
+            .remove(app)
+            .unwrap_or_default();
+        stop_and_wait(dynos.into_values().collect()).await;
+    }
+
+    /// Stops every dyno of every app, gracefully, and waits for them.
+    pub async fn shutdown(&self) {
+        let all: Vec<Dyno> = {
+            let mut apps = self.inner.apps.lock().expect("apps lock");
+            apps.drain()
+                .flat_map(|(_, dynos)| dynos.into_values())
+                .collect()
+        };
+        stop_and_wait(all).await;
+    }
+
+    /// Restarts the dynos of `app` whose name is `target` or whose type is `target` (all with `None`).
+    pub async fn restart(&self, app: &str, target: Option<&str>) -> usize {
+        let stopped: Vec<Dyno> = {
+            let mut apps = self.inner.apps.lock().expect("apps lock");
+            let Some(running) = apps.get_mut(app) else {
+                return 0;
+            };
+            let names: Vec<String> = running
+                .keys()
+                .filter(|name| {
+                    target.is_none_or(|t| *name == t || name.split('.').next() == Some(t))
+                })
+                .cloned()
+                .collect();
+            names.iter().filter_map(|n| running.remove(n)).collect()
+        };
+        let count = stopped.len();
+        stop_and_wait(stopped).await;
+        self.reconcile(app).await;
+        count
+    }
+
+    /// The dynos of `app`, sorted by name.
+    pub fn dynos(&self, app: &str) -> Vec<DynoInfo> {
+        let apps = self.inner.apps.lock().expect("apps lock");
+        apps.get(app)
+            .map(|dynos| {
+                dynos
+                    .values()
+                    .map(|d| d.info.lock().expect("dyno info").clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The app's web dynos that are up, for the router.
+    pub fn web_dynos(&self, app: &str) -> Vec<WebDyno> {
+        let apps = self.inner.apps.lock().expect("apps lock");
+        apps.get(app)
+            .map(|dynos| {
+                dynos
+                    .values()
+                    .filter(|d| d.info.lock().expect("dyno info").state == State::Up)
+                    .filter_map(|d| {
+                        let name = d.info.lock().expect("dyno info").name.clone();
+                        let listener = d.listener.lock().expect("listener").clone();
+                        listener.map(|listener| WebDyno { name, listener })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// What should run: dyno name → how.
+    fn desired(&self, app: &str) -> Result<BTreeMap<String, Want>, DynoError> {
+        let store = &self.inner.store;
+        let err = |e: crate::store::StoreError| DynoError::Command(e.to_string());
+        let Some(release) = store.current_release(app).map_err(err)? else {
+            return Ok(BTreeMap::new());
+        };
+        let Some(sha) = release.slug.clone() else {
+            return Ok(BTreeMap::new());
+        };
+        let booted = self.booted(&sha)?;
+        let formation = store.formation(app).map_err(err)?;
+        let mut env = booted.slug.manifest().config_vars.clone();
+        env.extend(release.config.clone());
+        let mut desired = BTreeMap::new();
+        for (kind, entry) in formation {
+            let Some(command) = booted.slug.manifest().process_types.get(&kind) else {
+                continue;
+            };
+            let size: DynoSize = entry.size.parse().unwrap_or_default();
+            for index in 1..=entry.quantity {
+                desired.insert(
+                    format!("{kind}.{index}"),
+                    Want {
+                        kind: kind.clone(),
+                        command: command.clone(),
+                        size,
+                        release: release.version,
+                        slug: sha.clone(),
+                        env: env.clone(),
+                        booted: booted.clone(),
+                    },
+                );
+            }
+        }
+        Ok(desired)
+    }
+
+    fn booted(&self, sha: &str) -> Result<Arc<Booted>, DynoError> {
+        if let Some(booted) = self.inner.releases.lock().expect("releases lock").get(sha) {
+            return Ok(booted.clone());
+        }
+        let slug = Slug::open(&self.inner.slugs.path(sha), self.inner.limits).map_err(|e| {
+            DynoError::Slug {
+                sha256: sha.into(),
+                reason: e.to_string(),
+            }
+        })?;
+        let booted = Arc::new(Booted {
+            image: Arc::new(Image::from_slug(&slug)),
+            slug,
+            guests: Mutex::default(),
+        });
+        let mut releases = self.inner.releases.lock().expect("releases lock");
+        // Keep the cache to the slugs of running releases plus this one.
+        if releases.len() > 64 {
+            releases.retain(|_, b| Arc::strong_count(b) > 1);
+        }
+        releases.insert(sha.to_string(), booted.clone());
+        Ok(booted)
+    }
+
+    fn start(&self, app: &str, name: &str, want: Want) -> Dyno {
+        let info = Arc::new(Mutex::new(DynoInfo {
+            name: name.to_string(),
+            kind: want.kind.clone(),
+            command: want.command.clone(),
+            size: want.size.name().to_string(),
+            state: State::Starting,
+            updated_at: unix_now(),
+            release: want.release,
+        }));
+        let listener =
+            (want.kind == "web").then(|| Listener::new(self.inner.settings.listen_backlog));
+        let shared_listener = Arc::new(Mutex::new(listener.clone()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let slug = want.slug.clone();
+        let supervisor = Supervisor {
+            inner: self.inner.clone(),
+            app: app.to_string(),
+            name: name.to_string(),
+            want,
+            info: info.clone(),
+            listener,
+            shared_listener: shared_listener.clone(),
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(supervisor.run());
+        Dyno {
+            info,
+            stop: stop_tx,
+            task,
+            listener: shared_listener,
+            slug,
+        }
+    }
+}
+
+async fn stop_and_wait(dynos: Vec<Dyno>) {
+    for dyno in &dynos {
+        let _ = dyno.stop.send(true);
+    }
+    for dyno in dynos {
+        let _ = dyno.task.await;
+    }
+}
+
+struct Want {
+    kind: String,
+    command: String,
+    size: DynoSize,
+    release: u64,
+    slug: String,
+    env: BTreeMap<String, String>,
+    booted: Arc<Booted>,
+}
+
+/// The task that keeps one dyno running.
+struct Supervisor {
+    inner: Arc<Inner>,
+    app: String,
+    name: String,
+    want: Want,
+    info: Arc<Mutex<DynoInfo>>,
+    listener: Option<Listener>,
+    shared_listener: Arc<Mutex<Option<Listener>>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// How one run of a dyno's process ended.
+enum Ended {
+    Exited(Exit),
+    /// The manager asked it to stop and it did (or was interrupted).
+    Stopped,
+    /// It is due for its daily restart.
+    Cycle,
+    Failed(String),
+}
+
+impl Supervisor {
+    fn log(&self, text: impl Into<String>) {
+        self.inner
+            .logplex
+            .publish(&self.app, LogLine::platform(&self.name, text.into()));
+    }
+
+    fn set_state(&self, state: State) {
+        let mut info = self.info.lock().expect("dyno info");
+        if info.state != state {
+            let from = info.state;
+            info.state = state;
+            info.updated_at = unix_now();
+            drop(info);
+            self.log(format!(
+                "State changed from {} to {}",
+                from.as_str(),
+                state.as_str()
+            ));
+        }
+    }
+
+    async fn run(mut self) {
+        let mut crashes = 0u32;
+        loop {
+            self.log(format!(
+                "Starting process with command `{}`",
+                self.want.command
+            ));
+            let ended = self.run_once().await;
+            match ended {
+                Ended::Stopped => {
+                    self.set_state(State::Down);
+                    return;
+                }
+                Ended::Cycle => {
+                    self.log("Cycling");
+                    self.set_state(State::Starting);
+                    continue;
+                }
+                Ended::Exited(exit) => match &exit {
+                    Exit::Status(code) => self.log(format!("Process exited with status {code}")),
+                    Exit::Trap(trap) => {
+                        let first = trap.lines().next().unwrap_or("trap");
+                        self.log(format!("Process trapped: {first}"));
+                        self.log("Process exited with status 134");
+                    }
+                },
+                Ended::Failed(reason) => {
+                    self.log(format!("Error R99 (Platform error) -> {reason}"))
+                }
+            }
+            self.set_state(State::Crashed);
+            crashes += 1;
+            let delay = self.inner.settings.backoff(crashes);
+            if !delay.is_zero() {
+                let mut stop = self.stop.clone();
+                let stopped = tokio::select! {
+                    () = tokio::time::sleep(delay) => false,
+                    _ = stop.wait_for(|stop| *stop) => true,
+                };
+                if stopped {
+                    self.set_state(State::Down);
+                    return;
+                }
+            }
+            if *self.stop.borrow() {
+                self.set_state(State::Down);
+                return;
+            }
+            self.set_state(State::Starting);
+        }
+    }
+
+    /// Boots and runs the process once.
+    async fn run_once(&mut self) -> Ended {
+        let guest_and_argv = self.boot().await;
+        let (guest, argv) = match guest_and_argv {
+            Ok(ready) => ready,
+            Err(reason) => return Ended::Failed(reason),
+        };
+        let mut env = self.want.env.clone();
+        env.insert("DYNO".into(), self.name.clone());
+        env.insert("HOME".into(), "/".into());
+        env.insert("WASMDYNO_RELEASE".into(), format!("v{}", self.want.release));
+        if self.listener.is_some() {
+            env.insert("PORT".into(), "5000".into());
+        }
+        let (stdin, close_stdin) = Input::held_open();
+        let stdout = self.output();
+        let mut spec =
+            RunSpec::new(argv, env, self.want.size).with_image(self.want.booted.image.clone());
+        spec.stdin = stdin;
+        spec.stdout = stdout.clone();
+        spec.stderr = stdout;
+        if let Some(listener) = &self.listener {
+            spec = spec.with_listener(listener.clone());
+        }
+        self.set_state(State::Up);
+
+        let runtime = self.inner.runtime.clone();
+        let running = runtime.run(&guest, spec);
+        tokio::pin!(running);
+        let cycle = self.inner.settings.cycle_after + jitter(self.inner.settings.cycle_jitter);
+        let why_stop = tokio::select! {
+            result = &mut running => {
+                return match result {
+                    Ok(exit) => Ended::Exited(exit),
+                    Err(e) => Ended::Failed(e.to_string()),
+                };
+            }
+            _ = self.stop.wait_for(|stop| *stop) => Ended::Stopped,
+            () = tokio::time::sleep(cycle) => Ended::Cycle,
+        };
+        // Graceful stop: tell the process in ways a WASI program sees, then give it the stop timeout.
+        self.log("Stopping process");
+        close_stdin.close();
+        if let Some(listener) = &self.listener {
+            listener.close();
+        }
+        let timeout = self.inner.settings.stop_timeout;
+        match tokio::time::timeout(timeout, &mut running).await {
+            Ok(Ok(Exit::Status(code))) => self.log(format!("Process exited with status {code}")),
+            Ok(Ok(Exit::Trap(_))) => self.log("Process exited with status 134"),
+            Ok(Err(e)) => self.log(format!("Process failed: {e}")),
+            Err(_) => {
+                self.log(format!(
+                    "Error R12 (Exit timeout) -> Process failed to exit within {} seconds of being told to stop",
+                    timeout.as_secs_f64()
+                ));
+                self.log("Stopping process by interrupting it");
+            }
+        }
+        if matches!(why_stop, Ended::Cycle) && self.listener.is_some() {
+            // A cycled web dyno gets a new listener: the old one is closed for good.
+            let fresh = Listener::new(self.inner.settings.listen_backlog);
+            *self.shared_listener.lock().expect("listener") = Some(fresh.clone());
+            self.listener = Some(fresh);
+        }
+        why_stop
+    }
+
+    /// The compiled module and argv for this dyno's command.
+    async fn boot(&self) -> Result<(Guest, Vec<String>), String> {
+        let command = Command::parse(&self.want.command).map_err(|e| e.to_string())?;
+        let argv = command.expand(&|key| self.want.env.get(key).cloned());
+        let word = argv.first().cloned().ok_or("the command is empty")?;
+        let booted = self.want.booted.clone();
+        let (module, wasm) = resolve_module(&booted.slug, &word).map_err(|e| e.to_string())?;
+        if let Some(guest) = booted.guests.lock().expect("guests").get(&module) {
+            let mut argv = argv;
+            argv[0] = module;
+            return Ok((guest.clone(), argv));
+        }
+        let runtime = self.inner.runtime.clone();
+        let guest = tokio::task::spawn_blocking(move || runtime.load(&wasm))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{module}: {e}"))?
+            .0;
+        booted
+            .guests
+            .lock()
+            .expect("guests")
+            .insert(module.clone(), guest.clone());
+        let mut argv = argv;
+        argv[0] = module;
+        Ok((guest, argv))
+    }
+
+    /// The dyno's stdout and stderr, line by line into the app's stream.
+    fn output(&self) -> Output {
+        let writer = Mutex::new(LineWriter::new(
+            self.inner.logplex.clone(),
+            &self.app,
+            &self.name,
+        ));
+        Arc::new(move |data: &[u8]| writer.lock().expect("line writer").write(data))
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A random duration up to `max`.
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return max;
+    }
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    Duration::from_nanos(u64::from_le_bytes(bytes) % max.as_nanos().max(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        let settings = Settings {
+            backoff_base: Duration::from_secs(10),
+            backoff_cap: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        let delays: Vec<u64> = (1..=6).map(|n| settings.backoff(n).as_secs()).collect();
+        assert_eq!(delays, [0, 10, 20, 40, 60, 60]);
+        assert_eq!(settings.backoff(400), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,272 @@
+//! The dyno manager inside `wasmdyno serve`: formation, supervision with backoff, graceful stop, restarts,
+//! and the log lines that tell the story. Timers are set in milliseconds through settings.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn deploy(server: &Server, app: &str, procfile: &str) {
+    let dir = server.env.path(&format!("{app}-src"));
+    probe_app(&dir, procfile);
+    server.cli(&["apps:create", app]).ok();
+    server
+        .cli(&["deploy", "-a", app, dir.to_str().unwrap()])
+        .ok();
+}
+
+/// The app's log lines (up to 1,500).
+fn logs(server: &Server, app: &str) -> String {
+    server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout
+}
+
+/// Waits until `check` holds on the app's logs (bounded).
+fn wait_logs(server: &Server, app: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = logs(server, app);
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; logs:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn states(server: &Server, app: &str) -> Vec<(String, String)> {
+    let json = server.cli(&["ps", "-a", app, "--json"]).ok().json();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn scaling_starts_and_gracefully_stops_workers() {
+    let server = Server::start();
+    deploy(&server, "workers", "worker: probe.wasm cat\n");
+    assert!(
+        states(&server, "workers").is_empty(),
+        "no worker runs before scaling"
+    );
+    let out = server.cli(&["ps:scale", "-a", "workers", "worker=2"]).ok();
+    assert!(
+        out.stderr.contains("now running worker=2:standard-1x"),
+        "{out}"
+    );
+    assert_eq!(
+        states(&server, "workers"),
+        [
+            ("worker.1".into(), "up".into()),
+            ("worker.2".into(), "up".into())
+        ]
+    );
+    let ps = server.cli(&["ps", "-a", "workers"]).ok();
+    assert!(
+        ps.stdout
+            .starts_with("=== worker (standard-1x): probe.wasm cat (2)\nworker.1: up "),
+        "{ps}"
+    );
+    let text = wait_logs(&server, "workers", "start lines", |t| {
+        t.contains("wasmdyno[worker.2]: State changed from starting to up")
+    });
+    assert!(
+        text.contains("wasmdyno[worker.1]: Starting process with command `probe.wasm cat`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("app[api]: Scaled to worker@2:standard-1x"),
+        "{text}"
+    );
+
+    // Scaling down tells the worker by closing its stdin; `cat` exits 0 at end of file.
+    server.cli(&["ps:scale", "-a", "workers", "worker-1"]).ok();
+    let text = wait_logs(&server, "workers", "the stop", |t| {
+        t.contains("wasmdyno[worker.2]: State changed from up to down")
+    });
+    assert!(
+        text.contains("wasmdyno[worker.2]: Stopping process"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wasmdyno[worker.2]: Process exited with status 0"),
+        "{text}"
+    );
+    assert_eq!(
+        states(&server, "workers"),
+        [("worker.1".into(), "up".into())]
+    );
+
+    let out = server.cli(&["ps:scale", "-a", "workers", "web=1"]).fails();
+    assert!(out.stderr.contains("no process type \"web\""), "{out}");
+}
+
+#[test]
+fn a_crashing_dyno_is_restarted_with_exponential_backoff() {
+    let env = TestEnv::new();
+    let server = Server::start_in(
+        env,
+        &[
+            ("WASMDYNO_BACKOFF_BASE_MS", "100"),
+            ("WASMDYNO_BACKOFF_CAP_MS", "400"),
+        ],
+    );
+    deploy(&server, "crashy", "worker: probe.wasm exit 3\n");
+    server.cli(&["ps:scale", "-a", "crashy", "worker=1"]).ok();
+    let text = wait_logs(&server, "crashy", "six crashes", |t| {
+        t.matches("Process exited with status 3").count() >= 6
+    });
+    assert!(text.contains("State changed from up to crashed"), "{text}");
+    // Restart n+1 comes at least backoff(n) after crash n: 0, 100, 200, 400, 400 ms.
+    let starts: Vec<chrono_free::Micros> = text
+        .lines()
+        .filter(|l| l.contains("wasmdyno[worker.1]: Starting process"))
+        .map(chrono_free::parse)
+        .collect();
+    let gaps: Vec<i64> = starts.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
+    for (gap, at_least) in gaps.iter().zip([0, 100, 200, 400, 400]) {
+        assert!(*gap >= at_least, "gaps between restarts {gaps:?} (ms)");
+    }
+    assert!(
+        gaps[4] < 4000,
+        "the backoff stops growing at its cap: {gaps:?}"
+    );
+}
+
+#[test]
+fn a_dyno_that_ignores_the_stop_is_interrupted_with_r12() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_STOP_TIMEOUT_MS", "200")]);
+    deploy(&server, "stubborn", "worker: probe.wasm spin\n");
+    server.cli(&["ps:scale", "-a", "stubborn", "worker=1"]).ok();
+    wait_logs(&server, "stubborn", "the start", |t| {
+        t.contains("State changed from starting to up")
+    });
+    server.cli(&["ps:scale", "-a", "stubborn", "worker=0"]).ok();
+    let text = wait_logs(&server, "stubborn", "R12", |t| {
+        t.contains("State changed from up to down")
+    });
+    assert!(text.contains("Error R12 (Exit timeout)"), "{text}");
+    // The platform is still answering.
+    server.cli(&["apps"]).ok();
+}
+
+#[test]
+fn the_size_sets_the_memory_quota() {
+    let server = Server::start();
+    deploy(&server, "sized", "worker: probe.wasm grow\n");
+    server
+        .cli(&["ps:scale", "-a", "sized", "worker=1:eco"])
+        .ok();
+    let text = wait_logs(&server, "sized", "an exit", |t| {
+        t.contains("Process exited with status")
+    });
+    let eco = exit_status(&text);
+    server
+        .cli(&["ps:scale", "-a", "sized", "worker=1:performance-m"])
+        .ok();
+    let text = wait_logs(&server, "sized", "an exit at the new size", |t| {
+        t.lines()
+            .any(|l| l.contains("Process exited with status") && exit_status(l) != eco)
+    });
+    let big = text
+        .lines()
+        .filter(|l| l.contains("Process exited with status"))
+        .map(exit_status)
+        .max()
+        .unwrap();
+    // 16 MiB steps: eco has 512 MiB for memory and files, performance-m 2.5 GiB.
+    assert!((28..32).contains(&eco), "eco grew {eco} steps");
+    assert!((150..160).contains(&big), "performance-m grew {big} steps");
+}
+
+fn exit_status(text: &str) -> i64 {
+    let line = text
+        .lines()
+        .find(|l| l.contains("Process exited with status"))
+        .unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_formation_comes_back_after_a_server_restart_and_restarts_replace_dynos() {
+    let server = Server::start();
+    deploy(&server, "phoenix", "worker: probe.wasm cat\n");
+    server.cli(&["ps:scale", "-a", "phoenix", "worker=1"]).ok();
+    let env = server.stop();
+    let server = Server::start_in(env, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while states(&server, "phoenix") != [("worker.1".to_string(), "up".to_string())] {
+        assert!(Instant::now() < deadline, "worker.1 did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+        .cli(&["ps:restart", "-a", "phoenix", "worker.1"])
+        .ok();
+    let text = wait_logs(&server, "phoenix", "the restart", |t| {
+        t.matches("Starting process").count() >= 2
+    });
+    assert!(text.contains("Stopping process"), "{text}");
+    server
+        .cli(&["ps:restart", "-a", "phoenix", "web.9"])
+        .fails();
+}
+
+#[test]
+fn logs_filter_by_dyno_type_and_source() {
+    let server = Server::start();
+    deploy(
+        &server,
+        "chatty",
+        "worker: probe.wasm stderr hello-from-the-worker\nrelease: probe.wasm args migrating\n",
+    );
+    server.cli(&["ps:scale", "-a", "chatty", "worker=1"]).ok();
+    wait_logs(&server, "chatty", "the worker's line", |t| {
+        t.contains("app[worker.1]: hello-from-the-worker")
+    });
+    let app_only = server
+        .cli(&["logs", "-a", "chatty", "-s", "app", "-p", "worker"])
+        .ok()
+        .stdout;
+    assert!(
+        app_only.lines().all(|l| l.contains(" app[worker.1]: ")),
+        "{app_only}"
+    );
+    let release = server
+        .cli(&["logs", "-a", "chatty", "-d", "release.2"])
+        .ok()
+        .stdout;
+    assert!(release.contains("app[release.2]: migrating"), "{release}");
+    let api = server
+        .cli(&["logs", "-a", "chatty", "-p", "api"])
+        .ok()
+        .stdout;
+    assert!(api.contains("app[api]: Release v2 created"), "{api}");
+    let two = server.cli(&["logs", "-a", "chatty", "-n", "2"]).ok().stdout;
+    assert_eq!(two.lines().count(), 2, "{two}");
+    // Each line: RFC 3339 timestamp with microseconds, source[dyno]: text.
+    let first = two.lines().next().unwrap();
+    assert_eq!(first.as_bytes()[26], b'+', "{first}");
+}
+
+/// Log timestamps (`2026-11-23T12:00:00.123456+00:00`) as microseconds since midnight, enough to compare
+/// lines of one test.
+mod chrono_free {
+    pub type Micros = i64;
+
+    pub fn parse(line: &str) -> Micros {
+        let time = &line[11..26];
+        let h: i64 = time[0..2].parse().unwrap();
+        let m: i64 = time[3..5].parse().unwrap();
+        let s: i64 = time[6..8].parse().unwrap();
+        let us: i64 = time[9..15].parse().unwrap();
+        ((h * 60 + m) * 60 + s) * 1_000_000 + us
+    }
+}
