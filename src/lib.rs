@@ -21,4 +21,6 @@ pub mod cli;
 #[cfg(feature = "platform")]
 pub mod dyno;
 #[cfg(feature = "platform")]
+pub mod router;
+#[cfg(feature = "platform")]
 pub mod store;

@@ -25,6 +25,9 @@ pub const LOCK_FILE: &str = "serve.lock";
 pub struct Announcement {
     /// Base URL of the API, e.g. `http://127.0.0.1:5001`.
     pub api: String,
+    /// Address of the router, e.g. `127.0.0.1:5000`.
+    #[serde(default)]
+    pub router: Option<String>,
     pub pid: u32,
 }
 

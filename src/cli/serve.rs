@@ -19,6 +19,14 @@ use crate::store::SqliteStore;
 /// stops cleanly on Ctrl-C or SIGTERM. One server per home: a second one refuses to start.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// Address of the router, which serves apps at http://<app>.localhost:<port>/ (port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:5000",
+        env = "WASMDYNO_LISTEN"
+    )]
+    listen: SocketAddr,
     /// Address of the control API (port 0 picks a free port).
     #[arg(
         long,
@@ -35,13 +43,14 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        tokio.block_on(serve(self.api, &super::home_dir(), None))?;
+        tokio.block_on(serve(self.listen, self.api, &super::home_dir(), None))?;
         Ok(ExitCode::SUCCESS)
     }
 }
 
 /// Serves until Ctrl-C/SIGTERM (or until `stop` resolves). Announces the API address on stdout once it listens.
 pub(crate) async fn serve(
+    router_addr: SocketAddr,
     api: SocketAddr,
     home: &Path,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
@@ -75,6 +84,10 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen on {api} for the API"))?;
     let api_addr = listener.local_addr()?;
+    let router_listener = tokio::net::TcpListener::bind(router_addr)
+        .await
+        .with_context(|| format!("cannot listen on {router_addr} for the router"))?;
+    let router_addr = router_listener.local_addr()?;
     let platform = Arc::new(Platform::new(
         home.to_path_buf(),
         Arc::new(store),
@@ -85,6 +98,7 @@ pub(crate) async fn serve(
     ));
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
+        router: Some(router_addr.to_string()),
         pid: std::process::id(),
     };
     crate::fsutil::write_atomic(
@@ -93,11 +107,26 @@ pub(crate) async fn serve(
     )
     .context("cannot announce the server")?;
     println!("wasmdyno serve: API on http://{api_addr}");
+    println!(
+        "wasmdyno serve: router on http://{router_addr} (apps at http://<app>.localhost:{})",
+        router_addr.port()
+    );
     let _ = std::io::stdout().flush();
 
     // Bring back every app's formation (after a restart, the dynos the ledger says should run).
     let manager = platform.manager.clone();
     tokio::spawn(async move { manager.reconcile_all().await });
+
+    let routing_table = crate::router::Router::new(
+        platform.manager.clone(),
+        platform.store.clone(),
+        platform.logplex.clone(),
+        crate::router::Settings::from_env().map_err(anyhow::Error::msg)?,
+    );
+    let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
+    let routing = tokio::spawn(routing_table.serve(router_listener, async move {
+        let _ = router_stopped.await;
+    }));
 
     let manager = platform.manager.clone();
     let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
@@ -105,6 +134,8 @@ pub(crate) async fn serve(
         eprintln!("wasmdyno serve: shutting down");
     });
     let result = served.await.context("the API server failed");
+    let _ = router_stop.send(());
+    let _ = routing.await;
     manager.shutdown().await;
     let _ = std::fs::remove_file(Announcement::path(home));
     drop(lock);

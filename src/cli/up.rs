@@ -23,6 +23,9 @@ pub(crate) struct UpArgs {
     /// Where a platform started by `up` serves its API.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5001")]
     api: std::net::SocketAddr,
+    /// Where a platform started by `up` routes HTTP to apps.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    listen: std::net::SocketAddr,
 }
 
 impl UpArgs {
@@ -47,11 +50,11 @@ impl UpArgs {
             .enable_all()
             .build()?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let api_addr = self.api;
+        let (api_addr, router_addr) = (self.api, self.listen);
         let server_home = home.clone();
         let server = std::thread::spawn(move || {
             tokio.block_on(async {
-                let serving = super::serve::serve(api_addr, &server_home, None);
+                let serving = super::serve::serve(router_addr, api_addr, &server_home, None);
                 tokio::pin!(serving);
                 // The announcement file appears once the API listens.
                 let announced = async {

@@ -4,6 +4,7 @@ mod buildpack;
 mod dynos;
 mod listener;
 mod platform;
+mod router;
 mod run;
 mod samples;
 mod sandbox;

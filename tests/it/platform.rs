@@ -232,7 +232,10 @@ fn state_survives_a_restart_and_one_server_per_home() {
     server.cli(&["config:set", "-a", "durable", "A=1"]).ok();
     server.cli(&["maintenance:on", "-a", "durable"]).ok();
 
-    let second = server.env.run(&["serve", "--api", "127.0.0.1:0"]).fails();
+    let second = server
+        .env
+        .run(&["serve", "--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .fails();
     assert!(
         second.stderr.contains("another wasmdyno serve is running"),
         "{second}"

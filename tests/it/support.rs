@@ -177,6 +177,8 @@ pub struct Server {
     pub env: TestEnv,
     pub child: std::process::Child,
     pub api: String,
+    /// The router's address, `127.0.0.1:PORT`.
+    pub router: String,
     stopped: bool,
 }
 
@@ -188,7 +190,7 @@ impl Server {
     /// Starts a server on `env`'s home, with extra environment variables (e.g. a failpoint).
     pub fn start_in(env: TestEnv, vars: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
-        let mut cmd = env.cmd(&["serve", "--api", "127.0.0.1:0"]);
+        let mut cmd = env.cmd(&["serve", "--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"]);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in vars {
             cmd.env(k, v);
@@ -202,12 +204,21 @@ impl Server {
             .strip_prefix("wasmdyno serve: API on ")
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_string();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let router = line
+            .trim()
+            .strip_prefix("wasmdyno serve: router on http://")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected second line from serve: {line:?}"))
+            .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Server {
             env,
             child,
             api,
+            router,
             stopped: false,
         }
     }
@@ -246,6 +257,28 @@ impl Server {
     /// The API token the server wrote.
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.env.home().join("token")).unwrap()
+    }
+
+    /// A GET through the router with `Host: <host>`; returns (status, headers and body).
+    pub fn get(&self, host: &str, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.router).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, response)
     }
 
     /// A raw HTTP/1.1 request to the API; returns (status, body).
