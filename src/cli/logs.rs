@@ -45,36 +45,51 @@ impl LogsArgs {
             "dyno": self.dyno,
             "source": self.source,
         });
-        let client = api()?;
-        block_on(async {
-            let session: serde_json::Value = client
-                .post(&format!("/apps/{app}/log-sessions"), &request)
-                .await?;
-            let url = session["logplex_url"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let response = client
-                .send(Method::GET, &url, "application/json", Bytes::new())
-                .await?;
-            let mut body = response.into_body();
-            let mut pending = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                pending.extend_from_slice(&data);
-                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    if self.json {
-                        print!("{}", String::from_utf8_lossy(&line));
-                    } else if let Ok(line) = serde_json::from_slice::<LogLine>(&line) {
-                        println!("{line}");
-                    }
-                }
-            }
-            Ok::<_, crate::api::client::ClientError>(())
-        })?;
+        stream(&app, &request, self.json)?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Opens a log session for `app` with `request` and prints its lines until the stream ends.
+pub(crate) fn stream(app: &str, request: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    let client = api()?;
+    block_on(async {
+        let session: serde_json::Value = client
+            .post(&format!("/apps/{app}/log-sessions"), request)
+            .await?;
+        let url = session["logplex_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let response = client
+            .send(Method::GET, &url, "application/json", Bytes::new())
+            .await?;
+        let mut body = response.into_body();
+        let mut pending = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if json {
+                    print!("{}", String::from_utf8_lossy(&line));
+                } else if let Ok(line) = serde_json::from_slice::<LogLine>(&line) {
+                    println!("{line}");
+                }
+            }
+        }
+        Ok::<_, crate::api::client::ClientError>(())
+    })?;
+    Ok(())
+}
+
+/// Follows `app`'s stream from its last few lines on (what `up` shows).
+pub(crate) fn follow(app: &str) -> anyhow::Result<()> {
+    stream(
+        app,
+        &serde_json::json!({ "lines": 20, "tail": true }),
+        false,
+    )
 }

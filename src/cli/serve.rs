@@ -129,9 +129,14 @@ pub(crate) async fn serve(
     }));
 
     let manager = platform.manager.clone();
+    let (store, logplex) = (platform.store.clone(), platform.logplex.clone());
     let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
         shutdown_signal(stop).await;
         eprintln!("wasmdyno serve: shutting down");
+        // End every tailing log session, or graceful shutdown would wait for them forever.
+        for app in store.apps().unwrap_or_default() {
+            logplex.remove_app(&app.name);
+        }
     });
     let result = served.await.context("the API server failed");
     let _ = router_stop.send(());

@@ -1,5 +1,6 @@
 //! `wasmdyno up [DIR]`: the one-command path. Uses the running platform or starts one in the foreground, creates
-//! the app if needed, deploys DIR, and keeps the platform running until Ctrl-C.
+//! the app if needed, deploys DIR (the first deploy scales `web=1`), prints the app's URL and follows its logs
+//! until Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use super::{api, block_on};
 use crate::api::client::ClientError;
 use crate::store::{App, ReleaseStatus};
 
-/// Start the platform if needed, create the app, deploy DIR.
+/// Start the platform if needed, create the app, deploy DIR, print its URL and follow its logs.
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     /// The app's directory.
@@ -42,6 +43,7 @@ impl UpArgs {
         let running = api().is_ok_and(|client| block_on(client.get::<Vec<App>>("/apps")).is_ok());
         if running {
             deploy(&name, &dir)?;
+            super::logs::follow(&name)?;
             return Ok(ExitCode::SUCCESS);
         }
         // Start the platform here, deploy once it listens, then serve in the foreground.
@@ -69,10 +71,16 @@ impl UpArgs {
                 serving.await
             })
         });
-        if ready_rx.recv().is_ok()
-            && let Err(e) = deploy(&name, &dir)
-        {
-            super::report(&e);
+        if ready_rx.recv().is_ok() {
+            // Follow the app's logs until Ctrl-C stops the platform (which ends the stream).
+            match deploy(&name, &dir) {
+                Ok(()) => {
+                    if let Err(e) = super::logs::follow(&name) {
+                        super::report(&e);
+                    }
+                }
+                Err(e) => super::report(&e),
+            }
         }
         server.join().expect("the platform thread")?;
         Ok(ExitCode::SUCCESS)

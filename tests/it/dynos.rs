@@ -270,3 +270,28 @@ mod chrono_free {
         ((h * 60 + m) * 60 + s) * 1_000_000 + us
     }
 }
+
+#[test]
+fn logs_tail_follows_new_lines_and_ends_with_the_server() {
+    use std::io::BufRead;
+    let server = Server::start();
+    server.cli(&["apps:create", "tailed"]).ok();
+    let mut tail = server
+        .env
+        .cmd(&["logs", "-a", "tailed", "--tail", "-n", "10"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    // History first (the app's creation made v1 silently), then the new line.
+    server.cli(&["config:set", "-a", "tailed", "A=1"]).ok();
+    let seen = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.ends_with("app[api]: Set A config var"));
+    assert!(seen.is_some(), "the tail saw the change");
+    // Stopping the server ends the stream, and the tail with it.
+    drop(server);
+    let status = tail.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
