@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -720,15 +720,14 @@ async fn create_build(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
     Query(query): Query<BuildQuery>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     p.store.app(&app)?;
-    if headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t == "application/json")
-    {
-        return Err(ApiError::bad_request("send the source as a gzip tarball"));
+    // Refused before the stream starts, so the status says it: a gzip stream starts with 1f 8b.
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::bad_request(
+            "send the source as a gzip tarball (tar.gz)",
+        ));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<BuildEvent>(256);
     tokio::spawn(async move {

@@ -315,38 +315,101 @@ fn concurrent_config_sets_all_land_with_contiguous_versions() {
 
 #[test]
 fn a_crash_at_any_commit_step_leaves_a_consistent_ledger() {
-    for failpoint in ["release.before_commit", "release.after_commit"] {
-        let server = Server::start();
-        server.cli(&["apps:create", "crashy"]).ok();
-        server.cli(&["config:set", "-a", "crashy", "A=1"]).ok();
-        let env = server.stop();
-        let server = Server::start_in(env, &[("WASMDYNO_FAILPOINT", failpoint)]);
-        server.cli(&["config:set", "-a", "crashy", "A=2"]).fails();
-        let (code, env) = server.wait_exit();
-        assert_ne!(code, Some(0), "{failpoint}: the server aborted");
-        let server = Server::start_in(env, &[]);
-        let a = server.cli(&["config:get", "-a", "crashy", "A"]).ok().stdout;
-        let releases = server
-            .cli(&["releases", "-a", "crashy", "--json"])
-            .ok()
-            .json();
-        let versions: Vec<u64> = releases
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["version"].as_u64().unwrap())
-            .collect();
-        match failpoint {
-            "release.before_commit" => {
-                assert_eq!(a, "1\n", "{failpoint}");
-                assert_eq!(versions, [1, 2]);
+    // Each operation that appends to the ledger, crashed before and after its commit.
+    type Operation = fn(&Server, &str) -> Out;
+    let operations: [(&str, Operation); 3] = [
+        ("config change", |s, _| {
+            s.cli(&["config:set", "-a", "crashy", "A=2"])
+        }),
+        ("deploy", |s, dir| s.cli(&["deploy", "-a", "crashy", dir])),
+        ("rollback", |s, _| {
+            s.cli(&["releases:rollback", "-a", "crashy", "v2"])
+        }),
+    ];
+    for (operation, run) in operations {
+        for failpoint in ["release.before_commit", "release.after_commit"] {
+            let server = Server::start();
+            let dir = app_dir(&server.env, "src", "web: probe.wasm args\n");
+            server.cli(&["apps:create", "crashy"]).ok();
+            server.cli(&["config:set", "-a", "crashy", "A=1"]).ok();
+            let env = server.stop();
+            let server = Server::start_in(env, &[("WASMDYNO_FAILPOINT", failpoint)]);
+            run(&server, &dir).fails();
+            let (code, env) = server.wait_exit();
+            assert_ne!(
+                code,
+                Some(0),
+                "{operation} at {failpoint}: the server aborted"
+            );
+            let server = Server::start_in(env, &[]);
+            let releases = server
+                .cli(&["releases", "-a", "crashy", "--json"])
+                .ok()
+                .json();
+            let versions: Vec<u64> = releases
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["version"].as_u64().unwrap())
+                .collect();
+            let current = server
+                .cli(&["apps:info", "-a", "crashy", "--json"])
+                .ok()
+                .json()["current_release"]["version"]
+                .as_u64();
+            match failpoint {
+                "release.before_commit" => {
+                    assert_eq!(versions, [1, 2], "{operation} at {failpoint}");
+                    assert_eq!(
+                        current,
+                        Some(2),
+                        "{operation} at {failpoint}: the old release is current"
+                    );
+                }
+                _ => {
+                    assert_eq!(versions, [1, 2, 3], "{operation} at {failpoint}");
+                    assert_eq!(
+                        current,
+                        Some(3),
+                        "{operation} at {failpoint}: the new release is current"
+                    );
+                }
             }
-            _ => {
-                assert_eq!(a, "2\n", "{failpoint}");
-                assert_eq!(versions, [1, 2, 3]);
-            }
+            // The ledger still takes new releases.
+            server.cli(&["config:set", "-a", "crashy", "B=1"]).ok();
         }
-        // The ledger still takes new releases.
-        server.cli(&["config:set", "-a", "crashy", "B=1"]).ok();
     }
+}
+
+#[test]
+fn bad_source_tarballs_are_refused() {
+    let server = Server::start();
+    server.cli(&["apps:create", "tarry"]).ok();
+    let token = server.token();
+    let (status, body) = server.raw(
+        "POST",
+        "/apps/tarry/builds",
+        Some(&token),
+        "definitely not gzip",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("send the source as a gzip tarball"), "{body}");
+    // Gzip, but not a tar inside: the build stream says so and nothing is released.
+    let (status, body) = server.raw(
+        "POST",
+        "/apps/tarry/builds",
+        Some(&token),
+        b"\x1f\x8bgarbage",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let releases = server
+        .cli(&["releases", "-a", "tarry", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        releases.as_array().unwrap().len(),
+        1,
+        "nothing was released"
+    );
 }

@@ -282,8 +282,15 @@ impl Server {
     }
 
     /// A raw HTTP/1.1 request to the API; returns (status, body).
-    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: impl AsRef<[u8]>,
+    ) -> (u16, String) {
         use std::io::{Read, Write};
+        let body = body.as_ref();
         let addr = self.api.strip_prefix("http://").unwrap();
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream
@@ -294,10 +301,11 @@ impl Server {
             .unwrap_or_default();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .unwrap();
+        stream.write_all(body).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let status = response
