@@ -367,7 +367,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             "/apps/{app}/formation/{kind}",
             get(get_formation_type).patch(update_formation_type),
         )
-        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_dynos))
+        .route(
+            "/apps/{app}/dynos",
+            get(list_dynos).delete(restart_dynos).post(create_dyno),
+        )
         .route("/apps/{app}/dynos/{dyno}", delete(restart_dyno))
         .route("/apps/{app}/log-sessions", post(create_log_session))
         .route("/apps/{app}/log-sessions/{id}", get(open_log_session))
@@ -1275,4 +1278,59 @@ async fn open_log_session(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateDyno {
+    /// A process type, or a command line.
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    size: Option<String>,
+    /// Attached one-off dynos are not served over this endpoint yet; it runs detached dynos.
+    #[serde(default)]
+    attach: bool,
+}
+
+/// Starts a detached one-off dyno (`run:detached`): its output goes to the app's stream.
+async fn create_dyno(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<CreateDyno>,
+) -> ApiResult<(StatusCode, Json<DynoInfo>)> {
+    p.store.app(&app)?;
+    if request.attach {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_params",
+            "attached one-off dynos run locally for now: use `wasmdyno run --slug` or `run:detached`",
+        ));
+    }
+    for key in request.env.keys() {
+        crate::store::check_config_name(key).map_err(ApiError::from)?;
+    }
+    let size = match &request.size {
+        Some(size) => size
+            .parse::<crate::runtime::DynoSize>()
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", e))?,
+        None => Default::default(),
+    };
+    let info = p
+        .manager
+        .run_detached(&app, &request.command, &request.args, request.env, size)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                e.to_string(),
+            )
+        })?;
+    p.api_log(
+        &app,
+        format!("Starting process with command `{}` by user", info.command),
+    );
+    Ok((StatusCode::CREATED, Json(info)))
 }

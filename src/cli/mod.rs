@@ -62,6 +62,8 @@ enum Commands {
     /// Stop dynos: one (`web.1`) or a type; the dyno manager starts formation dynos again, as on Heroku.
     #[command(name = "ps:stop")]
     PsStop(ps::RestartArgs),
+    #[command(name = "run:detached")]
+    RunDetached(ps::RunDetachedArgs),
     Addons(addons::AddonsArgs),
     #[command(name = "addons:create")]
     AddonsCreate(addons::CreateArgs),
@@ -106,6 +108,7 @@ pub fn main() -> ExitCode {
         Commands::PsScale(args) => args.run(),
         Commands::PsRestart(args) => args.run("Restarting"),
         Commands::PsStop(args) => args.run("Stopping"),
+        Commands::RunDetached(args) => args.run(),
         Commands::Addons(args) => args.run(),
         Commands::AddonsCreate(args) => args.run(),
         Commands::AddonsDestroy(args) => args.run(),

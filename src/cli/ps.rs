@@ -181,3 +181,41 @@ impl RestartArgs {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+/// Run a one-off dyno in the server, detached: its output goes to the app's logs.
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub(crate) struct RunDetachedArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// Config var for this dyno only; repeatable, or `"A=1;B=2"`.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Dyno size (eco, basic, standard-1x, standard-2x, performance-m, performance-l).
+    #[arg(short, long)]
+    size: Option<String>,
+    /// A process type of the current release, or a module in its slug, and its arguments.
+    #[arg(required = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl RunDetachedArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let name = self.app.name()?;
+        let env = super::run::parse_env_args(&self.env)?;
+        let (command, args) = self.command.split_first().expect("clap requires COMMAND");
+        let body =
+            serde_json::json!({ "command": command, "args": args, "env": env, "size": self.size });
+        let dyno: DynoInfo = block_on(api()?.post(&format!("/apps/{name}/dynos"), &body))?;
+        eprintln!(
+            "Running `{}` on ⬢ {name}... up, {}",
+            dyno.command, dyno.name
+        );
+        eprintln!(
+            "Run `wasmdyno logs -a {name} -p {}` to see its output.",
+            dyno.name
+        );
+        println!("{}", dyno.name);
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -158,6 +158,8 @@ struct Inner {
     apps: Mutex<HashMap<String, BTreeMap<String, Dyno>>>,
     /// One reconcile at a time per manager: reconciles are quick (they start and signal tasks).
     reconciling: tokio::sync::Mutex<()>,
+    /// The number of the next one-off dyno (`run.N`).
+    one_offs: std::sync::atomic::AtomicU64,
     /// Booted releases: slug sha256 → its image and compiled modules, shared by the slug's dynos.
     releases: Mutex<HashMap<String, Arc<Booted>>>,
 }
@@ -197,6 +199,7 @@ impl Manager {
                 settings,
                 apps: Mutex::default(),
                 reconciling: tokio::sync::Mutex::new(()),
+                one_offs: std::sync::atomic::AtomicU64::new(1),
                 releases: Mutex::default(),
             }),
         }
@@ -233,14 +236,16 @@ impl Manager {
             // Stop what is not wanted as it is.
             let names: Vec<String> = running.keys().cloned().collect();
             for name in names {
-                let keep = desired.get(&name).is_some_and(|want| {
-                    let dyno = &running[&name];
-                    let info = dyno.info.lock().expect("dyno info");
-                    dyno.slug == want.slug
-                        && info.release == want.release
-                        && info.size == want.size.name()
-                        && info.command == want.command
-                });
+                let one_off = name.starts_with("run.");
+                let keep = one_off
+                    || desired.get(&name).is_some_and(|want| {
+                        let dyno = &running[&name];
+                        let info = dyno.info.lock().expect("dyno info");
+                        dyno.slug == want.slug
+                            && info.release == want.release
+                            && info.size == want.size.name()
+                            && info.command == want.command
+                    });
                 if !keep {
                     to_stop.push(running.remove(&name).expect("listed"));
                 }
@@ -302,6 +307,72 @@ impl Manager {
         count
     }
 
+    /// Starts a one-off dyno `run.N` on the app's current release, its output going to the app's stream. It runs
+    /// once and is never restarted. `command` is a process type (plus `args`), or a command line.
+    pub fn run_detached(
+        &self,
+        app: &str,
+        command: &str,
+        args: &[String],
+        env: BTreeMap<String, String>,
+        size: DynoSize,
+    ) -> Result<DynoInfo, DynoError> {
+        let store = &self.inner.store;
+        let err = |e: crate::store::StoreError| DynoError::Command(e.to_string());
+        let release = store
+            .current_release(app)
+            .map_err(err)?
+            .filter(|r| r.slug.is_some())
+            .ok_or_else(|| {
+                DynoError::Command(format!(
+                    "{app} has no release with a slug yet: deploy first"
+                ))
+            })?;
+        let sha = release.slug.clone().expect("filtered");
+        let booted = self.booted(&sha)?;
+        let line = match booted.slug.manifest().process_types.get(command) {
+            Some(line) => Command::parse(line)
+                .map_err(|e| DynoError::Command(e.to_string()))?
+                .with_args(args),
+            None if args.is_empty() => {
+                Command::parse(command).map_err(|e| DynoError::Command(e.to_string()))?
+            }
+            None => {
+                let mut argv = vec![command.to_string()];
+                argv.extend(args.iter().cloned());
+                Command::from_argv(&argv).map_err(|e| DynoError::Command(e.to_string()))?
+            }
+        };
+        let mut full_env = booted.slug.manifest().config_vars.clone();
+        full_env.extend(release.config.clone());
+        full_env.extend(env);
+        let number = self
+            .inner
+            .one_offs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("run.{number}");
+        let want = Want {
+            kind: "run".into(),
+            command: line.as_str().to_string(),
+            line,
+            size,
+            release: release.version,
+            slug: sha,
+            env: full_env,
+            booted,
+        };
+        let dyno = self.start(app, &name, want);
+        let info = dyno.info.lock().expect("dyno info").clone();
+        self.inner
+            .apps
+            .lock()
+            .expect("apps lock")
+            .entry(app.to_string())
+            .or_default()
+            .insert(name, dyno);
+        Ok(info)
+    }
+
     /// The dynos of `app`, sorted by name.
     pub fn dynos(&self, app: &str) -> Vec<DynoInfo> {
         let apps = self.inner.apps.lock().expect("apps lock");
@@ -353,12 +424,20 @@ impl Manager {
                 continue;
             };
             let size: DynoSize = entry.size.parse().unwrap_or_default();
+            let line = match Command::parse(command) {
+                Ok(line) => line,
+                Err(e) => {
+                    tracing::warn!(app, kind, "cannot parse the command: {e}");
+                    continue;
+                }
+            };
             for index in 1..=entry.quantity {
                 desired.insert(
                     format!("{kind}.{index}"),
                     Want {
                         kind: kind.clone(),
                         command: command.clone(),
+                        line: line.clone(),
                         size,
                         release: release.version,
                         slug: sha.clone(),
@@ -410,6 +489,7 @@ impl Manager {
         let shared_listener = Arc::new(Mutex::new(listener.clone()));
         let (stop_tx, stop_rx) = watch::channel(false);
         let slug = want.slug.clone();
+        let one_off = want.kind == "run";
         let supervisor = Supervisor {
             inner: self.inner.clone(),
             app: app.to_string(),
@@ -419,6 +499,7 @@ impl Manager {
             listener,
             shared_listener: shared_listener.clone(),
             stop: stop_rx,
+            one_off,
         };
         let task = tokio::spawn(supervisor.run());
         Dyno {
@@ -442,7 +523,10 @@ async fn stop_and_wait(dynos: Vec<Dyno>) {
 
 struct Want {
     kind: String,
+    /// The command as shown (`ps`, log lines).
     command: String,
+    /// The command as run: parsed once, so arguments of one-off dynos keep their exact words.
+    line: Command,
     size: DynoSize,
     release: u64,
     slug: String,
@@ -460,6 +544,8 @@ struct Supervisor {
     listener: Option<Listener>,
     shared_listener: Arc<Mutex<Option<Listener>>>,
     stop: watch::Receiver<bool>,
+    /// A one-off dyno runs once, is never restarted, and leaves the app's dyno list when it ends.
+    one_off: bool,
 }
 
 /// How one run of a dyno's process ended.
@@ -523,6 +609,14 @@ impl Supervisor {
                 Ended::Failed(reason) => {
                     self.log(format!("Error R99 (Platform error) -> {reason}"))
                 }
+            }
+            if self.one_off {
+                self.set_state(State::Down);
+                let mut apps = self.inner.apps.lock().expect("apps lock");
+                if let Some(dynos) = apps.get_mut(&self.app) {
+                    dynos.remove(&self.name);
+                }
+                return;
             }
             self.set_state(State::Crashed);
             crashes += 1;
@@ -616,8 +710,10 @@ impl Supervisor {
 
     /// The compiled module and argv for this dyno's command.
     async fn boot(&self) -> Result<(Guest, Vec<String>), String> {
-        let command = Command::parse(&self.want.command).map_err(|e| e.to_string())?;
-        let argv = command.expand(&|key| self.want.env.get(key).cloned());
+        let argv = self
+            .want
+            .line
+            .expand(&|key| self.want.env.get(key).cloned());
         let word = argv.first().cloned().ok_or("the command is empty")?;
         let booted = self.want.booted.clone();
         let (module, wasm) = resolve_module(&booted.slug, &word).map_err(|e| e.to_string())?;

@@ -295,3 +295,55 @@ fn logs_tail_follows_new_lines_and_ends_with_the_server() {
     let status = tail.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn run_detached_sends_a_one_off_dynos_output_to_the_logs() {
+    let server = Server::start();
+    deploy(&server, "oneoff", "greet: probe.wasm args hello $WHO\n");
+    let out = server
+        .cli(&[
+            "run:detached",
+            "-a",
+            "oneoff",
+            "-e",
+            "WHO=world",
+            "greet",
+            "extra arg",
+        ])
+        .ok();
+    let name = out.stdout.trim().to_string();
+    assert!(name.starts_with("run."), "{out}");
+    assert!(out.stderr.contains("up, run."), "{out}");
+    let text = wait_logs(&server, "oneoff", "the one-off's exit", |t| {
+        t.contains(&format!("wasmdyno[{name}]: Process exited with status 0"))
+    });
+    assert!(text.contains(&format!("app[{name}]: hello")), "{text}");
+    assert!(text.contains(&format!("app[{name}]: world")), "{text}");
+    assert!(
+        text.contains(&format!("app[{name}]: extra arg")),
+        "arguments keep their words: {text}"
+    );
+    // One-off dynos are never restarted and leave `ps` when they end.
+    std::thread::sleep(Duration::from_millis(200));
+    let all = logs(&server, "oneoff");
+    let starts = format!("wasmdyno[{name}]: Starting process");
+    assert_eq!(all.matches(&starts).count(), 1, "{all}");
+    assert!(states(&server, "oneoff").is_empty());
+    // A module path works too, with its literal arguments; a missing module says so.
+    let name = server
+        .cli(&["run:detached", "-a", "oneoff", "probe.wasm", "exit", "7"])
+        .ok()
+        .stdout;
+    let name = name.trim();
+    wait_logs(&server, "oneoff", "status 7", |t| {
+        t.contains(&format!("wasmdyno[{name}]: Process exited with status 7"))
+    });
+    let out = server
+        .cli(&["run:detached", "-a", "oneoff", "nope.wasm"])
+        .ok()
+        .stdout;
+    let name = out.trim();
+    wait_logs(&server, "oneoff", "the R99 line", |t| {
+        t.contains(&format!("wasmdyno[{name}]: Error R99"))
+    });
+}
