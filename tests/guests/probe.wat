@@ -7,6 +7,7 @@
 ;;   trap          execute `unreachable`
 ;;   spin          loop forever
 ;;   grow          grow memory 16 MiB at a time until it fails; exit with the number of steps that worked
+;;   flood N       write N lines to stdout as fast as it can
 (module
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
@@ -28,7 +29,9 @@
   (data (i32.const 560) "\n")
   (data (i32.const 568) "spin\00")
   (data (i32.const 576) "grow\00")
-  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin|grow\n")
+  (data (i32.const 584) "flood\00")
+  (data (i32.const 688) "flood line\n")
+  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin|grow|flood N\n")
 
   (func $write (param $fd i32) (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -87,7 +90,7 @@
     (local.set $argc (i32.load (i32.const 16)))
     (if (i32.lt_u (local.get $argc) (i32.const 2))
       (then
-        (call $write (i32.const 2) (i32.const 600) (i32.const 65))
+        (call $write (i32.const 2) (i32.const 600) (i32.const 73))
         (call $proc_exit (i32.const 2))))
     (local.set $verb (i32.load (i32.const 4100)))
 
@@ -119,6 +122,16 @@
       (then unreachable))
     (if (call $streq (local.get $verb) (i32.const 568))
       (then (loop $forever (br $forever))))
+    (if (call $streq (local.get $verb) (i32.const 584))
+      (then
+        (local.set $n (call $atoi (i32.load (i32.const 4104))))
+        (block $done
+          (loop $more
+            (br_if $done (i32.eqz (local.get $n)))
+            (call $write (i32.const 1) (i32.const 688) (i32.const 11))
+            (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+            (br $more)))
+        (return)))
     (if (call $streq (local.get $verb) (i32.const 576))
       (then
         (block $full
@@ -127,6 +140,6 @@
             (local.set $n (i32.add (local.get $n) (i32.const 1)))
             (br $more)))
         (call $proc_exit (local.get $n))))
-    (call $write (i32.const 2) (i32.const 600) (i32.const 65))
+    (call $write (i32.const 2) (i32.const 600) (i32.const 73))
     (call $proc_exit (i32.const 2)))
 )

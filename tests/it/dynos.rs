@@ -347,3 +347,67 @@ fn run_detached_sends_a_one_off_dynos_output_to_the_logs() {
         t.contains(&format!("wasmdyno[{name}]: Error R99"))
     });
 }
+
+/// The server's peak resident memory, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_flooding_dyno_never_waits_on_a_stalled_reader() {
+    use std::io::BufRead;
+    let server = Server::start();
+    deploy(&server, "flood", "worker: probe.wasm cat\n");
+    // A tail nobody reads: once its pipe is full it stops reading, and the server's session fills up.
+    let mut stalled = server
+        .env
+        .cmd(&["logs", "-a", "flood", "--tail", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let name = server
+        .cli(&[
+            "run:detached",
+            "-a",
+            "flood",
+            "probe.wasm",
+            "flood",
+            "300000",
+        ])
+        .ok()
+        .stdout;
+    let name = name.trim().to_string();
+    wait_logs(&server, "flood", "the flood to finish", |t| {
+        t.contains(&format!("wasmdyno[{name}]: Process exited with status 0"))
+    });
+    let peak = peak_rss_kib(server.child.id());
+    assert!(
+        peak < 512 * 1024,
+        "the server's memory stays bounded: peak {peak} KiB"
+    );
+
+    // The stalled reader, read at last, is told what it missed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = stalled.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Error L10 (output buffer overflow)") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let l10 = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an L10 line");
+    assert!(
+        l10.contains("wasmdyno[logplex]: Error L10 (output buffer overflow): "),
+        "{l10}"
+    );
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+}

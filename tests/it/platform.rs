@@ -132,6 +132,19 @@ fn deploy_streams_the_build_and_rollback_makes_a_new_release() {
         .json();
     assert_eq!(v5["slug"], v2["slug"]);
     assert_eq!(v5["config"], v2["config"]);
+    // Each ledger change is an API line in the app's stream.
+    let api = server
+        .cli(&["logs", "-a", "web-app", "-p", "api"])
+        .ok()
+        .stdout;
+    for line in [
+        "app[api]: Deploy ",
+        "app[api]: Set K config var",
+        "app[api]: Rollback to v2",
+        "Release v5 created",
+    ] {
+        assert!(api.contains(line), "{line:?} missing:\n{api}");
+    }
     // With no version: the release before the current one.
     let out = server.cli(&["releases:rollback", "-a", "web-app"]).ok();
     assert_eq!(out.stdout, "Rollback to v4\n");
