@@ -1,5 +1,6 @@
 //! `logs`: an app's log stream (router, platform and dyno lines), through a log session of the API.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -73,10 +74,16 @@ pub(crate) fn stream(app: &str, request: &serde_json::Value, json: bool) -> anyh
             pending.extend_from_slice(&data);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                if json {
-                    print!("{}", String::from_utf8_lossy(&line));
+                let written = if json {
+                    std::io::stdout().write_all(&line)
                 } else if let Ok(line) = serde_json::from_slice::<LogLine>(&line) {
-                    println!("{line}");
+                    writeln!(std::io::stdout(), "{line}")
+                } else {
+                    Ok(())
+                };
+                // The reader went away (`wasmdyno logs -t | head`): stop quietly, as Unix tools do.
+                if written.is_err() {
+                    return Ok(());
                 }
             }
         }
