@@ -193,6 +193,24 @@ impl Client {
     }
 }
 
+/// Reads a streamed response body a line at a time (NDJSON builds and log sessions), calling `each` with every
+/// complete line, newline included, until the body ends or `each` returns false.
+pub async fn for_each_line(mut body: hyper::body::Incoming, mut each: impl FnMut(&[u8]) -> bool) {
+    let mut pending = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if !each(&line) {
+                return;
+            }
+        }
+    }
+}
+
 fn error_from(status: StatusCode, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(body) => ClientError::Api {

@@ -533,15 +533,7 @@ async fn get_config(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
-    p.store.app(&app)?;
-    let config = p
-        .store
-        .releases(&app)?
-        .into_iter()
-        .find(|r| r.status != crate::store::ReleaseStatus::Failed)
-        .map(|r| r.config)
-        .unwrap_or_default();
-    Ok(Json(config))
+    Ok(Json(p.store.config(&app)?))
 }
 
 async fn set_config(
@@ -795,13 +787,7 @@ async fn build_and_release(
         request.work_dir = Some(work);
         request.commit = commit;
         request.wasmdyno_bin = std::env::current_exe().ok();
-        request.env = platform
-            .store
-            .releases(&app_name)?
-            .into_iter()
-            .find(|r| r.status != crate::store::ReleaseStatus::Failed)
-            .map(|r| r.config)
-            .unwrap_or_default();
+        request.env = platform.store.config(&app_name)?;
         crate::build::build_and_store(
             &request,
             &platform.runtime,

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Bytes;
 
 use super::{AppArg, api, block_on};
 use crate::api::BuildEvent;
+use crate::api::client::for_each_line;
 use crate::store::{Release, ReleaseStatus};
 
 /// Build DIR on the server and release it.
@@ -75,25 +75,17 @@ pub(crate) fn deploy(app: &str, dir: &Path, buildpack: Option<&str>) -> anyhow::
                 Bytes::from(tarball),
             )
             .await?;
-        let mut body = response.into_body();
-        let mut pending = Vec::new();
         let mut result = None;
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame.map(|f| f.into_data()) else {
-                break;
-            };
-            let Ok(data) = data else { continue };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                match serde_json::from_slice::<BuildEvent>(&line) {
-                    Ok(BuildEvent::Line(text)) => eprintln!("{text}"),
-                    Ok(BuildEvent::Release(release)) => result = Some(Ok(release)),
-                    Ok(BuildEvent::Error(e)) => result = Some(Err(e.message)),
-                    Err(_) => {}
-                }
+        for_each_line(response.into_body(), |line| {
+            match serde_json::from_slice::<BuildEvent>(line) {
+                Ok(BuildEvent::Line(text)) => eprintln!("{text}"),
+                Ok(BuildEvent::Release(release)) => result = Some(Ok(release)),
+                Ok(BuildEvent::Error(e)) => result = Some(Err(e.message)),
+                Err(_) => {}
             }
-        }
+            true
+        })
+        .await;
         Ok::<_, crate::api::client::ClientError>(result)
     })?;
     match outcome {

@@ -4,11 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Bytes;
 
 use super::{AppArg, api, block_on};
+use crate::api::client::for_each_line;
 use crate::logplex::LogLine;
 
 /// Show an app's logs: the last lines, and with --tail the new ones as they come.
@@ -65,28 +65,18 @@ pub(crate) fn stream(app: &str, request: &serde_json::Value, json: bool) -> anyh
         let response = client
             .send(Method::GET, &url, "application/json", Bytes::new())
             .await?;
-        let mut body = response.into_body();
-        let mut pending = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else {
-                continue;
+        for_each_line(response.into_body(), |line| {
+            let written = if json {
+                std::io::stdout().write_all(line)
+            } else if let Ok(line) = serde_json::from_slice::<LogLine>(line) {
+                writeln!(std::io::stdout(), "{line}")
+            } else {
+                Ok(())
             };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let written = if json {
-                    std::io::stdout().write_all(&line)
-                } else if let Ok(line) = serde_json::from_slice::<LogLine>(&line) {
-                    writeln!(std::io::stdout(), "{line}")
-                } else {
-                    Ok(())
-                };
-                // The reader went away (`wasmdyno logs -t | head`): stop quietly, as Unix tools do.
-                if written.is_err() {
-                    return Ok(());
-                }
-            }
-        }
+            // The reader went away (`wasmdyno logs -t | head`): stop quietly, as Unix tools do.
+            written.is_ok()
+        })
+        .await;
         Ok::<_, crate::api::client::ClientError>(())
     })?;
     Ok(())

@@ -40,7 +40,7 @@ impl PsArgs {
         for dyno in &dynos {
             by_type.entry(&dyno.kind).or_default().push(dyno);
         }
-        let now = super::releases::unix_now();
+        let now = crate::store::unix_now();
         for (kind, mut group) in by_type {
             group.sort_by_key(|d| d.name.split('.').nth(1).and_then(|n| n.parse::<u32>().ok()));
             let size = formation

@@ -15,12 +15,6 @@ pub(crate) fn current(releases: &[Release]) -> Option<&Release> {
         .max_by_key(|r| r.version)
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// A timestamp (seconds since the epoch) as `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn when(unix: i64) -> String {
     crate::store::format_time(unix)

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use crate::runtime::stdio::{Input, Output};
 use crate::runtime::vfs::Image;
 use crate::runtime::{DynoSize, Exit, Guest, RunSpec, Runtime, resolve_module};
 use crate::slug::{Limits, Slug, SlugStore};
-use crate::store::Store;
+use crate::store::{Store, unix_now};
 
 /// Timers and limits of the dyno manager. Every one is a setting, so tests run them in milliseconds.
 #[derive(Debug, Clone)]
@@ -747,12 +747,6 @@ impl Supervisor {
         ));
         Arc::new(move |data: &[u8]| writer.lock().expect("line writer").write(data))
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A random duration up to `max`.

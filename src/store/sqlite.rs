@@ -23,7 +23,7 @@ use super::validate::{
 use super::{
     Addon, App, Domain, FAILPOINT_MIGRATION_BEFORE_COMMIT, FAILPOINT_RELEASE_AFTER_COMMIT,
     FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, NewAddon, NewRelease, Release,
-    ReleaseStatus, ScaleChange, Store, StoreError, failpoint, now,
+    ReleaseStatus, ScaleChange, Store, StoreError, failpoint, unix_now,
 };
 use crate::runtime::DynoSize;
 
@@ -471,7 +471,7 @@ fn append_event(
         "INSERT INTO release_events (app, version, seq, status, output, at)
          SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5 FROM release_events WHERE app = ?1 AND version = ?2",
     )?
-    .execute(params![app, version_param(version), status.as_str(), output, now()])?;
+    .execute(params![app, version_param(version), status.as_str(), output, unix_now()])?;
     Ok(())
 }
 
@@ -492,7 +492,7 @@ fn insert_release(
         .query_row([app], |row| row.get(0))?;
     let version = u64::try_from(version)
         .map_err(|_| StoreError::Corrupt(format!("app {app} has bad versions")))?;
-    let created_at = now();
+    let created_at = unix_now();
     conn.prepare_cached(
         "INSERT INTO releases (app, version, slug, config, addons, description, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -575,7 +575,7 @@ impl Store for SqliteStore {
             }
             let app = App {
                 name: name.to_owned(),
-                created_at: now(),
+                created_at: unix_now(),
                 maintenance: false,
             };
             tx.execute(
