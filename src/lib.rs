@@ -21,6 +21,8 @@ pub mod cli;
 #[cfg(feature = "platform")]
 pub mod dyno;
 #[cfg(feature = "platform")]
+pub(crate) mod git;
+#[cfg(feature = "platform")]
 pub mod router;
 #[cfg(feature = "platform")]
 pub mod store;

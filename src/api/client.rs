@@ -164,6 +164,64 @@ impl Client {
         Ok((value, parts.headers))
     }
 
+    /// A POST whose connection the server upgrades to `protocol`; returns the response's headers and the
+    /// upgraded connection.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+        body: &impl Serialize,
+    ) -> Result<(hyper::HeaderMap, hyper::upgrade::Upgraded)> {
+        let url = format!("{}{}", self.base, path);
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let uri: hyper::Uri = url.parse().map_err(|e| unreachable(format!("{e}")))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| unreachable("the API address has no host".into()))?
+            .clone();
+        let stream = tokio::net::TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(error_chain(&e)))?;
+        tokio::spawn(connection.with_upgrades());
+        let body = Bytes::from(serde_json::to_vec(body).expect("request bodies serialize"));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            .header("host", authority.as_str())
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .header("connection", "upgrade")
+            .header("upgrade", protocol)
+            .body(Full::new(body))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(error_from(status, &bytes));
+        }
+        let headers = response.headers().clone();
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        Ok((headers, upgraded))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(self
             .json_with_headers(Method::GET, path, None::<&()>)

@@ -5,7 +5,11 @@
 //! `/apps/{app}/slugs`, `/apps/{app}/builds`, `/apps/{app}/addons[/{name}]`. Every request carries
 //! `Authorization: Bearer <token>`; the server writes its address and the token into `$WASMDYNO_HOME` so the CLI
 //! on the same machine finds both. Errors are `{"id": "not_found", "message": "..."}` with the matching status.
+//!
+//! The same listener serves each app's git repository at `/git/{app}.git` (git's smart HTTP, see `crate::git`),
+//! where git authenticates with HTTP Basic: the token is the password.
 
+pub mod attach;
 pub mod client;
 pub mod server;
 

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::{BuildEvent, ErrorBody};
 use crate::build::BuildRequest;
 use crate::dyno::{DynoInfo, Manager, Settings};
+use crate::logplex::drain::{DrainSettings, DrainSpec, DrainStatus, Drains};
 use crate::logplex::{Filter, LineWriter, LogLine, Logplex, SessionOptions, Source};
 use crate::procfile::Command;
 use crate::runtime::stdio::Output;
@@ -26,8 +27,8 @@ use crate::runtime::vfs::Image;
 use crate::runtime::{Exit, RunSpec, Runtime, resolve_module};
 use crate::slug::{Limits, Slug, SlugStore};
 use crate::store::{
-    Addon, App, ErrorKind, FormationEntry, NewAddon, NewRelease, Release, ScaleChange, Store,
-    StoreError,
+    Addon, App, Drain, ErrorKind, FormationEntry, NewAddon, NewRelease, Release, ScaleChange,
+    Store, StoreError,
 };
 
 /// Largest JSON request body.
@@ -43,10 +44,16 @@ pub struct Platform {
     pub token: String,
     pub manager: Manager,
     pub logplex: Logplex,
+    /// The router's table of hosts and apps: told here whenever apps, maintenance, releases or domains change.
+    pub routes: crate::router::Routes,
+    /// The running log drains of every app (started from the store, changed by `/log-drains`).
+    pub drains: Drains,
     /// Log sessions created and not yet opened: id → (app, options).
     log_sessions: Mutex<HashMap<String, (String, SessionOptions, std::time::Instant)>>,
     /// One release at a time per app: a release phase holds its app's lock until it has finished.
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Platform {
@@ -60,6 +67,11 @@ impl Platform {
     ) -> Platform {
         let slugs = SlugStore::new(home.join("slugs"));
         let logplex = Logplex::new();
+        let drain_settings = DrainSettings::from_env().unwrap_or_else(|e| {
+            tracing::error!("drains: {e}; using the defaults");
+            DrainSettings::default()
+        });
+        let drains = Drains::new(logplex.clone(), drain_settings);
         let manager = Manager::new(
             runtime.clone(),
             store.clone(),
@@ -68,7 +80,9 @@ impl Platform {
             logplex.clone(),
             settings,
         );
+        let routes = crate::router::Routes::new(store.clone(), "localhost");
         Platform {
+            routes,
             slugs,
             home,
             store,
@@ -77,9 +91,34 @@ impl Platform {
             token,
             manager,
             logplex,
+            drains,
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
+            build_locks: Mutex::default(),
         }
+    }
+
+    /// Starts the log drains of every app in the store (when the server starts). Must run within Tokio.
+    pub fn start_drains(&self) -> Result<(), StoreError> {
+        for app in self.store.apps()? {
+            self.sync_drains(&app.name)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the app's running drains what the store lists.
+    fn sync_drains(&self, app: &str) -> Result<(), StoreError> {
+        self.drains.sync(app, || {
+            let drains = self.store.drains(app)?;
+            Ok(drains
+                .into_iter()
+                .map(|d| DrainSpec {
+                    id: d.id,
+                    token: d.token,
+                    url: d.url,
+                })
+                .collect())
+        })
     }
 
     /// A line from the API into the app's stream (`app[api]: ...`).
@@ -139,6 +178,7 @@ impl Platform {
         };
         let pending = self.has_release_phase(slug.as_deref())?;
         let release = make(self.store.as_ref(), pending)?;
+        self.routes.invalidate();
         self.api_log(app, release.description.clone());
         self.api_log(app, format!("Release v{} created", release.version));
         let release = if release.status == crate::store::ReleaseStatus::Pending {
@@ -160,6 +200,7 @@ impl Platform {
         } else {
             release
         };
+        self.routes.invalidate();
         if release.status == crate::store::ReleaseStatus::Succeeded {
             self.first_deploy_scales_web(app, &release)?;
             self.manager.reconcile(app).await;
@@ -359,6 +400,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/releases/{version}", get(get_release))
         .route("/apps/{app}/addons", get(list_addons).post(create_addon))
         .route("/apps/{app}/addons/{name}", delete(destroy_addon))
+        .route("/apps/{app}/domains", get(list_domains).post(add_domain))
+        .route("/apps/{app}/domains/{hostname}", delete(remove_domain))
         .route(
             "/apps/{app}/formation",
             get(get_formation).patch(update_formation),
@@ -374,6 +417,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/dynos/{dyno}", delete(restart_dyno))
         .route("/apps/{app}/log-sessions", post(create_log_session))
         .route("/apps/{app}/log-sessions/{id}", get(open_log_session))
+        .route("/apps/{app}/log-drains", get(list_drains).post(add_drain))
+        .route("/apps/{app}/log-drains/{drain}", delete(remove_drain))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .merge(uploads)
         .fallback(|| async {
@@ -383,6 +428,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
             platform.clone(),
             authenticate,
         ))
+        // Git's smart HTTP authenticates on its own (Basic, the token as password): git cannot send a Bearer token.
+        .merge(crate::git::http::routes(platform.clone()))
         .with_state(platform)
 }
 
@@ -410,7 +457,7 @@ async fn authenticate(State(platform): State<Arc<Platform>>, req: Request, next:
 }
 
 /// Compares without returning early, so the time taken says nothing about where the token differs.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -447,6 +494,7 @@ async fn create_app(
             }
         },
     };
+    p.routes.invalidate();
     Ok((StatusCode::CREATED, Json(app)))
 }
 
@@ -501,9 +549,12 @@ async fn destroy_app(
     let lock = p.release_lock(&app);
     let _no_release_running = lock.lock().await;
     p.store.destroy_app(&app)?;
+    p.routes.invalidate();
     p.manager.stop_app(&app).await;
+    p.drains.stop_app(&app);
     p.logplex.remove_app(&app);
     p.release_locks.lock().expect("lock table").remove(&app);
+    crate::git::remove_repo(&p.home, &app);
     Ok(Json(found))
 }
 
@@ -511,6 +562,7 @@ async fn destroy_app(
 #[serde(deny_unknown_fields)]
 struct UpdateApp {
     maintenance: Option<bool>,
+    sleep: Option<bool>,
 }
 
 async fn update_app(
@@ -520,6 +572,12 @@ async fn update_app(
 ) -> ApiResult<Json<App>> {
     if let Some(on) = update.maintenance {
         p.store.set_maintenance(&app, on)?;
+        p.routes.invalidate();
+    }
+    if let Some(on) = update.sleep {
+        p.store.set_sleep(&app, on)?;
+        p.manager.set_sleep(&app, on);
+        p.api_log(&app, format!("Sleeping turned {}", if on { "on" } else { "off" }));
     }
     Ok(Json(p.store.app(&app)?))
 }
@@ -755,6 +813,24 @@ async fn build_and_release(
     source: Bytes,
     lines: tokio::sync::mpsc::Sender<BuildEvent>,
 ) -> ApiResult<Release> {
+    let lock = p
+        .build_locks
+        .lock()
+        .expect("lock table")
+        .entry(app.to_string())
+        .or_default()
+        .clone();
+    let _one_build_at_a_time = match lock.clone().try_lock_owned() {
+        Ok(guard) => guard,
+        Err(_) => {
+            let _ = lines
+                .send(BuildEvent::Line(format!(
+                    "-----> Waiting for another build of {app} to finish"
+                )))
+                .await;
+            lock.lock_owned().await
+        }
+    };
     let platform = p.clone();
     let app_name = app.to_string();
     let build_lines = lines.clone();
@@ -810,7 +886,7 @@ async fn build_and_release(
 
     let sha = built.slug.sha256().to_string();
     let description = match &query.commit {
-        Some(commit) => format!("Deploy {}", &commit[..commit.len().min(7)]),
+        Some(commit) => format!("Deploy {}", commit.chars().take(7).collect::<String>()),
         None => format!("Deploy {}", &sha[..7]),
     };
     let phase_lines = lines.clone();
@@ -971,6 +1047,42 @@ async fn destroy_addon(
         )
         .await?;
     Ok(Json(release))
+}
+
+// ---- domains
+
+async fn list_domains(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<crate::router::DomainInfo>>> {
+    Ok(Json(p.routes.domains(&app)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDomain {
+    hostname: String,
+}
+
+/// Routes a custom hostname to the app (checked by [`crate::router::Routes::check_domain`]; 409 when it is
+/// another app's).
+async fn add_domain(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<NewDomain>,
+) -> ApiResult<(StatusCode, Json<crate::router::DomainInfo>)> {
+    let domain = p.routes.add_domain(&app, &request.hostname)?;
+    p.api_log(&app, format!("Added domain {}", domain.hostname));
+    Ok((StatusCode::CREATED, Json(domain)))
+}
+
+async fn remove_domain(
+    State(p): State<Arc<Platform>>,
+    Path((app, hostname)): Path<(String, String)>,
+) -> ApiResult<Json<crate::router::DomainInfo>> {
+    let domain = p.routes.remove_domain(&app, &hostname)?;
+    p.api_log(&app, format!("Removed domain {}", domain.hostname));
+    Ok(Json(domain))
 }
 
 // ---- formation and dynos
@@ -1266,6 +1378,57 @@ async fn open_log_session(
     Ok(response)
 }
 
+// ---- log drains
+
+/// A drain as the API shows it: its record, and how it is doing while it runs.
+#[derive(serde::Serialize)]
+struct DrainView {
+    #[serde(flatten)]
+    drain: Drain,
+    status: Option<DrainStatus>,
+}
+
+fn drain_view(p: &Platform, drain: Drain) -> DrainView {
+    let status = p.drains.status(&drain.app, &drain.id);
+    DrainView { drain, status }
+}
+
+async fn list_drains(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<DrainView>>> {
+    let drains = p.store.drains(&app)?;
+    Ok(Json(
+        drains.into_iter().map(|d| drain_view(&p, d)).collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDrain {
+    url: String,
+}
+
+async fn add_drain(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<AddDrain>,
+) -> ApiResult<(StatusCode, Json<DrainView>)> {
+    let drain = p.store.add_drain(&app, &request.url)?;
+    p.sync_drains(&app)?;
+    Ok((StatusCode::CREATED, Json(drain_view(&p, drain))))
+}
+
+/// Removes a drain named by its id, its token or its URL (percent-encoded in the path).
+async fn remove_drain(
+    State(p): State<Arc<Platform>>,
+    Path((app, drain)): Path<(String, String)>,
+) -> ApiResult<Json<Drain>> {
+    let drain = p.store.remove_drain(&app, &drain)?;
+    p.sync_drains(&app)?;
+    Ok(Json(drain))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateDyno {
@@ -1276,25 +1439,36 @@ struct CreateDyno {
     #[serde(default)]
     env: BTreeMap<String, String>,
     size: Option<String>,
-    /// Attached one-off dynos are not served over this endpoint yet; it runs detached dynos.
+    /// Attach the dyno's stdin, stdout and stderr to this connection (upgraded to `wasmdyno-attach`).
     #[serde(default)]
     attach: bool,
 }
 
-/// Starts a detached one-off dyno (`run:detached`): its output goes to the app's stream.
+/// Starts a one-off dyno. Detached (`run:detached`), its output goes to the app's stream and the answer is the
+/// dyno; attached (`run -a`), the connection is upgraded to the framed stream of [`super::attach`].
 async fn create_dyno(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
-    JsonBody(request): JsonBody<CreateDyno>,
-) -> ApiResult<(StatusCode, Json<DynoInfo>)> {
+    mut req: Request,
+) -> ApiResult<Response> {
+    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let wants_attach = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(super::attach::PROTOCOL));
+    let JsonBody(request) = JsonBody::<CreateDyno>::from_request(req, &()).await?;
     p.store.app(&app)?;
-    if request.attach {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_params",
-            "attached one-off dynos run locally for now: use `wasmdyno run --slug` or `run:detached`",
-        ));
-    }
+    let upgrade = match (request.attach, wants_attach, upgrade) {
+        (false, _, _) => None,
+        (true, true, Some(upgrade)) => Some(upgrade),
+        (true, _, _) => {
+            return Err(ApiError::bad_request(format!(
+                "an attached dyno needs the connection upgraded to `{}` (use `wasmdyno run -a {app}`)",
+                super::attach::PROTOCOL
+            )));
+        }
+    };
     for key in request.env.keys() {
         crate::store::check_config_name(key).map_err(ApiError::from)?;
     }
@@ -1304,9 +1478,23 @@ async fn create_dyno(
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", e))?,
         None => Default::default(),
     };
+    let (session, attach) = match upgrade {
+        Some(upgrade) => {
+            let (session, attach) = super::attach::Session::new(p.manager.settings().attach_idle);
+            (Some((session, upgrade)), Some(attach))
+        }
+        None => (None, None),
+    };
     let info = p
         .manager
-        .run_detached(&app, &request.command, &request.args, request.env, size)
+        .run_one_off(
+            &app,
+            &request.command,
+            &request.args,
+            request.env,
+            size,
+            attach,
+        )
         .map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1314,9 +1502,29 @@ async fn create_dyno(
                 e.to_string(),
             )
         })?;
+    let how = if session.is_some() {
+        "attached"
+    } else {
+        "by user"
+    };
     p.api_log(
         &app,
-        format!("Starting process with command `{}` by user", info.command),
+        format!("Starting process with command `{}` {how}", info.command),
     );
-    Ok((StatusCode::CREATED, Json(info)))
+    let Some((session, upgrade)) = session else {
+        return Ok((StatusCode::CREATED, Json(info)).into_response());
+    };
+    tokio::spawn(session.serve(upgrade, p.manager.clone(), app, info.name.clone()));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(
+        header::UPGRADE,
+        HeaderValue::from_static(super::attach::PROTOCOL),
+    );
+    if let Ok(name) = HeaderValue::from_str(&info.name) {
+        headers.insert(super::attach::DYNO_HEADER, name);
+    }
+    Ok(response)
 }

@@ -83,6 +83,7 @@ impl InfoArgs {
             "Maintenance: {}",
             if app.maintenance { "on" } else { "off" }
         );
+        println!("Sleep:       {}", if app.sleep { "on" } else { "off" });
         match current {
             Some(release) => {
                 println!(
@@ -138,6 +139,33 @@ impl MaintenanceArgs {
         eprintln!(
             "{} maintenance mode for ⬢ {name}... done",
             if on { "Enabling" } else { "Disabling" }
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Turn sleeping on or off: a sleeping app's web dynos go idle after 30 minutes without requests
+/// (`WASMDYNO_SLEEP_AFTER_MS`), and the next request wakes them (it waits while they boot).
+#[derive(Debug, Args)]
+pub(crate) struct SleepArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// `on` or `off`.
+    #[arg(value_parser = ["on", "off"])]
+    mode: String,
+}
+
+impl SleepArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let name = self.app.name()?;
+        let on = self.mode == "on";
+        let _: App = block_on(api()?.patch(
+            &format!("/apps/{name}"),
+            &serde_json::json!({ "sleep": on }),
+        ))?;
+        eprintln!(
+            "Turning sleeping {} for ⬢ {name}... done",
+            if on { "on" } else { "off" }
         );
         Ok(ExitCode::SUCCESS)
     }

@@ -5,6 +5,9 @@ mod apps;
 mod build;
 mod config;
 mod deploy;
+mod domains;
+mod drains;
+mod git;
 mod logs;
 mod ps;
 mod releases;
@@ -38,6 +41,8 @@ enum Commands {
     AppsInfo(apps::InfoArgs),
     #[command(name = "apps:destroy")]
     AppsDestroy(apps::DestroyArgs),
+    #[command(name = "apps:sleep")]
+    AppsSleep(apps::SleepArgs),
     Config(config::ConfigArgs),
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
@@ -69,10 +74,28 @@ enum Commands {
     AddonsCreate(addons::CreateArgs),
     #[command(name = "addons:destroy")]
     AddonsDestroy(addons::DestroyArgs),
+    Domains(domains::DomainsArgs),
+    #[command(name = "domains:add")]
+    DomainsAdd(domains::AddArgs),
+    #[command(name = "domains:remove")]
+    DomainsRemove(domains::RemoveArgs),
+    Drains(drains::DrainsArgs),
+    #[command(name = "drains:add")]
+    DrainsAdd(drains::AddArgs),
+    #[command(name = "drains:remove")]
+    DrainsRemove(drains::RemoveArgs),
     #[command(name = "maintenance:on")]
     MaintenanceOn(apps::MaintenanceArgs),
     #[command(name = "maintenance:off")]
     MaintenanceOff(apps::MaintenanceArgs),
+    #[command(name = "git:remote")]
+    GitRemote(git::RemoteArgs),
+    /// git's credential helper for wasmdyno remotes (set up by `git:remote`).
+    #[command(name = "git-credential", hide = true)]
+    GitCredential(git::CredentialArgs),
+    /// The hooks of the server's app repositories (run by git).
+    #[command(name = "git-hook", hide = true)]
+    GitHook(git::HookArgs),
     /// Compile WebAssembly text (.wat) to a binary module (.wasm); used by the wasm buildpack.
     #[command(hide = true)]
     Wat2wasm {
@@ -94,6 +117,7 @@ pub fn main() -> ExitCode {
         Commands::AppsCreate(args) => args.run(),
         Commands::AppsInfo(args) => args.run(),
         Commands::AppsDestroy(args) => args.run(),
+        Commands::AppsSleep(args) => args.run(),
         Commands::Config(args) => args.run(),
         Commands::ConfigGet(args) => args.run(),
         Commands::ConfigSet(args) => args.run(),
@@ -112,8 +136,17 @@ pub fn main() -> ExitCode {
         Commands::Addons(args) => args.run(),
         Commands::AddonsCreate(args) => args.run(),
         Commands::AddonsDestroy(args) => args.run(),
+        Commands::Domains(args) => args.run(),
+        Commands::DomainsAdd(args) => args.run(),
+        Commands::DomainsRemove(args) => args.run(),
+        Commands::Drains(args) => args.run(),
+        Commands::DrainsAdd(args) => args.run(),
+        Commands::DrainsRemove(args) => args.run(),
         Commands::MaintenanceOn(args) => args.run(true),
         Commands::MaintenanceOff(args) => args.run(false),
+        Commands::GitRemote(args) => args.run(),
+        Commands::GitCredential(args) => args.run(),
+        Commands::GitHook(args) => args.run(),
         Commands::Wat2wasm { input, output } => {
             wat2wasm(&input, &output).map(|()| ExitCode::SUCCESS)
         }

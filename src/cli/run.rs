@@ -15,11 +15,15 @@ use crate::runtime::vfs::Image;
 use crate::runtime::{CacheOutcome, DynoSize, Exit, RunSpec, resolve_module};
 use crate::slug::Slug;
 
-/// Run a one-off dyno: a process type or a module of a slug, attached to this terminal.
+/// Run a one-off dyno: a process type or a module, attached to this terminal.
+///
+/// With -a APP (or $WASMDYNO_APP) the dyno runs in the server on the app's current release and config vars, as
+/// `heroku run` does; its stdin, stdout and stderr travel over one connection, so binary data arrives intact, and
+/// Ctrl-C stops it (twice: leave at once). With --slug or --dir it runs here, from that slug or app directory.
 ///
 /// stdin, stdout and stderr are the terminal's, and wasmdyno exits with the guest's own exit status
-/// (a trap prints the trap and exits 134). Config vars come from the slug's buildpack defaults, then
-/// --env-file, then -e. DYNO is run.N; PORT, DYNO and WASMDYNO_* are set by the platform only.
+/// (a trap prints the trap and exits 134). Config vars come from the slug's buildpack defaults (or the app's
+/// config), then --env-file, then -e. DYNO is run.N; PORT, DYNO and WASMDYNO_* are set by the platform only.
 ///
 /// Exit codes are passed through exactly as the guest reports them: wasm32-wasip1 programs (and Go) through
 /// proc_exit (any status, e.g. 33), WASI 0.2 components through wasi:cli/exit, which carries only success or
@@ -27,15 +31,13 @@ use crate::slug::Slug;
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
 pub(crate) struct RunArgs {
-    /// Run this slug file.
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "dir",
-        required_unless_present = "dir"
-    )]
+    /// Run in the server, on this app's current release.
+    #[arg(short, long = "app", value_name = "APP", conflicts_with_all = ["slug", "dir"])]
+    app: Option<String>,
+    /// Run this slug file here.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
     slug: Option<PathBuf>,
-    /// Build this app directory first, then run it.
+    /// Build this app directory first, then run it here.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Buildpack for --dir (built-in name or path).
@@ -123,6 +125,22 @@ fn parse_env_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 impl RunArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let _ = self.exit_code;
+        if self.slug.is_none() && self.dir.is_none() {
+            let app = self
+                .app
+                .clone()
+                .or_else(|| std::env::var("WASMDYNO_APP").ok().filter(|a| !a.is_empty()));
+            let Some(app) = app else {
+                return Err(
+                    anyhow::anyhow!("nothing to run: no app, slug or directory given")
+                        .context(Hint(
+                        "pass -a APP to run in the server, or --slug FILE / --dir DIR to run here"
+                            .into(),
+                    )),
+                );
+            };
+            return self.run_in_server(&app);
+        }
         let runtime = super::runtime()?;
         let slug = match (&self.slug, &self.dir) {
             (Some(path), _) => Slug::open(path, super::slug_limits()?)
@@ -131,7 +149,7 @@ impl RunArgs {
                 super::build::build_app(dir, self.buildpack.as_deref(), BTreeMap::new(), &runtime)?
                     .slug
             }
-            (None, None) => unreachable!("clap requires --slug or --dir"),
+            (None, None) => unreachable!("handled above"),
         };
 
         let mut env = slug.manifest().config_vars.clone();
@@ -206,6 +224,40 @@ impl RunArgs {
         std::process::exit(exit.code());
     }
 
+    /// Runs COMMAND as a one-off dyno of `app` in the server, attached over the framed stream of
+    /// [`crate::api::attach`], and exits with its status.
+    fn run_in_server(&self, app: &str) -> anyhow::Result<ExitCode> {
+        let mut env = BTreeMap::new();
+        if let Some(path) = &self.env_file {
+            env.extend(parse_env_file(path)?);
+        }
+        env.extend(parse_env_args(&self.env)?);
+        if let Some(key) = env.keys().find(|k| is_platform_var(k)) {
+            return Err(anyhow::anyhow!(
+                "{key} is set by the platform and cannot be given as a config var"
+            )
+            .context(Hint("remove it from -e / --env-file".into())));
+        }
+        let (command, args) = self.command.split_first().expect("clap requires COMMAND");
+        let body = serde_json::json!({
+            "command": command,
+            "args": args,
+            "env": env,
+            "size": self.size.name(),
+            "attach": true,
+        });
+        let client = super::api()?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let status = tokio.block_on(attached(client, app, body))?;
+        // Exit at once: the thread reading our stdin may be blocked on a terminal.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(status);
+    }
+
     /// COMMAND is a process type (its command, plus ARGS), one quoted command line (`"app.wasm --x $FOO"`,
     /// expanded like a Procfile command), or a module and its literal arguments.
     fn command(&self, slug: &Slug) -> anyhow::Result<Command> {
@@ -219,6 +271,103 @@ impl RunArgs {
         }
         Ok(Command::from_argv(&self.command)?)
     }
+}
+
+/// Carries this terminal to an attached dyno and back; returns its exit status.
+async fn attached(
+    client: crate::api::client::Client,
+    app: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<i32> {
+    use crate::api::attach::{self, Frame, read_frame};
+    use std::io::{Read, Write};
+    use tokio::io::AsyncWriteExt;
+
+    // Ctrl-C is ours from here on (registered before the dyno starts, so none slips through to kill us).
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot handle Ctrl-C")?;
+    let (headers, upgraded) = client
+        .upgrade(&format!("/apps/{app}/dynos"), attach::PROTOCOL, &body)
+        .await?;
+    let dyno = headers
+        .get(attach::DYNO_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("run")
+        .to_string();
+    let shown = body["command"].as_str().unwrap_or_default();
+    eprintln!("Running `{shown}` on ⬢ {app}... up, {dyno}");
+    let (mut reader, mut writer) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+
+    // Frames to the server: stdin from a plain thread (terminal reads block), and stop on Ctrl-C.
+    let (to_server, mut frames) = tokio::sync::mpsc::channel::<Frame>(8);
+    let stdin_frames = to_server.clone();
+    std::thread::Builder::new()
+        .name("wasmdyno-run-stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = match stdin.read(&mut chunk) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => 0,
+                };
+                // An empty frame is end of file.
+                if stdin_frames
+                    .blocking_send(Frame::Stdin(chunk[..n].to_vec()))
+                    .is_err()
+                    || n == 0
+                {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the stdin thread")?;
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if writer.write_all(&frame.encode()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stopper = tokio::spawn(async move {
+        if interrupts.recv().await.is_some() {
+            eprintln!("Stopping {dyno}... (Ctrl-C again to leave now)");
+            let _ = to_server.send(Frame::Stop).await;
+            if interrupts.recv().await.is_some() {
+                std::process::exit(130);
+            }
+        }
+    });
+
+    let result = loop {
+        match read_frame(&mut reader).await {
+            Ok(Some(Frame::Stdout(data))) => {
+                let mut out = std::io::stdout().lock();
+                if out.write_all(&data).and_then(|()| out.flush()).is_err() {
+                    // Nobody reads our output any more: stop the dyno as a closed pipe would.
+                    break Ok(141);
+                }
+            }
+            Ok(Some(Frame::Stderr(data))) => {
+                let _ = std::io::stderr().lock().write_all(&data);
+            }
+            Ok(Some(Frame::Exit(code))) => break Ok(code),
+            Ok(Some(other)) => {
+                break Err(anyhow::anyhow!(
+                    "the server sent an unexpected frame ({other:?})"
+                ));
+            }
+            Ok(None) => {
+                break Err(anyhow::anyhow!(
+                    "the connection to the server closed before {app}'s one-off dyno exited"
+                ));
+            }
+            Err(e) => break Err(anyhow::anyhow!("the connection to the server broke: {e}")),
+        }
+    };
+    stopper.abort();
+    result
 }
 
 /// Heroku numbers one-off dynos `run.N`; a number from the clock and pid is unique enough on one host.

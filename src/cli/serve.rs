@@ -88,14 +88,19 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen on {router_addr} for the router"))?;
     let router_addr = router_listener.local_addr()?;
-    let platform = Arc::new(Platform::new(
+    let router_settings = crate::router::Settings::from_env().map_err(anyhow::Error::msg)?;
+    let mut platform = Platform::new(
         home.to_path_buf(),
         Arc::new(store),
         runtime,
         super::slug_limits()?,
         token,
         crate::dyno::Settings::from_env().map_err(anyhow::Error::msg)?,
-    ));
+    );
+    // One routing table, read by the router and refreshed by the API when apps, releases or domains change.
+    platform.routes =
+        crate::router::Routes::new(platform.store.clone(), &router_settings.base_domain);
+    let platform = Arc::new(platform);
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
         router: Some(router_addr.to_string()),
@@ -108,20 +113,25 @@ pub(crate) async fn serve(
     .context("cannot announce the server")?;
     println!("wasmdyno serve: API on http://{api_addr}");
     println!(
-        "wasmdyno serve: router on http://{router_addr} (apps at http://<app>.localhost:{})",
+        "wasmdyno serve: router on http://{router_addr} (apps at http://<app>.{}:{})",
+        router_settings.base_domain,
         router_addr.port()
     );
     let _ = std::io::stdout().flush();
 
+    // Drains first, so that they ship the formation's first lines too.
+    platform
+        .start_drains()
+        .context("cannot start the log drains")?;
     // Bring back every app's formation (after a restart, the dynos the ledger says should run).
     let manager = platform.manager.clone();
     tokio::spawn(async move { manager.reconcile_all().await });
 
     let routing_table = crate::router::Router::new(
         platform.manager.clone(),
-        platform.store.clone(),
+        platform.routes.clone(),
         platform.logplex.clone(),
-        crate::router::Settings::from_env().map_err(anyhow::Error::msg)?,
+        router_settings,
     );
     let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
     let routing = tokio::spawn(routing_table.serve(router_listener, async move {

@@ -16,9 +16,12 @@ use tokio::sync::watch;
 
 use crate::logplex::{LineWriter, LogLine, Logplex};
 use crate::procfile::Command;
+use crate::runtime::cgi::CgiDyno;
+use crate::runtime::http::HttpSettings;
 use crate::runtime::net::Listener;
 use crate::runtime::stdio::{Input, Output};
 use crate::runtime::vfs::Image;
+use crate::runtime::web::WebHandler;
 use crate::runtime::{DynoSize, Exit, Guest, RunSpec, Runtime, resolve_module};
 use crate::slug::{Limits, Slug, SlugStore};
 use crate::store::{Store, unix_now};
@@ -38,6 +41,14 @@ pub struct Settings {
     pub stop_timeout: Duration,
     /// Connections a web dyno's listener queues before the router waits.
     pub listen_backlog: usize,
+    /// R10: a web dyno that listens must accept within this time of booting, or it is restarted.
+    pub boot_timeout: Duration,
+    /// An attached one-off dyno with no input or output for this long is stopped.
+    pub attach_idle: Duration,
+    /// How `wasi:http` web dynos keep their instances.
+    pub http: HttpSettings,
+    /// A sleeping app's web dynos go idle after this long without a request.
+    pub sleep_after: Duration,
 }
 
 impl Default for Settings {
@@ -49,13 +60,20 @@ impl Default for Settings {
             cycle_jitter: Duration::from_secs(3600),
             stop_timeout: Duration::from_secs(30),
             listen_backlog: 511,
+            boot_timeout: Duration::from_secs(60),
+            attach_idle: Duration::from_secs(3600),
+            http: HttpSettings::default(),
+            sleep_after: Duration::from_secs(30 * 60),
         }
     }
 }
 
 impl Settings {
     /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
-    /// `WASMDYNO_CYCLE_JITTER_MS` and `WASMDYNO_STOP_TIMEOUT_MS`.
+    /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
+    /// `WASMDYNO_ATTACH_IDLE_MS`, and for `wasi:http` web
+    /// dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new instance
+    /// per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call).
     pub fn from_env() -> Result<Settings, String> {
         let mut settings = Settings::default();
         for (var, field) in [
@@ -64,6 +82,10 @@ impl Settings {
             ("WASMDYNO_CYCLE_MS", &mut settings.cycle_after),
             ("WASMDYNO_CYCLE_JITTER_MS", &mut settings.cycle_jitter),
             ("WASMDYNO_STOP_TIMEOUT_MS", &mut settings.stop_timeout),
+            ("WASMDYNO_BOOT_TIMEOUT_MS", &mut settings.boot_timeout),
+            ("WASMDYNO_ATTACH_IDLE_MS", &mut settings.attach_idle),
+            ("WASMDYNO_HTTP_DEADLINE_MS", &mut settings.http.deadline),
+            ("WASMDYNO_SLEEP_AFTER_MS", &mut settings.sleep_after),
         ] {
             if let Ok(value) = std::env::var(var) {
                 let ms: u64 = value
@@ -72,6 +94,20 @@ impl Settings {
                     .map_err(|_| format!("{var}={value:?} is not a number of milliseconds"))?;
                 *field = Duration::from_millis(ms);
             }
+        }
+        if let Ok(value) = std::env::var("WASMDYNO_HTTP_INSTANCES") {
+            settings.http.max_instances =
+                value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("WASMDYNO_HTTP_INSTANCES={value:?} is not a positive number")
+                    })?;
+        }
+        if let Ok(value) = std::env::var("WASMDYNO_HTTP_FRESH_INSTANCES") {
+            settings.http.fresh_instances = matches!(value.trim(), "1" | "true" | "on" | "yes");
         }
         Ok(settings)
     }
@@ -130,7 +166,10 @@ pub struct DynoInfo {
 #[derive(Clone)]
 pub struct WebDyno {
     pub name: String,
+    /// Where its requests go: its listener (a program that listens), unless it has a handler.
     pub listener: Listener,
+    /// A `wasi:http` or CGI dyno's handler; when set, requests go here and not to the listener.
+    pub handler: Option<WebHandler>,
 }
 
 struct Dyno {
@@ -139,6 +178,8 @@ struct Dyno {
     task: tokio::task::JoinHandle<()>,
     /// The web dyno's current listener (replaced when the dyno is cycled).
     listener: Arc<Mutex<Option<Listener>>>,
+    /// A `wasi:http` or CGI web dyno's handler while it serves.
+    handler: Arc<Mutex<Option<WebHandler>>>,
     slug: String,
 }
 
@@ -162,6 +203,41 @@ struct Inner {
     one_offs: std::sync::atomic::AtomicU64,
     /// Booted releases: slug sha256 → its image and compiled modules, shared by the slug's dynos.
     releases: Mutex<HashMap<String, Arc<Booted>>>,
+    /// Preboot: per app, the web dynos of a replaced release that serve until their successors are up.
+    retiring: Mutex<HashMap<String, Vec<Dyno>>>,
+    /// Per app: whether it sleeps, and when its web dynos last got a request.
+    activity: Mutex<HashMap<String, Arc<Activity>>>,
+    /// What [`Activity`] times count from.
+    epoch: std::time::Instant,
+}
+
+/// The requests reaching one app, for sleeping (`apps:sleep on`): its web dynos go idle after
+/// [`Settings::sleep_after`] without one, and the next wakes them.
+struct Activity {
+    sleep: std::sync::atomic::AtomicBool,
+    /// Milliseconds since the manager's epoch.
+    last_request: std::sync::atomic::AtomicU64,
+    /// Bumped to wake the app's idle dynos.
+    wakes: watch::Sender<u64>,
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn activity(&self, app: &str) -> Arc<Activity> {
+        let mut all = self.activity.lock().expect("activity");
+        all.entry(app.to_string())
+            .or_insert_with(|| {
+                Arc::new(Activity {
+                    sleep: std::sync::atomic::AtomicBool::new(false),
+                    last_request: std::sync::atomic::AtomicU64::new(0),
+                    wakes: watch::channel(0).0,
+                })
+            })
+            .clone()
+    }
 }
 
 /// A slug made ready to boot dynos from.
@@ -201,8 +277,43 @@ impl Manager {
                 reconciling: tokio::sync::Mutex::new(()),
                 one_offs: std::sync::atomic::AtomicU64::new(1),
                 releases: Mutex::default(),
+                retiring: Mutex::default(),
+                activity: Mutex::default(),
+                epoch: std::time::Instant::now(),
             }),
         }
+    }
+
+    fn activity(&self, app: &str) -> Arc<Activity> {
+        self.inner.activity(app)
+    }
+
+    /// A request for `app` arrived (the router says so): its web dynos are in use.
+    pub fn touch(&self, app: &str) {
+        let now = self.inner.now_ms();
+        self.activity(app)
+            .last_request
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Wakes `app`'s idle web dynos (the router calls this when a request finds only idle ones).
+    pub fn wake(&self, app: &str) {
+        self.touch(app);
+        self.activity(app).wakes.send_modify(|n| *n += 1);
+    }
+
+    /// Turns sleeping on or off for `app`; off wakes its idle dynos.
+    pub fn set_sleep(&self, app: &str, on: bool) {
+        self.activity(app)
+            .sleep
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        if !on {
+            self.wake(app);
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// Converges every app (at server start).
@@ -222,6 +333,11 @@ impl Manager {
     /// Converges `app`'s dynos to its current release and formation.
     pub async fn reconcile(&self, app: &str) {
         let _one = self.inner.reconciling.lock().await;
+        if let Ok(found) = self.inner.store.app(app) {
+            self.activity(app)
+                .sleep
+                .store(found.sleep, std::sync::atomic::Ordering::Relaxed);
+        }
         let desired = match self.desired(app) {
             Ok(desired) => desired,
             Err(e) => {
@@ -230,6 +346,7 @@ impl Manager {
             }
         };
         let mut to_stop = Vec::new();
+        let (mut to_retire, mut successors) = (Vec::new(), Vec::new());
         {
             let mut apps = self.inner.apps.lock().expect("apps lock");
             let running = apps.entry(app.to_string()).or_default();
@@ -247,12 +364,23 @@ impl Manager {
                             && info.command == want.command
                     });
                 if !keep {
-                    to_stop.push(running.remove(&name).expect("listed"));
+                    let dyno = running.remove(&name).expect("listed");
+                    // Preboot: an up web dyno that is being replaced serves until its successor is up.
+                    let info = dyno.info.lock().expect("dyno info").clone();
+                    let serving = info.kind == "web" && info.state == State::Up;
+                    if serving && desired.contains_key(&name) {
+                        to_retire.push(dyno);
+                    } else {
+                        to_stop.push(dyno);
+                    }
                 }
             }
             for (name, want) in desired {
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(name) {
-                    let dyno = self.start(app, slot.key(), want);
+                    let dyno = self.start(app, slot.key(), want, None);
+                    if dyno.info.lock().expect("dyno info").kind == "web" {
+                        successors.push(dyno.info.clone());
+                    }
                     slot.insert(dyno);
                 }
             }
@@ -260,6 +388,56 @@ impl Manager {
         for dyno in to_stop {
             let _ = dyno.stop.send(true);
         }
+        if !to_retire.is_empty() {
+            self.preboot(app, to_retire, successors);
+        }
+    }
+
+    /// Preboot: the `old` web dynos keep taking requests beside their `new` successors until all of those are
+    /// up (a listening dyno is up once it accepts), or one of them failed to come up, or twice the boot timeout
+    /// passed; then they stop gracefully. Traffic moves without a moment with no dyno up.
+    fn preboot(&self, app: &str, old: Vec<Dyno>, new: Vec<Arc<Mutex<DynoInfo>>>) {
+        let leaving: Vec<usize> = old.iter().map(|d| Arc::as_ptr(&d.info) as usize).collect();
+        self.inner
+            .retiring
+            .lock()
+            .expect("retiring")
+            .entry(app.to_string())
+            .or_default()
+            .extend(old);
+        let inner = self.inner.clone();
+        let app = app.to_string();
+        let deadline = tokio::time::Instant::now() + inner.settings.boot_timeout * 2;
+        tokio::spawn(async move {
+            while tokio::time::Instant::now() < deadline {
+                let states: Vec<State> = new
+                    .iter()
+                    .map(|info| info.lock().expect("dyno info").state)
+                    .collect();
+                let failed = states
+                    .iter()
+                    .any(|s| matches!(s, State::Crashed | State::Down));
+                if failed || states.iter().all(|s| *s == State::Up) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let stopping: Vec<Dyno> = {
+                let mut retiring = inner.retiring.lock().expect("retiring");
+                let Some(list) = retiring.get_mut(&app) else {
+                    return; // the app was stopped meanwhile
+                };
+                let (stopping, staying) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|d| leaving.contains(&(Arc::as_ptr(&d.info) as usize)));
+                *list = staying;
+                if list.is_empty() {
+                    retiring.remove(&app);
+                }
+                stopping
+            };
+            stop_and_wait(stopping).await;
+        });
     }
 
     /// Stops every dyno of `app` and waits for them (app destroyed, or server shutdown).
@@ -271,18 +449,39 @@ impl Manager {
             .expect("apps lock")
             .remove(app)
             .unwrap_or_default();
-        stop_and_wait(dynos.into_values().collect()).await;
+        let mut dynos: Vec<Dyno> = dynos.into_values().collect();
+        let retiring = self.inner.retiring.lock().expect("retiring").remove(app);
+        dynos.extend(retiring.unwrap_or_default());
+        stop_and_wait(dynos).await;
     }
 
     /// Stops every dyno of every app, gracefully, and waits for them.
     pub async fn shutdown(&self) {
-        let all: Vec<Dyno> = {
+        let mut all: Vec<Dyno> = {
             let mut apps = self.inner.apps.lock().expect("apps lock");
             apps.drain()
                 .flat_map(|(_, dynos)| dynos.into_values())
                 .collect()
         };
+        let retiring = std::mem::take(&mut *self.inner.retiring.lock().expect("retiring"));
+        all.extend(retiring.into_values().flatten());
         stop_and_wait(all).await;
+    }
+
+    /// Stops one dyno gracefully and waits for it; false if there is no such dyno. A formation dyno is started
+    /// again by the next reconcile; a one-off dyno is gone.
+    pub async fn stop_dyno(&self, app: &str, name: &str) -> bool {
+        let dyno = {
+            let mut apps = self.inner.apps.lock().expect("apps lock");
+            apps.get_mut(app).and_then(|dynos| dynos.remove(name))
+        };
+        match dyno {
+            Some(dyno) => {
+                stop_and_wait(vec![dyno]).await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Restarts the dynos of `app` whose name is `target` or whose type is `target` (all with `None`).
@@ -307,15 +506,17 @@ impl Manager {
         count
     }
 
-    /// Starts a one-off dyno `run.N` on the app's current release, its output going to the app's stream. It runs
-    /// once and is never restarted. `command` is a process type (plus `args`), or a command line.
-    pub fn run_detached(
+    /// Starts a one-off dyno `run.N` on the app's current release. It runs once and is never restarted. `command`
+    /// is a process type (plus `args`), or a command line. Detached (`attach` is `None`), its output goes to the
+    /// app's stream; attached, it uses the given streams and sends its exit status when it ends.
+    pub fn run_one_off(
         &self,
         app: &str,
         command: &str,
         args: &[String],
         env: BTreeMap<String, String>,
         size: DynoSize,
+        attach: Option<Attach>,
     ) -> Result<DynoInfo, DynoError> {
         let store = &self.inner.store;
         let err = |e: crate::store::StoreError| DynoError::Command(e.to_string());
@@ -361,7 +562,7 @@ impl Manager {
             env: full_env,
             booted,
         };
-        let dyno = self.start(app, &name, want);
+        let dyno = self.start(app, &name, want, attach);
         let info = dyno.info.lock().expect("dyno info").clone();
         self.inner
             .apps
@@ -388,16 +589,25 @@ impl Manager {
 
     /// The app's web dynos that are up, for the router.
     pub fn web_dynos(&self, app: &str) -> Vec<WebDyno> {
+        let retiring = self.inner.retiring.lock().expect("retiring");
         let apps = self.inner.apps.lock().expect("apps lock");
+        // Preboot: a replaced release's web dynos serve beside the new ones until those are up.
+        let serving = retiring.get(app).into_iter().flatten();
         apps.get(app)
             .map(|dynos| {
                 dynos
                     .values()
+                    .chain(serving)
                     .filter(|d| d.info.lock().expect("dyno info").state == State::Up)
                     .filter_map(|d| {
                         let name = d.info.lock().expect("dyno info").name.clone();
                         let listener = d.listener.lock().expect("listener").clone();
-                        listener.map(|listener| WebDyno { name, listener })
+                        let handler = d.handler.lock().expect("web handler").clone();
+                        listener.map(|listener| WebDyno {
+                            name,
+                            listener,
+                            handler,
+                        })
                     })
                     .collect()
             })
@@ -474,7 +684,7 @@ impl Manager {
         Ok(booted)
     }
 
-    fn start(&self, app: &str, name: &str, want: Want) -> Dyno {
+    fn start(&self, app: &str, name: &str, want: Want, attach: Option<Attach>) -> Dyno {
         let info = Arc::new(Mutex::new(DynoInfo {
             name: name.to_string(),
             kind: want.kind.clone(),
@@ -487,6 +697,7 @@ impl Manager {
         let listener =
             (want.kind == "web").then(|| Listener::new(self.inner.settings.listen_backlog));
         let shared_listener = Arc::new(Mutex::new(listener.clone()));
+        let shared_handler = Arc::new(Mutex::new(None));
         let (stop_tx, stop_rx) = watch::channel(false);
         let slug = want.slug.clone();
         let one_off = want.kind == "run";
@@ -498,8 +709,11 @@ impl Manager {
             info: info.clone(),
             listener,
             shared_listener: shared_listener.clone(),
+            shared_handler: shared_handler.clone(),
             stop: stop_rx,
             one_off,
+            attach,
+            exit_status: None,
         };
         let task = tokio::spawn(supervisor.run());
         Dyno {
@@ -507,6 +721,7 @@ impl Manager {
             stop: stop_tx,
             task,
             listener: shared_listener,
+            handler: shared_handler,
             slug,
         }
     }
@@ -543,9 +758,22 @@ struct Supervisor {
     info: Arc<Mutex<DynoInfo>>,
     listener: Option<Listener>,
     shared_listener: Arc<Mutex<Option<Listener>>>,
+    shared_handler: Arc<Mutex<Option<WebHandler>>>,
     stop: watch::Receiver<bool>,
     /// A one-off dyno runs once, is never restarted, and leaves the app's dyno list when it ends.
     one_off: bool,
+    /// The terminal of an attached one-off dyno.
+    attach: Option<Attach>,
+    /// How the last run ended, as an exit status (134 for a trap, 137 when interrupted after a stop).
+    exit_status: Option<i32>,
+}
+
+/// The terminal of an attached one-off dyno: its standard streams, and where its exit status goes.
+pub struct Attach {
+    pub stdin: Input,
+    pub stdout: Output,
+    pub stderr: Output,
+    pub exit: tokio::sync::oneshot::Sender<i32>,
 }
 
 /// How one run of a dyno's process ended.
@@ -555,6 +783,8 @@ enum Ended {
     Stopped,
     /// It is due for its daily restart.
     Cycle,
+    /// Its app sleeps and nobody asked for it for a while: it goes idle until a request wakes it.
+    Sleep,
     Failed(String),
 }
 
@@ -581,6 +811,14 @@ impl Supervisor {
     }
 
     async fn run(mut self) {
+        self.supervise().await;
+        if let Some(attach) = self.attach.take() {
+            let status = self.exit_status.unwrap_or(1);
+            let _ = attach.exit.send(status);
+        }
+    }
+
+    async fn supervise(&mut self) {
         let mut crashes = 0u32;
         loop {
             self.log(format!(
@@ -598,15 +836,51 @@ impl Supervisor {
                     self.set_state(State::Starting);
                     continue;
                 }
-                Ended::Exited(exit) => match &exit {
-                    Exit::Status(code) => self.log(format!("Process exited with status {code}")),
-                    Exit::Trap(trap) => {
-                        let first = trap.lines().next().unwrap_or("trap");
-                        self.log(format!("Process trapped: {first}"));
-                        self.log("Process exited with status 134");
+                Ended::Sleep => {
+                    self.set_state(State::Idle);
+                    let activity = self.inner.activity(&self.app);
+                    let mut wakes = activity.wakes.subscribe();
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = wakes.changed() => {}
+                        _ = stop.wait_for(|stop| *stop) => {
+                            self.set_state(State::Down);
+                            return;
+                        }
                     }
-                },
+                    self.log("Unidling");
+                    self.set_state(State::Starting);
+                    continue;
+                }
+                Ended::Exited(exit) => {
+                    self.exit_status = Some(exit.code());
+                    match &exit {
+                        Exit::Status(code) => {
+                            self.log(format!("Process exited with status {code}"))
+                        }
+                        Exit::Trap(trap) => {
+                            // The cause is the last line of wasmtime's report, after the backtrace.
+                            let cause = trap
+                                .lines()
+                                .rev()
+                                .map(str::trim)
+                                .find(|l| !l.is_empty())
+                                .unwrap_or("trap");
+                            self.log(format!("Process trapped: {cause}"));
+                            if let Some(attach) = &self.attach {
+                                (attach.stderr)(format!("Error: trapped: {trap}\n").as_bytes());
+                            }
+                            self.log("Process exited with status 134");
+                        }
+                    }
+                }
                 Ended::Failed(reason) => {
+                    if let Some(attach) = &self.attach {
+                        (attach.stderr)(
+                            format!("Error R99 (Platform error) -> {reason}\n").as_bytes(),
+                        );
+                    }
+                    self.exit_status = Some(1);
                     self.log(format!("Error R99 (Platform error) -> {reason}"))
                 }
             }
@@ -654,21 +928,77 @@ impl Supervisor {
         if self.listener.is_some() {
             env.insert("PORT".into(), "5000".into());
         }
-        let (stdin, close_stdin) = Input::held_open();
-        let stdout = self.output();
         let mut spec =
             RunSpec::new(argv, env, self.want.size).with_image(self.want.booted.image.clone());
-        spec.stdin = stdin;
-        spec.stdout = stdout.clone();
-        spec.stderr = stdout;
-        if let Some(listener) = &self.listener {
+        let close_stdin = match &self.attach {
+            Some(attach) => {
+                spec.stdin = attach.stdin.clone();
+                spec.stdout = attach.stdout.clone();
+                spec.stderr = attach.stderr.clone();
+                attach.stdin.closer()
+            }
+            None => {
+                let (stdin, close_stdin) = Input::held_open();
+                let stdout = self.output();
+                spec.stdin = stdin;
+                spec.stdout = stdout.clone();
+                spec.stderr = stdout;
+                close_stdin
+            }
+        };
+        spec.platform = {
+            let (logplex, app, name) = (
+                self.inner.logplex.clone(),
+                self.app.clone(),
+                self.name.clone(),
+            );
+            Arc::new(move |text: &str| {
+                logplex.publish(&app, LogLine::platform(&name, text.to_string()))
+            })
+        };
+        if self.listener.is_some() {
+            let settings = self.inner.settings.http.clone();
+            if self.want.line.is_cgi() {
+                let cgi = CgiDyno::new(
+                    self.inner.runtime.clone(),
+                    guest,
+                    spec,
+                    settings.max_instances,
+                    settings.deadline,
+                );
+                return self.serve_handler(WebHandler::Cgi(Arc::new(cgi))).await;
+            }
+            match self.inner.runtime.http_dyno(&guest, spec.clone(), settings) {
+                Ok(Some(pool)) => return self.serve_handler(WebHandler::Http(pool)).await,
+                Ok(None) => {}
+                Err(e) => return Ended::Failed(e.to_string()),
+            }
+        } else if self.want.line.is_cgi() {
+            return Ended::Failed(format!(
+                "`cgi` serves web requests: declare it as `web: {}`",
+                self.want.command
+            ));
+        }
+        // A web component that is not a `wasi:http` handler binds `$PORT` on loopback with `wasi:sockets`.
+        let mut port = None;
+        if self.listener.is_some() && matches!(guest, Guest::Component(_)) {
+            match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                Ok(addr) => {
+                    port = Some(addr.port());
+                    spec.port = port;
+                    spec.env.insert("PORT".into(), addr.port().to_string());
+                }
+                Err(e) => return Ended::Failed(format!("no loopback port for $PORT: {e}")),
+            }
+        } else if let Some(listener) = &self.listener {
             spec = spec.with_listener(listener.clone());
         }
-        self.set_state(State::Up);
-
         let runtime = self.inner.runtime.clone();
         let running = runtime.run(&guest, spec);
         tokio::pin!(running);
+        if let Some(ended) = self.wait_until_bound(running.as_mut(), port).await {
+            return ended;
+        }
         let cycle = self.inner.settings.cycle_after + jitter(self.inner.settings.cycle_jitter);
         let why_stop = tokio::select! {
             result = &mut running => {
@@ -679,15 +1009,26 @@ impl Supervisor {
             }
             _ = self.stop.wait_for(|stop| *stop) => Ended::Stopped,
             () = tokio::time::sleep(cycle) => Ended::Cycle,
+            () = sleepy(&self.inner, &self.app, self.listener.is_some()) => Ended::Sleep,
         };
+        if matches!(why_stop, Ended::Sleep) {
+            self.log("Idling");
+        }
         // Graceful stop: tell the process in ways a WASI program sees, then give it the stop timeout.
         self.log("Stopping process");
+        *self.shared_handler.lock().expect("web handler") = None;
         close_stdin.close();
         if let Some(listener) = &self.listener {
             listener.close();
         }
         let timeout = self.inner.settings.stop_timeout;
-        match tokio::time::timeout(timeout, &mut running).await {
+        let ended = tokio::time::timeout(timeout, &mut running).await;
+        self.exit_status = Some(match &ended {
+            Ok(Ok(exit)) => exit.code(),
+            Ok(Err(_)) => 1,
+            Err(_) => 137,
+        });
+        match ended {
             Ok(Ok(Exit::Status(code))) => self.log(format!("Process exited with status {code}")),
             Ok(Ok(Exit::Trap(_))) => self.log("Process exited with status 134"),
             Ok(Err(e)) => self.log(format!("Process failed: {e}")),
@@ -699,11 +1040,98 @@ impl Supervisor {
                 self.log("Stopping process by interrupting it");
             }
         }
-        if matches!(why_stop, Ended::Cycle) && self.listener.is_some() {
+        if matches!(why_stop, Ended::Cycle | Ended::Sleep) && self.listener.is_some() {
             // A cycled web dyno gets a new listener: the old one is closed for good.
             let fresh = Listener::new(self.inner.settings.listen_backlog);
             *self.shared_listener.lock().expect("listener") = Some(fresh.clone());
             self.listener = Some(fresh);
+        }
+        why_stop
+    }
+
+    /// Marks the dyno up: a worker at once, a web dyno that listens once it accepts (Heroku's "bound to $PORT"),
+    /// so the router never sends to a dyno that is still booting. One that does not accept within the boot
+    /// timeout gets R10 and is stopped, to be restarted as a crash. `Some` when the run ended here.
+    async fn wait_until_bound<F, E>(
+        &mut self,
+        running: std::pin::Pin<&mut F>,
+        port: Option<u16>,
+    ) -> Option<Ended>
+    where
+        F: std::future::Future<Output = Result<Exit, E>>,
+        E: std::fmt::Display,
+    {
+        let Some(listener) = self.listener.clone() else {
+            self.set_state(State::Up);
+            return None;
+        };
+        // Bound: the listener accepts, or for a component on `$PORT`, the port takes a connection.
+        let bound = async {
+            match port {
+                None => listener.accepting().await,
+                Some(port) => loop {
+                    if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .is_ok()
+                    {
+                        *self.shared_handler.lock().expect("web handler") =
+                            Some(WebHandler::Port(port));
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                },
+            }
+        };
+        let timeout = self.inner.settings.boot_timeout;
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            result = running => Some(match result {
+                Ok(exit) => Ended::Exited(exit),
+                Err(e) => Ended::Failed(e.to_string()),
+            }),
+            () = bound => {
+                self.set_state(State::Up);
+                None
+            }
+            // Stopping while booting: the caller's graceful stop sees the signal at once.
+            _ = stop.wait_for(|stop| *stop) => None,
+            () = tokio::time::sleep(timeout) => {
+                self.log(format!(
+                    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch",
+                    timeout.as_secs_f64()
+                ));
+                self.log("Stopping process by interrupting it");
+                Some(Ended::Exited(Exit::Status(137)))
+            }
+        }
+    }
+
+    /// Serves as a `wasi:http` or CGI web dyno until told to stop or cycle; then lets requests in flight finish.
+    async fn serve_handler(&mut self, handler: WebHandler) -> Ended {
+        *self.shared_handler.lock().expect("web handler") = Some(handler.clone());
+        self.set_state(State::Up);
+        let cycle = self.inner.settings.cycle_after + jitter(self.inner.settings.cycle_jitter);
+        let why_stop = tokio::select! {
+            _ = self.stop.wait_for(|stop| *stop) => Ended::Stopped,
+            () = tokio::time::sleep(cycle) => Ended::Cycle,
+            () = sleepy(&self.inner, &self.app, true) => Ended::Sleep,
+        };
+        if matches!(why_stop, Ended::Sleep) {
+            self.log("Idling");
+        }
+        self.log("Stopping process");
+        *self.shared_handler.lock().expect("web handler") = None;
+        let timeout = self.inner.settings.stop_timeout;
+        if handler.close(timeout).await {
+            self.exit_status = Some(0);
+            self.log("Process exited with status 0");
+        } else {
+            self.exit_status = Some(137);
+            self.log(format!(
+                "Error R12 (Exit timeout) -> Requests still running {} seconds after the dyno was told to stop",
+                timeout.as_secs_f64()
+            ));
+            self.log("Stopping process by interrupting it");
         }
         why_stop
     }
@@ -746,6 +1174,29 @@ impl Supervisor {
             &self.name,
         ));
         Arc::new(move |data: &[u8]| writer.lock().expect("line writer").write(data))
+    }
+}
+
+/// Resolves when a web dyno of a sleeping app has had no request for [`Settings::sleep_after`] (never for
+/// other dynos).
+async fn sleepy(inner: &Inner, app: &str, web: bool) {
+    if !web {
+        return std::future::pending().await;
+    }
+    let activity = inner.activity(app);
+    let after = inner.settings.sleep_after;
+    let since = inner.now_ms();
+    let tick = (after / 4).clamp(Duration::from_millis(5), Duration::from_secs(10));
+    loop {
+        tokio::time::sleep(tick).await;
+        let last = activity
+            .last_request
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(since);
+        let quiet = Duration::from_millis(inner.now_ms().saturating_sub(last));
+        if activity.sleep.load(std::sync::atomic::Ordering::Relaxed) && quiet >= after {
+            return;
+        }
     }
 }
 

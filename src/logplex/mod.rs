@@ -5,7 +5,8 @@
 //! router (`wasmdyno[web.1]`, `wasmdyno[router]`), and the API's events (`app[api]: Release v3 created`). This
 //! module owns those streams: it keeps the last [`HISTORY_LINES`] lines of each app in memory and hands lines to the
 //! [`Session`]s reading it (`wasmdyno logs`, `--tail`), filtered by process type, dyno and source. The platform's own
-//! diagnostics (`tracing`) are not part of it; drains (shipping lines elsewhere) will read it through sessions.
+//! diagnostics (`tracing`) are not part of it. [Drains](drain) ship each app's stream elsewhere (syslog, HTTPS), reading it
+//! through sessions of their own, with a larger queue.
 //!
 //! # Never blocking a writer
 //!
@@ -18,6 +19,8 @@
 //! its reader took and has not read yet: the history, then one batch of the queue at a time); a session's losses
 //! are two numbers.
 
+#[cfg(feature = "drains")]
+pub mod drain;
 mod line;
 mod time;
 mod writer;
@@ -179,6 +182,7 @@ impl Session {
                     // Take the whole queue at once: one lock per batch rather than per line keeps the reader off the
                     // writer's way. `pending` is empty, so the queue gets back an empty (allocated) deque.
                     std::mem::swap(&mut self.pending, &mut queue.lines);
+                    queue.bytes = 0;
                     if let Some(first_drop) = queue.first_drop.take() {
                         let dropped = std::mem::take(&mut queue.dropped);
                         return Some(overflow_line(dropped, first_drop));
@@ -307,6 +311,10 @@ impl AppStream {
 /// A tailing session as the stream sees it: its filter and its queue.
 struct Subscriber {
     filter: Filter,
+    /// The most lines the queue holds ([`SESSION_BUFFER_LINES`] for sessions, more for drains)...
+    capacity: usize,
+    /// ...and the most bytes of text (unbounded for sessions).
+    max_bytes: usize,
     queue: Mutex<Queue>,
     /// Wakes the reader when its queue stops being empty or is closed.
     ready: Notify,
@@ -314,8 +322,10 @@ struct Subscriber {
 
 #[derive(Default)]
 struct Queue {
-    /// At most [`SESSION_BUFFER_LINES`].
+    /// At most the subscriber's capacity.
     lines: VecDeque<LogLine>,
+    /// Bytes of text in `lines`.
+    bytes: usize,
     /// Lines dropped since the reader last took the queue...
     dropped: u64,
     /// ...and the timestamp of the first of them (set exactly when `dropped > 0`).
@@ -326,8 +336,14 @@ struct Queue {
 
 impl Subscriber {
     fn new(filter: Filter) -> Subscriber {
+        Subscriber::with_limits(filter, SESSION_BUFFER_LINES, usize::MAX)
+    }
+
+    fn with_limits(filter: Filter, capacity: usize, max_bytes: usize) -> Subscriber {
         Subscriber {
             filter,
+            capacity,
+            max_bytes,
             queue: Mutex::default(),
             ready: Notify::new(),
         }
@@ -339,13 +355,16 @@ impl Subscriber {
             return;
         }
         let mut queue = lock(&self.queue);
-        if queue.lines.len() >= SESSION_BUFFER_LINES {
+        let bytes = queue.bytes + line.text().len();
+        if queue.lines.len() >= self.capacity || (bytes > self.max_bytes && !queue.lines.is_empty())
+        {
             queue.dropped += 1;
             queue.first_drop.get_or_insert(line.timestamp());
             return;
         }
         // Only a reader that found the queue empty waits, so only the first line into an empty queue wakes it.
         let wake = queue.lines.is_empty();
+        queue.bytes = bytes;
         queue.lines.push_back(line.clone());
         drop(queue);
         if wake {

@@ -1,34 +1,94 @@
-//! The router: HTTP for `<app>.localhost` to the app's web dynos, with Heroku's error codes and a router log line
-//! per request in the app's stream.
+//! The router: HTTP for an app's hostnames to its web dynos, with Heroku's error codes and a router log line per
+//! request in the app's stream.
 //!
-//! Requests are forwarded over the in-process connections of each web dyno's listener
-//! ([`crate::runtime::net::Listener`]), balanced by outstanding requests. Failures answer a plain error page with
-//! status 503 and a code, as Heroku's router does: H10 (app crashed), H12 (request timeout), H13 (connection closed
-//! without response), H14 (no web dynos running), H80 (maintenance mode), H81 (no release yet).
+//! A Host names an app through the [routing table](Routes): `<app>.<base domain>` or a custom domain. Requests go
+//! to the app's web dynos that are up, over the in-process connections of each dyno's listener
+//! ([`crate::runtime::net::Listener`]), to the dyno with the fewest requests in flight. A dyno takes at most
+//! [`Settings::max_in_flight`] requests at once; past that, requests wait in a queue of at most
+//! [`Settings::max_queue`] per app. A dyno that stops, or whose instance goes away, before it took a connection
+//! sends that request on to another dyno: nothing of it was sent. Client connections are HTTP/1.1 with
+//! keep-alive, independent of the dyno's; `Upgrade` requests (WebSocket) are relayed both ways once the dyno
+//! answers 101. A request head (request line and headers) over 8 KiB is refused with 431.
+//!
+//! Failures answer a plain error page, status 503, and log `at=error code=H.. desc="..."`, as Heroku's router:
+//!
+//! | code | when |
+//! |---|---|
+//! | H10 App crashed | no web dyno is up and one has crashed |
+//! | H11 Backlog too deep | every dyno has `max_in_flight` requests and the app's queue is full |
+//! | H12 Request timeout | the dyno did not start its response within `request_timeout` (or a queued request waited that long) |
+//! | H13 Connection closed without response | the dyno closed the connection without answering |
+//! | H14 No web processes running | no web dyno is up or starting |
+//! | H15 Idle connection | the response body sent nothing for `idle_timeout`; the response is cut |
+//! | H18 Server Request Interrupted | the dyno closed the connection while the request body was still being sent, or cut its response mid-body |
+//! | H20 App boot timeout | the only web dynos were starting and none came up within `boot_timeout` |
+//! | H27 Client Request Interrupted | the client went away before the response ended (`at=info`, status 499) |
+//! | H80 Maintenance mode | (`at=info`) |
+//! | H81 Blank app | the app has no release with a slug yet (`at=info`) |
+//! | H99 Platform error | anything unexpected in the router |
+//!
+//! A request body over [`Settings::max_body`] gets 413. Unknown hosts get 404.
+//!
+//! The log line is Heroku's: `at=info method=GET path="/" host=app.localhost request_id=... fwd="127.0.0.1"
+//! dyno=web.1 connect=0ms service=2ms status=200 bytes=13 protocol=http`, written when the response has ended:
+//! `connect` is the time until the dyno took the connection, `service` the time from then to the end.
+
+mod body;
+mod routes;
+
+pub use body::Body;
+pub use routes::{AppRoute, DomainInfo, Routes, TTL};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{HOST, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
-use crate::dyno::{Manager, WebDyno};
+use crate::dyno::{Manager, State, WebDyno};
 use crate::logplex::{LogLine, Logplex};
-use crate::store::Store;
+use body::{RequestBody, ResponseBody, empty, full};
 
-/// Router timers. Every one is a setting, so tests provoke each code in milliseconds.
+/// The largest request head (request line and headers) the router reads: Heroku's 8 KiB.
+pub const MAX_HEAD: usize = 8 * 1024;
+
+/// How often a request waiting for a starting dyno looks again.
+const BOOT_POLL: Duration = Duration::from_millis(20);
+/// How often a queued request looks for new dynos (it also wakes whenever a request ends).
+const QUEUE_POLL: Duration = Duration::from_millis(100);
+/// The pause before a request that every dyno turned away tries them again.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
+
+/// Router timers and limits. Every one is a setting, so tests provoke each code in milliseconds.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// H12: the dyno must start its response within this time.
+    /// H12: the dyno must start its response within this time (`WASMDYNO_ROUTER_TIMEOUT_MS`, 30 s).
     pub request_timeout: Duration,
-    /// The domain apps live under: `<app>.<base_domain>`.
+    /// H15: a response body that sends nothing for this long is cut (`WASMDYNO_ROUTER_IDLE_TIMEOUT_MS`, 55 s).
+    pub idle_timeout: Duration,
+    /// H20: how long a request waits for a starting web dyno to come up (`WASMDYNO_ROUTER_BOOT_TIMEOUT_MS`,
+    /// 75 s).
+    pub boot_timeout: Duration,
+    /// H11: requests a dyno takes at once before more wait in the app's queue (`WASMDYNO_ROUTER_MAX_IN_FLIGHT`,
+    /// 50).
+    pub max_in_flight: usize,
+    /// H11: requests waiting per app for a dyno; one more is refused (`WASMDYNO_ROUTER_MAX_QUEUE`, 200).
+    pub max_queue: usize,
+    /// 413: the largest request body, in bytes (`WASMDYNO_ROUTER_MAX_BODY`; unlimited by default).
+    pub max_body: Option<u64>,
+    /// The domain apps live under: `<app>.<base_domain>` (`WASMDYNO_BASE_DOMAIN`, `localhost`).
     pub base_domain: String,
 }
 
@@ -36,29 +96,63 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(55),
+            boot_timeout: Duration::from_secs(75),
+            max_in_flight: 50,
+            max_queue: 200,
+            max_body: None,
             base_domain: "localhost".into(),
         }
     }
 }
 
 impl Settings {
-    /// The defaults, overridden by `WASMDYNO_ROUTER_TIMEOUT_MS` and `WASMDYNO_BASE_DOMAIN`.
+    /// The defaults, overridden by `WASMDYNO_ROUTER_TIMEOUT_MS`, `WASMDYNO_ROUTER_IDLE_TIMEOUT_MS`,
+    /// `WASMDYNO_ROUTER_BOOT_TIMEOUT_MS`, `WASMDYNO_ROUTER_MAX_IN_FLIGHT`, `WASMDYNO_ROUTER_MAX_QUEUE`,
+    /// `WASMDYNO_ROUTER_MAX_BODY` (bytes) and `WASMDYNO_BASE_DOMAIN`.
     pub fn from_env() -> Result<Settings, String> {
         let mut settings = Settings::default();
-        if let Ok(ms) = std::env::var("WASMDYNO_ROUTER_TIMEOUT_MS") {
-            let ms: u64 = ms
-                .parse()
-                .map_err(|_| format!("WASMDYNO_ROUTER_TIMEOUT_MS={ms:?} is not a number"))?;
-            settings.request_timeout = Duration::from_millis(ms);
+        let number = |var: &str| -> Result<Option<u64>, String> {
+            match std::env::var(var) {
+                Ok(value) => value
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{var}={value:?} is not a number")),
+                Err(_) => Ok(None),
+            }
+        };
+        for (var, field) in [
+            ("WASMDYNO_ROUTER_TIMEOUT_MS", &mut settings.request_timeout),
+            (
+                "WASMDYNO_ROUTER_IDLE_TIMEOUT_MS",
+                &mut settings.idle_timeout,
+            ),
+            (
+                "WASMDYNO_ROUTER_BOOT_TIMEOUT_MS",
+                &mut settings.boot_timeout,
+            ),
+        ] {
+            if let Some(ms) = number(var)? {
+                *field = Duration::from_millis(ms);
+            }
         }
+        for (var, field) in [
+            ("WASMDYNO_ROUTER_MAX_IN_FLIGHT", &mut settings.max_in_flight),
+            ("WASMDYNO_ROUTER_MAX_QUEUE", &mut settings.max_queue),
+        ] {
+            if let Some(n) = number(var)? {
+                *field = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+        }
+        settings.max_in_flight = settings.max_in_flight.max(1);
+        settings.max_body = number("WASMDYNO_ROUTER_MAX_BODY")?.or(settings.max_body);
         if let Ok(domain) = std::env::var("WASMDYNO_BASE_DOMAIN") {
             settings.base_domain = domain.trim_matches('.').to_lowercase();
         }
         Ok(settings)
     }
 }
-
-type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The router of one server.
 #[derive(Clone)]
@@ -68,27 +162,95 @@ pub struct Router {
 
 struct Inner {
     manager: Manager,
-    store: Arc<dyn Store>,
+    routes: Routes,
     logplex: Logplex,
     settings: Settings,
-    /// Requests in flight per dyno (`app/web.1`), for balancing.
-    outstanding: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Requests in flight and queued, per app.
+    loads: Mutex<HashMap<String, Arc<AppLoad>>>,
+}
+
+/// One app's requests: in flight per dyno, and waiting for one.
+#[derive(Default)]
+struct AppLoad {
+    /// Listener id → requests in flight on that dyno. Only ever incremented under this lock.
+    in_flight: Mutex<HashMap<usize, Arc<AtomicUsize>>>,
+    queued: AtomicUsize,
+    /// Signalled whenever a request of the app ends.
+    freed: Notify,
+}
+
+/// A request's place on a dyno: released (and a queued request woken) when dropped.
+pub(crate) struct Slot {
+    load: Arc<AppLoad>,
+    count: Arc<AtomicUsize>,
+    dyno: WebDyno,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.load.freed.notify_waiters();
+    }
+}
+
+/// A request's place in its app's queue.
+struct Queued(Arc<AppLoad>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The task driving the connection to a dyno, aborted when the request is done with it.
+pub(crate) struct Upstream(Option<tokio::task::JoinHandle<()>>);
+
+impl Upstream {
+    /// Lets the task finish by itself (it hands an upgraded connection over).
+    fn detach(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What a dyno answered: the response head and a body still to come.
+struct Forwarded {
+    response: Response<Body>,
+    upstream: Option<Upstream>,
+}
+
+/// Why forwarding to a dyno failed.
+enum Failure {
+    /// The dyno never took the connection (it is stopping, or its instance went away): nothing was sent, and
+    /// here is the request back, for another dyno.
+    NotTaken(Box<Request<Body>>),
+    /// The dyno closed the connection before its response head (H13, or H18 while the body was being sent).
+    Closed,
+    /// Something that should not happen (H99).
+    Platform(String),
+}
+
+/// The key of a dyno in the per-dyno counts.
+fn key(dyno: &WebDyno) -> usize {
+    dyno.listener.id()
 }
 
 impl Router {
-    pub fn new(
-        manager: Manager,
-        store: Arc<dyn Store>,
-        logplex: Logplex,
-        settings: Settings,
-    ) -> Router {
+    pub fn new(manager: Manager, routes: Routes, logplex: Logplex, settings: Settings) -> Router {
         Router {
             inner: Arc::new(Inner {
                 manager,
-                store,
+                routes,
                 logplex,
                 settings,
-                outstanding: Mutex::default(),
+                loads: Mutex::default(),
             }),
         }
     }
@@ -100,6 +262,7 @@ impl Router {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let port = listener.local_addr().map_or(0, |a| a.port());
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -112,186 +275,638 @@ impl Router {
                 },
                 () = &mut shutdown => return,
             };
+            let _ = stream.set_nodelay(true);
             let router = self.clone();
-            let port = listener.local_addr().map_or(0, |a| a.port());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let client = Arc::new(Client::new(peer, port));
+                let io = Recorder {
+                    stream,
+                    client: client.clone(),
+                };
+                let service = {
+                    let client = client.clone();
                     let router = router.clone();
-                    async move { Ok::<_, Infallible>(router.route(req, peer, port).await) }
-                });
+                    hyper::service::service_fn(move |req| {
+                        let router = router.clone();
+                        let client = client.clone();
+                        async move { Ok::<_, Infallible>(router.route(req, &client).await) }
+                    })
+                };
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), service)
+                    .max_buf_size(MAX_HEAD)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(io), service)
                     .with_upgrades();
                 if let Err(e) = conn.await {
-                    tracing::debug!("router connection from {peer}: {e}");
+                    if e.is_parse_too_large() {
+                        router.head_too_large(&client);
+                    } else {
+                        tracing::debug!("router connection from {peer}: {e}");
+                    }
                 }
             });
         }
     }
 
-    async fn route(
-        &self,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-        port: u16,
-    ) -> Response<Body> {
+    async fn route(&self, mut req: Request<Incoming>, client: &Client) -> Response<Body> {
         let started = Instant::now();
+        client.request_started();
         let host = req
             .headers()
             .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .map(|h| {
-                h.rsplit_once(':')
-                    .map_or(h, |(name, _)| name)
-                    .to_lowercase()
-            })
+            .or_else(|| req.uri().host())
+            .map(host_name)
             .unwrap_or_default();
+        client.set_host(&host);
         let request_id = request_id(&req);
-        let method = req.method().to_string();
         let path = req
             .uri()
             .path_and_query()
-            .map_or("/".to_string(), |p| p.to_string());
-        let Some(app) = self.app_for(&host) else {
-            return page(
-                StatusCode::NOT_FOUND,
-                "No such app",
-                &format!("There is no app at {host}."),
-            );
-        };
-        let log = |code: Option<&str>, dyno: &str, status: u16, desc: &str| {
-            let at = if code.is_some() { "error" } else { "info" };
-            let code = code
-                .map(|c| format!(" code={c} desc=\"{desc}\""))
-                .unwrap_or_default();
-            self.inner.logplex.publish(
-                &app,
-                LogLine::platform(
-                    "router",
-                    format!(
-                        "at={at}{code} method={method} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\" dyno={dyno} connect=0ms service={}ms status={status} protocol=http",
-                        peer.ip(),
-                        started.elapsed().as_millis()
-                    ),
-                ),
-            );
-        };
-        let fail = |code: &str, desc: &str| {
-            log(Some(code), "", 503, desc);
-            page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Application error",
-                &format!("{desc} ({code})"),
-            )
-        };
-        match self.inner.store.app(&app) {
-            Ok(found) if found.maintenance => return fail("H80", "Maintenance mode"),
-            Ok(_) => {}
-            Err(_) => {
+            .map_or("/".to_string(), |p| p.as_str().replace('"', "%22"));
+        let app = match self.inner.routes.lookup(&host) {
+            Ok(Some(app)) => app,
+            Ok(None) => {
                 return page(
                     StatusCode::NOT_FOUND,
                     "No such app",
                     &format!("There is no app at {host}."),
                 );
             }
+            Err(e) => {
+                tracing::error!(host, "H99: the routing table cannot be read: {e}");
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Application error",
+                    "Platform error (H99)",
+                );
+            }
+        };
+        let mut entry = Entry {
+            logplex: self.inner.logplex.clone(),
+            app: app.name.clone(),
+            request: format!(
+                "method={} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\"",
+                req.method(),
+                client.peer.ip()
+            ),
+            dyno: String::new(),
+            started,
+            accepted: None,
+            bytes: 0,
+            done: false,
+        };
+        if app.maintenance {
+            return entry.fail_info("H80", "Maintenance mode");
         }
-        if matches!(self.inner.store.current_release(&app), Ok(None) | Err(_))
-            || self
-                .inner
-                .store
-                .current_release(&app)
-                .ok()
-                .flatten()
-                .and_then(|r| r.slug)
-                .is_none()
+        if !app.released {
+            return entry.fail_info("H81", "Blank app");
+        }
+        let settings = &self.inner.settings;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Some(max), Some(length)) = (settings.max_body, declared)
+            && length > max
         {
-            return fail("H81", "Blank app");
+            return entry.too_large();
         }
-        let dynos = self.inner.manager.web_dynos(&app);
-        if dynos.is_empty() {
-            let crashed = self
-                .inner
-                .manager
-                .dynos(&app)
-                .iter()
-                .any(|d| d.kind == "web" && d.state == crate::dyno::State::Crashed);
-            return if crashed {
-                fail("H10", "App crashed")
-            } else {
-                fail("H14", "No web processes running")
-            };
-        }
-        let (dyno, in_flight) = self.pick(&app, dynos);
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let _done = Decrement(in_flight);
 
+        let upgrade = wants_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let headers = req.headers_mut();
+        strip_hop_by_hop(headers, upgrade);
+        headers.remove(header::EXPECT);
         set(headers, "x-request-id", &request_id);
         let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+            Some(prior) => format!("{prior}, {}", client.peer.ip()),
+            None => client.peer.ip().to_string(),
         };
         set(headers, "x-forwarded-for", &forwarded_for);
         set(headers, "x-forwarded-proto", "http");
-        set(headers, "x-forwarded-port", &port.to_string());
+        set(headers, "x-forwarded-port", &client.port.to_string());
         set(headers, "via", "1.1 wasmdyno");
+        let (mut parts, incoming) = req.into_parts();
+        // A dyno gets the origin form (`/path?query`), whatever form the client used.
+        if let Some(origin) = parts.uri.path_and_query().map(|p| p.as_str().to_string()) {
+            parts.uri = origin
+                .parse()
+                .unwrap_or_else(|_| hyper::Uri::from_static("/"));
+        }
+        let has_body = !incoming.is_end_stream();
+        let (body, sent) = RequestBody::new(incoming, settings.max_body);
+        let mut req = Request::from_parts(parts, body.boxed_unsync());
 
-        let forward = async {
-            let conn = dyno.listener.connect().await.map_err(|_| "H13")?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(conn))
-                    .await
-                    .map_err(|_| "H13")?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender.send_request(req).await.map_err(|_| "H13")
+        // Find a dyno that takes the request; one that turns it away untouched is tried no more.
+        let mut tried = Vec::new();
+        let mut deadline = None;
+        let (slot, forwarded) = loop {
+            let slot = match self.acquire(&app.name, &mut tried, started).await {
+                Ok(slot) => slot,
+                Err((code, desc)) => return entry.fail(code, desc),
+            };
+            entry.dyno = slot.dyno.name.clone();
+            let deadline = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + settings.request_timeout);
+            let forwarding = self.forward(&slot.dyno, req, &mut entry);
+            match tokio::time::timeout_at(deadline, forwarding).await {
+                Err(_) => return entry.fail("H12", "Request timeout"),
+                Ok(Ok(forwarded)) => break (slot, forwarded),
+                Ok(Err(Failure::NotTaken(back))) => {
+                    tried.push(key(&slot.dyno));
+                    req = *back;
+                }
+                Ok(Err(Failure::Closed)) => {
+                    return if sent.too_large.load(Ordering::Acquire) {
+                        entry.too_large()
+                    } else if sent.client_gone.load(Ordering::Acquire) {
+                        entry.client_gone();
+                        page(
+                            StatusCode::BAD_REQUEST,
+                            "Bad request",
+                            "The request was interrupted.",
+                        )
+                    } else if has_body && !sent.done.load(Ordering::Acquire) {
+                        entry.fail("H18", "Server Request Interrupted")
+                    } else {
+                        entry.fail("H13", "Connection closed without response")
+                    };
+                }
+                Ok(Err(Failure::Platform(why))) => {
+                    tracing::error!(app = app.name, "H99: {why}");
+                    return entry.fail("H99", "Platform error");
+                }
+            }
         };
-        match tokio::time::timeout(self.inner.settings.request_timeout, forward).await {
-            Err(_) => fail("H12", "Request timeout"),
-            Ok(Err(code)) => fail(code, "Connection closed without response"),
-            Ok(Ok(response)) => {
-                log(None, &dyno.name, response.status().as_u16(), "");
-                response.map(|body| body.boxed())
+
+        let Forwarded {
+            mut response,
+            upstream,
+        } = forwarded;
+        let status = response.status();
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        strip_hop_by_hop(response.headers_mut(), switching);
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                let dyno_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(async move {
+                    if let (Ok(client), Ok(dyno)) = tokio::join!(client_upgrade, dyno_upgrade) {
+                        let (mut client, mut dyno) = (TokioIo::new(client), TokioIo::new(dyno));
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut dyno).await;
+                    }
+                });
+            }
+            if let Some(upstream) = upstream {
+                upstream.detach();
+            }
+            entry.ok(status.as_u16(), 0);
+            drop(slot);
+            return response.map(|_| empty());
+        }
+        let (parts, body) = response.into_parts();
+        let body = ResponseBody::new(
+            body,
+            status.as_u16(),
+            settings.idle_timeout,
+            entry,
+            slot,
+            upstream,
+        );
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+
+    /// Sends the request to one dyno and returns its response head. This is the one place that talks to a dyno.
+    async fn forward(
+        &self,
+        dyno: &WebDyno,
+        req: Request<Body>,
+        entry: &mut Entry,
+    ) -> Result<Forwarded, Failure> {
+        if let Some(handler) = &dyno.handler {
+            // A `wasi:http` handler or a CGI command: called in-process, no connection.
+            entry.accepted = Some(Instant::now());
+            return match handler.handle(req).await {
+                Ok(response) => Ok(Forwarded {
+                    response,
+                    upstream: None,
+                }),
+                Err(crate::runtime::http::HttpFailure::Instantiate(e)) => Err(Failure::Platform(e)),
+                Err(_) => Err(Failure::Closed),
+            };
+        }
+        let listener = &dyno.listener;
+        let conn = match listener.connect().await {
+            Ok(conn) => conn,
+            Err(_) => return Err(Failure::NotTaken(Box::new(req))),
+        };
+        if conn.accepted(listener).await.is_err() {
+            return Err(Failure::NotTaken(Box::new(req)));
+        }
+        entry.accepted = Some(Instant::now());
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(conn)).await {
+                Ok(handshake) => handshake,
+                Err(e) => return Err(Failure::Platform(format!("handshake with a dyno: {e}"))),
+            };
+        let upstream = Upstream(Some(tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        })));
+        match sender.send_request(req).await {
+            Ok(response) => Ok(Forwarded {
+                response: response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                upstream: Some(upstream),
+            }),
+            Err(_) => Err(Failure::Closed),
+        }
+    }
+
+    fn load(&self, app: &str) -> Arc<AppLoad> {
+        let mut loads = self.inner.loads.lock().expect("router loads");
+        if loads.len() > 1024 {
+            // Forget apps with nothing in flight (destroyed ones, mostly).
+            loads.retain(|_, load| Arc::strong_count(load) > 1);
+        }
+        loads.entry(app.to_string()).or_default().clone()
+    }
+
+    /// A place on the up web dyno of `app` with the fewest requests in flight, not one of `tried`. Waits for a
+    /// starting dyno (H20 past the boot timeout), and in the app's queue while every dyno is at its limit (H11
+    /// when the queue is full, H12 past the request timeout).
+    async fn acquire(
+        &self,
+        app: &str,
+        tried: &mut Vec<usize>,
+        started: Instant,
+    ) -> Result<Slot, (&'static str, &'static str)> {
+        let settings = &self.inner.settings;
+        let load = self.load(app);
+        self.inner.manager.touch(app);
+        let boot_deadline = started + settings.boot_timeout;
+        let retry_deadline = started + settings.request_timeout;
+        let mut queued: Option<(Queued, tokio::time::Instant)> = None;
+        loop {
+            let freed = load.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let mut dynos = self.inner.manager.web_dynos(app);
+            if dynos.is_empty() {
+                let states: Vec<State> = self
+                    .inner
+                    .manager
+                    .dynos(app)
+                    .into_iter()
+                    .filter(|d| d.kind == "web")
+                    .map(|d| d.state)
+                    .collect();
+                // A sleeping app's idle dynos wake for this request, and it waits for them as for any boot.
+                if states.contains(&State::Idle) {
+                    self.inner.manager.wake(app);
+                }
+                if states.contains(&State::Starting) || states.contains(&State::Idle) {
+                    let now = Instant::now();
+                    if now >= boot_deadline {
+                        return Err(("H20", "App boot timeout"));
+                    }
+                    tokio::time::sleep(BOOT_POLL.min(boot_deadline - now)).await;
+                    continue;
+                }
+                return Err(if states.contains(&State::Crashed) {
+                    ("H10", "App crashed")
+                } else {
+                    ("H14", "No web processes running")
+                });
+            }
+            dynos.retain(|d| !tried.contains(&key(d)));
+            if dynos.is_empty() {
+                // Every dyno that is up turned the request away: give the dyno manager a moment to catch up
+                // (a dyno whose instance went away is about to be marked crashed), then try them all again.
+                if Instant::now() >= retry_deadline {
+                    return Err(("H12", "Request timeout"));
+                }
+                tried.clear();
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+            {
+                let mut counts = load.in_flight.lock().expect("in flight");
+                let live: Vec<usize> = dynos.iter().map(key).collect();
+                counts.retain(|id, count| count.load(Ordering::Acquire) > 0 || live.contains(id));
+                let (dyno, count) = dynos
+                    .into_iter()
+                    .map(|dyno| {
+                        let count = counts.entry(key(&dyno)).or_default().clone();
+                        (dyno, count)
+                    })
+                    .min_by_key(|(_, count)| count.load(Ordering::Acquire))
+                    .expect("at least one dyno");
+                if count.load(Ordering::Acquire) < settings.max_in_flight {
+                    count.fetch_add(1, Ordering::AcqRel);
+                    return Ok(Slot {
+                        load: load.clone(),
+                        count,
+                        dyno,
+                    });
+                }
+            }
+            // Every dyno is at its limit: wait in the app's queue, if there is room.
+            if queued.is_none() {
+                if load.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue {
+                    load.queued.fetch_sub(1, Ordering::AcqRel);
+                    return Err(("H11", "Backlog too deep"));
+                }
+                let deadline = tokio::time::Instant::now() + settings.request_timeout;
+                queued = Some((Queued(load.clone()), deadline));
+            }
+            let deadline = queued.as_ref().expect("queued").1;
+            tokio::select! {
+                () = &mut freed => {}
+                () = tokio::time::sleep(QUEUE_POLL) => {}
+                () = tokio::time::sleep_until(deadline) => return Err(("H12", "Request timeout")),
             }
         }
     }
 
-    /// `<app>.<base domain>` → app.
-    fn app_for(&self, host: &str) -> Option<String> {
-        let suffix = format!(".{}", self.inner.settings.base_domain);
-        host.strip_suffix(&suffix)
-            .filter(|name| !name.is_empty() && !name.contains('.'))
-            .map(str::to_string)
-    }
-
-    /// The web dyno with the fewest requests in flight.
-    fn pick(&self, app: &str, dynos: Vec<WebDyno>) -> (WebDyno, Arc<AtomicUsize>) {
-        let mut outstanding = self.inner.outstanding.lock().expect("outstanding");
-        dynos
-            .into_iter()
-            .map(|dyno| {
-                let count = outstanding
-                    .entry(format!("{app}/{}", dyno.name))
-                    .or_default()
-                    .clone();
-                (dyno, count)
+    /// Logs a request refused because its head was over [`MAX_HEAD`] (hyper answers 431 and closes), in the
+    /// stream of the app its Host names, if it can be told.
+    fn head_too_large(&self, client: &Client) {
+        let head = std::mem::take(&mut *client.head.lock().expect("head"));
+        let text = String::from_utf8_lossy(&head);
+        let mut lines = text.split("\r\n");
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let method = first.next().unwrap_or_default().to_string();
+        let mut path: String = first.next().unwrap_or_default().chars().take(200).collect();
+        path = path.replace('"', "%22");
+        let host = lines
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("host")
+                    .then(|| host_name(value.trim()))
             })
-            .min_by_key(|(_, count)| count.load(Ordering::Relaxed))
-            .expect("at least one dyno")
+            .or_else(|| client.last_host.lock().expect("host").clone())
+            .unwrap_or_default();
+        tracing::info!(host, "refused a request head over {MAX_HEAD} bytes");
+        if let Ok(Some(app)) = self.inner.routes.lookup(&host) {
+            self.inner.logplex.publish(
+                &app.name,
+                LogLine::platform(
+                    "router",
+                    format!(
+                        "at=error desc=\"Request header too large\" method={method} path=\"{path}\" host={host} request_id= fwd=\"{}\" dyno= connect=0ms service=0ms status=431 bytes=0 protocol=http",
+                        client.peer.ip()
+                    ),
+                ),
+            );
+        }
     }
 }
 
-struct Decrement(Arc<AtomicUsize>);
+/// One request's router log line, written once: when the response ends, when the router answers an error, or
+/// (dropped unwritten) as H27 when the client went away first.
+pub(crate) struct Entry {
+    logplex: Logplex,
+    app: String,
+    /// `method=... path="..." host=... request_id=... fwd="..."`.
+    request: String,
+    dyno: String,
+    started: Instant,
+    /// When the dyno took the connection.
+    accepted: Option<Instant>,
+    /// Response bytes sent, for the H27 line.
+    bytes: u64,
+    done: bool,
+}
 
-impl Drop for Decrement {
+impl Entry {
+    /// Writes the line, once: `tag` is what goes after `at=...` (` code=H12 desc="Request timeout"`).
+    fn write(&mut self, at: &str, tag: &str, status: u16, bytes: u64) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let now = Instant::now();
+        let (connect, service) = match self.accepted {
+            Some(accepted) => (accepted - self.started, now - accepted),
+            None => (Duration::ZERO, now - self.started),
+        };
+        self.logplex.publish(
+            &self.app,
+            LogLine::platform(
+                "router",
+                format!(
+                    "at={at}{tag} {} dyno={} connect={}ms service={}ms status={status} bytes={bytes} protocol=http",
+                    self.request,
+                    self.dyno,
+                    connect.as_millis(),
+                    service.as_millis(),
+                ),
+            ),
+        );
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The response ended as the dyno sent it.
+    fn ok(&mut self, status: u16, bytes: u64) {
+        self.write("info", "", status, bytes);
+    }
+
+    /// The router cut the response (the client has its head already).
+    fn error(&mut self, code: &str, desc: &str, bytes: u64) {
+        self.write(
+            "error",
+            &format!(" code={code} desc=\"{desc}\""),
+            503,
+            bytes,
+        );
+    }
+
+    /// The router answers with an error page.
+    fn fail(&mut self, code: &str, desc: &str) -> Response<Body> {
+        self.error(code, desc, 0);
+        error_page(code, desc)
+    }
+
+    /// An error page that is the app's state rather than a failure (H80, H81).
+    fn fail_info(&mut self, code: &str, desc: &str) -> Response<Body> {
+        self.write("info", &format!(" code={code} desc=\"{desc}\""), 503, 0);
+        error_page(code, desc)
+    }
+
+    fn too_large(&mut self) -> Response<Body> {
+        self.write("error", " desc=\"Request body too large\"", 413, 0);
+        page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            "The request body is larger than this platform accepts.",
+        )
+    }
+
+    /// H27: the client went away before the response ended.
+    fn client_gone(&mut self) {
+        let bytes = self.bytes;
+        self.write(
+            "info",
+            " code=H27 desc=\"Client Request Interrupted\"",
+            499,
+            bytes,
+        );
+    }
+}
+
+impl Drop for Entry {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.client_gone();
     }
 }
 
-fn set(headers: &mut hyper::HeaderMap, name: &'static str, value: &str) {
+/// What the router knows about one client connection: who, and enough of its first request head to log a head
+/// that was too large to parse.
+struct Client {
+    peer: SocketAddr,
+    port: u16,
+    /// The bytes of the first request head, kept until it is parsed (at most [`MAX_HEAD`] + 1).
+    head: Mutex<Vec<u8>>,
+    capturing: AtomicBool,
+    /// The Host of the latest request on this connection.
+    last_host: Mutex<Option<String>>,
+}
+
+impl Client {
+    fn new(peer: SocketAddr, port: u16) -> Client {
+        Client {
+            peer,
+            port,
+            head: Mutex::default(),
+            capturing: AtomicBool::new(true),
+            last_host: Mutex::default(),
+        }
+    }
+
+    fn request_started(&self) {
+        if self.capturing.swap(false, Ordering::AcqRel) {
+            *self.head.lock().expect("head") = Vec::new();
+        }
+    }
+
+    fn set_host(&self, host: &str) {
+        *self.last_host.lock().expect("host") = Some(host.to_string());
+    }
+}
+
+/// The client's TCP stream, recording the first request head as it is read.
+struct Recorder {
+    stream: tokio::net::TcpStream,
+    client: Arc<Client>,
+}
+
+impl AsyncRead for Recorder {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.client.capturing.load(Ordering::Acquire) {
+            let mut head = this.client.head.lock().expect("head");
+            let room = (MAX_HEAD + 1).saturating_sub(head.len());
+            let new = &buf.filled()[before..];
+            head.extend_from_slice(&new[..new.len().min(room)]);
+            if head.len() > MAX_HEAD {
+                this.client.capturing.store(false, Ordering::Release);
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// A Host header's name: lowercase, without port or trailing dot.
+fn host_name(host: &str) -> String {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Does the request ask to switch protocols (`Connection: upgrade` and an `Upgrade` header)?
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes the headers that concern one connection only (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
+/// `Upgrade` when the connection is being upgraded.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), value);
     }
@@ -323,6 +938,20 @@ fn request_id(req: &Request<Incoming>) -> String {
     )
 }
 
+/// The error page of a router code.
+fn error_page(code: &str, desc: &str) -> Response<Body> {
+    let title = if code == "H80" {
+        "Offline for maintenance"
+    } else {
+        "Application error"
+    };
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        title,
+        &format!("{desc} ({code})"),
+    )
+}
+
 fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     let html = format!(
         "<!DOCTYPE html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>\n"
@@ -331,10 +960,59 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
         .status(status)
         .header("content-type", "text/html; charset=utf-8")
         .header("cache-control", "no-cache, no-store")
-        .body(
-            Full::new(Bytes::from(html))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .body(full(html))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_except_for_an_upgrade() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let mut plain = headers.clone();
+        strip_hop_by_hop(&mut plain, false);
+        let names: Vec<&str> = plain.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
+
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-private"),
+        );
+        assert!(wants_upgrade(&headers));
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert!(!headers.contains_key("x-private"));
+    }
+
+    #[test]
+    fn host_names_lose_port_case_and_trailing_dot() {
+        assert_eq!(host_name("App.LocalHost:5000"), "app.localhost");
+        assert_eq!(host_name("www.example.com."), "www.example.com");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+    }
+
+    #[test]
+    fn defaults_are_herokus() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.idle_timeout, Duration::from_secs(55));
+        assert_eq!(defaults.boot_timeout, Duration::from_secs(75));
+        assert_eq!((defaults.max_in_flight, defaults.max_queue), (50, 200));
+        assert_eq!(defaults.max_body, None);
+    }
 }

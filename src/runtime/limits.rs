@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 
+use super::Report;
 use super::vfs::Quota;
 
 /// Most table elements one instance may hold (function tables of large Go and Rust programs stay far below).
@@ -14,11 +15,23 @@ pub(crate) struct DynoLimiter {
     quota: Arc<Quota>,
     /// Bytes of linear memory this store has taken from the quota; returned when the store is dropped.
     memory: u64,
+    /// Hears the R14 line, once per store.
+    report: Option<Report>,
 }
 
 impl DynoLimiter {
     pub(crate) fn new(quota: Arc<Quota>) -> DynoLimiter {
-        DynoLimiter { quota, memory: 0 }
+        DynoLimiter {
+            quota,
+            memory: 0,
+            report: None,
+        }
+    }
+
+    /// Says `Error R14 (Memory quota exceeded)` to `report` the first time a `memory.grow` is refused.
+    pub(crate) fn with_report(mut self, report: Report) -> DynoLimiter {
+        self.report = Some(report);
+        self
     }
 }
 
@@ -34,6 +47,16 @@ impl ResourceLimiter for DynoLimiter {
             self.memory += growth;
             Ok(true)
         } else {
+            if let Some(report) = self.report.take() {
+                const MIB: u64 = 1024 * 1024;
+                report(&format!(
+                    "Error R14 (Memory quota exceeded) -> growing memory by {} MiB would pass the dyno's {} MiB \
+                     (memory and files together; {} MiB in use)",
+                    growth.div_ceil(MIB),
+                    self.quota.limit() / MIB,
+                    self.quota.used() / MIB
+                ));
+            }
             tracing::debug!(
                 current,
                 desired,

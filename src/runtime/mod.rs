@@ -1,16 +1,22 @@
 //! The wasmtime side: one engine configuration, the compiled-code cache, and running a guest to completion.
 //!
 //! Two kinds of guest run here: WASI preview-1 core modules (what `wasm32-wasip1` and Go emit), on our own
-//! preview-1 host ([`p1`]) over the dyno's in-memory filesystem ([`vfs`]), and WASI 0.2 command components on
-//! wasmtime-wasi's host. Every guest gets its argv, its environment, its standard streams and its own filesystem,
-//! and nothing else: no host directory is ever visible to a guest.
+//! preview-1 host ([`p1`]), and WASI 0.2 components (commands and `wasi:http` handlers) on wasmtime-wasi's p2 host
+//! with our own `wasi:filesystem` linked over its (`p2fs`). Both see the dyno's in-memory filesystem ([`vfs`]).
+//! Every guest gets its argv, its environment, its standard streams and its own filesystem, and nothing else: no
+//! host directory is ever visible to a guest.
 
 mod cache;
+pub mod cgi;
+mod component_io;
+pub mod http;
 mod limits;
 pub mod net;
 pub mod p1;
+mod p2fs;
 pub mod stdio;
 pub mod vfs;
+pub mod web;
 
 pub use cache::CacheOutcome;
 
@@ -120,6 +126,9 @@ impl std::str::FromStr for DynoSize {
     }
 }
 
+/// Hears a line about a dyno from the platform (for the app's log stream as `wasmdyno[web.1]: ...`).
+pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A compiled guest.
 #[derive(Clone)]
 pub enum Guest {
@@ -171,9 +180,16 @@ pub struct RunSpec {
     pub stdin: Input,
     pub stdout: Output,
     pub stderr: Output,
+    /// Where lines about the guest from the platform go (`Error R14 (Memory quota exceeded)`).
+    pub platform: Report,
     /// A web dyno's listener: a preview-1 guest gets it at fd 4, announced as `WASMDYNO_LISTEN_FD=4`.
     /// (Components ignore it: they would bind `$PORT` with `wasi:sockets`.)
     pub listener: Option<Listener>,
+    /// The longest the guest may run; past it, it is interrupted and its exit is a trap that says so.
+    pub deadline: Option<Duration>,
+    /// A loopback port a component may listen on with `wasi:sockets` (a web component binding `$PORT`); without
+    /// it, and for every other address, the network is closed.
+    pub port: Option<u16>,
 }
 
 impl RunSpec {
@@ -187,7 +203,10 @@ impl RunSpec {
             stdin: Input::closed(),
             stdout: stdio::discard(),
             stderr: stdio::discard(),
+            platform: Arc::new(|_: &str| {}),
             listener: None,
+            deadline: None,
+            port: None,
         }
     }
 
@@ -207,6 +226,7 @@ impl RunSpec {
         self.stdin = Input::from_reader(std::io::stdin());
         self.stdout = stdio::host_stdout();
         self.stderr = stdio::host_stderr();
+        self.platform = Arc::new(|line: &str| eprintln!("{line}"));
         self
     }
 }
@@ -232,6 +252,7 @@ pub struct Runtime {
     cache: cache::CodeCache,
     p1_linker: Linker<P1State>,
     p2_linker: wasmtime::component::Linker<P2State>,
+    http_linker: wasmtime::component::Linker<http::HttpState>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -249,7 +270,17 @@ impl p1::P1View for P1State {
 struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
+    fs: p2fs::FsCtx,
     limits: DynoLimiter,
+}
+
+impl p2fs::FsView for P2State {
+    fn dyno_fs(&mut self) -> p2fs::FsCtxView<'_> {
+        p2fs::FsCtxView {
+            ctx: &self.fs,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for P2State {
@@ -281,6 +312,8 @@ impl Runtime {
         p1::add_to_linker(&mut p1_linker).map_err(RuntimeError::Wasmtime)?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
+        p2fs::add_to_linker(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
+        let http_linker = http::linker(&engine)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
@@ -299,6 +332,7 @@ impl Runtime {
             cache,
             p1_linker,
             p2_linker,
+            http_linker,
             ticker_stop,
         })
     }
@@ -308,14 +342,32 @@ impl Runtime {
         self.cache.load(&self.engine, wasm)
     }
 
+    /// A `wasi:http` web dyno of `guest`, if it is a component exporting `wasi:http/incoming-handler`
+    /// (`Ok(None)` for any other guest). Its instances get the spec's argv, environment and output streams; the
+    /// spec's size is the memory quota they share; its `platform` hears about instances that trap.
+    pub fn http_dyno(
+        &self,
+        guest: &Guest,
+        spec: RunSpec,
+        settings: http::HttpSettings,
+    ) -> Result<Option<Arc<http::HttpDyno>>, RuntimeError> {
+        let Guest::Component(component) = guest else {
+            return Ok(None);
+        };
+        let Some(pre) = http::proxy_pre(&self.http_linker, component)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(http::HttpDyno::new(pre, spec, settings))))
+    }
+
     /// Runs a command guest to completion.
     ///
-    /// Core modules get the spec's image as their filesystem and its streams. Components run on wasmtime-wasi's
-    /// host for now: no filesystem, and this process's standard streams.
+    /// Guests get the spec's image as their filesystem (a fresh copy-on-write layer, counted against the quota)
+    /// and its streams; components run on wasmtime-wasi's host with our `wasi:filesystem` (`p2fs`).
     pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
         // One budget for the dyno's linear memories and its filesystem layer.
         let quota = Arc::new(Quota::new(spec.size.memory() as u64));
-        let limits = DynoLimiter::new(quota.clone());
+        let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
         match guest {
             Guest::Module(module) => {
                 let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
@@ -331,7 +383,7 @@ impl Runtime {
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                store.epoch_deadline_async_yield_and_update(1);
+                yield_on_every_tick(&mut store, spec.deadline);
                 let instance = self
                     .p1_linker
                     .instantiate_async(&mut store, module)
@@ -344,22 +396,51 @@ impl Runtime {
                             "the module exports no `_start`: it is not a WASI command".into(),
                         )
                     })?;
-                Ok(exit_of(start.call_async(&mut store, ()).await))
+                Ok(exit_of(
+                    start.call_async(&mut store, ()).await,
+                    spec.deadline,
+                ))
             }
             Guest::Component(component) => {
+                let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
                 let mut builder = WasiCtxBuilder::new();
-                builder.inherit_stdio().args(&spec.argv);
+                builder
+                    .stdin(component_io::ComponentInput(spec.stdin))
+                    .stdout(component_io::ComponentOutput(spec.stdout))
+                    .stderr(component_io::ComponentOutput(spec.stderr))
+                    .args(&spec.argv)
+                    .initial_cwd("/");
                 for (key, value) in &spec.env {
                     builder.env(key, value);
+                }
+                if let Some(port) = spec.port {
+                    // The one thing a web component may do on the network: listen on its loopback `$PORT`.
+                    use wasmtime_wasi::sockets::SocketAddrUse;
+                    builder
+                        .allow_tcp(true)
+                        .socket_addr_check(move |addr, usage| {
+                            Box::pin(async move {
+                                addr.ip().is_loopback()
+                                    && match usage {
+                                        SocketAddrUse::TcpBind | SocketAddrUse::TcpListen => {
+                                            addr.port() == port
+                                        }
+                                        // The router's connections, from loopback.
+                                        SocketAddrUse::TcpAccept => true,
+                                        _ => false,
+                                    }
+                            })
+                        });
                 }
                 let state = P2State {
                     wasi: builder.build(),
                     table: ResourceTable::new(),
+                    fs: p2fs::FsCtx::new(fs),
                     limits,
                 };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                store.epoch_deadline_async_yield_and_update(1);
+                yield_on_every_tick(&mut store, spec.deadline);
                 let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                     &mut store,
                     component,
@@ -371,7 +452,7 @@ impl Runtime {
                 Ok(match result {
                     Ok(Ok(())) => Exit::Status(0),
                     Ok(Err(())) => Exit::Status(1),
-                    Err(err) => exit_of(Err(err)),
+                    Err(err) => exit_of(Err(err), spec.deadline),
                 })
             }
         }
@@ -384,13 +465,38 @@ impl Drop for Runtime {
     }
 }
 
-fn exit_of(result: wasmtime::Result<()>) -> Exit {
+fn exit_of(result: wasmtime::Result<()>, deadline: Option<Duration>) -> Exit {
     match result {
         Ok(()) => Exit::Status(0),
         Err(err) => match err.downcast_ref::<I32Exit>() {
             Some(I32Exit(code)) => Exit::Status(*code),
-            None => Exit::Trap(format!("{err:?}")),
+            None => match (err.downcast_ref::<wasmtime::Trap>(), deadline) {
+                (Some(wasmtime::Trap::Interrupt), Some(limit)) => Exit::Trap(format!(
+                    "the guest ran past its deadline of {}s and was interrupted",
+                    limit.as_secs_f64()
+                )),
+                _ => Exit::Trap(format!("{err:?}")),
+            },
         },
+    }
+}
+
+/// The CPU policy of a store: on every epoch tick the guest yields to the async runtime, so a spinning guest
+/// never holds a thread; past `deadline` (from now) it is interrupted instead.
+pub(crate) fn yield_on_every_tick<T: 'static>(store: &mut Store<T>, deadline: Option<Duration>) {
+    match deadline {
+        None => store.epoch_deadline_async_yield_and_update(1),
+        Some(limit) => {
+            let end = std::time::Instant::now() + limit;
+            store.epoch_deadline_callback(move |_| {
+                Ok(if std::time::Instant::now() >= end {
+                    wasmtime::UpdateDeadline::Interrupt
+                } else {
+                    wasmtime::UpdateDeadline::Yield(1)
+                })
+            });
+            store.set_epoch_deadline(1);
+        }
     }
 }
 

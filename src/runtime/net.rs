@@ -152,6 +152,30 @@ impl Listener {
         }
     }
 
+    /// An identity for this listener, shared by its clones (the router keys its per-dyno counts by it).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+
+    /// Takes `conn` out of the backlog if the guest has not accepted it yet (it then reads as refused); true if
+    /// it was still queued.
+    pub fn withdraw(&self, conn: &Connection) -> bool {
+        let mut state = self.state();
+        let withdrawn = state
+            .queue
+            .iter()
+            .position(|guest| Arc::ptr_eq(&guest.0.incoming, &conn.to_guest))
+            .and_then(|i| state.queue.remove(i));
+        drop(state);
+        let found = withdrawn.is_some();
+        // Dropping the guest end, outside the lock, is what the host end reads as refused.
+        drop(withdrawn);
+        if found {
+            self.shared.changed.notify_waiters();
+        }
+        found
+    }
+
     // ---- the guest side, used by the preview-1 host
 
     /// A guest descriptor for this listener. While at least one exists the listener counts as attached; when
@@ -176,7 +200,14 @@ impl Listener {
             return Err(NetError::Closed);
         }
         let next = state.queue.pop_front();
+        // Marked while the listener is locked, so that `withdraw` and `Connection::accepted` never disagree.
+        let wake = next
+            .as_ref()
+            .map(|socket| socket.0.outgoing.mark_accepted());
         drop(state);
+        if let Some(wake) = wake {
+            wake.wake_all();
+        }
         if next.is_some() {
             // Room in the backlog for a waiting `connect`.
             self.shared.changed.notify_waiters();
@@ -244,8 +275,10 @@ impl Drop for GuestListener {
     fn drop(&mut self) {
         let mut state = self.0.state();
         state.attached = state.attached.saturating_sub(1);
-        if state.attached == 0 {
+        if state.attached == 0 && state.accepting {
             state.accepting = false;
+            // Connections waiting in `Connection::accepted` learn that no instance will take them.
+            self.0.shared.changed.notify_waiters();
         }
     }
 }
@@ -302,6 +335,8 @@ struct PipeState {
     write_closed: bool,
     /// The reading end shut down or went away: writes fail with a broken pipe.
     read_closed: bool,
+    /// The guest took the connection from the listener's backlog (set on the guest → host pipe).
+    accepted: bool,
     readers: Wakers,
     writers: Wakers,
 }
@@ -390,6 +425,35 @@ impl Pipe {
         }
     }
 
+    /// Records that the guest accepted the connection; returns the host tasks to wake.
+    fn mark_accepted(&self) -> Wakers {
+        let mut state = self.state();
+        state.accepted = true;
+        std::mem::take(&mut state.readers)
+    }
+
+    /// Has the guest accepted the connection (`Some(true)`), or dropped it unaccepted (`Some(false)`)?
+    fn acceptance(&self) -> Option<bool> {
+        let state = self.state();
+        if state.accepted {
+            Some(true)
+        } else if state.write_closed {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn poll_acceptance(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        if state.accepted || state.write_closed {
+            Poll::Ready(())
+        } else {
+            state.readers.register(cx.waker());
+            Poll::Pending
+        }
+    }
+
     /// The reader is done: buffered and future bytes are dropped, and writers see a broken pipe.
     fn close_read(&self) {
         let mut state = self.state();
@@ -438,6 +502,36 @@ fn pair() -> (Connection, GuestSocket) {
 pub struct Connection {
     to_guest: Arc<Pipe>,
     from_guest: Arc<Pipe>,
+}
+
+impl Connection {
+    /// Waits until the guest has taken this connection from `listener`'s backlog. Fails with
+    /// [`NetError::Closed`] when it never will: the listener closed (dropping its backlog), or no guest instance
+    /// accepts on it any more (it exited or crashed; the connection is then withdrawn). Either way the guest saw
+    /// nothing of the connection, so the caller may take its request elsewhere.
+    pub async fn accepted(&self, listener: &Listener) -> Result<(), NetError> {
+        loop {
+            let changed = listener.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.from_guest.acceptance() {
+                Some(true) => return Ok(()),
+                Some(false) => return Err(NetError::Closed),
+                None => {}
+            }
+            if !listener.is_accepting() {
+                listener.withdraw(self);
+                return match self.from_guest.acceptance() {
+                    Some(true) => Ok(()),
+                    _ => Err(NetError::Closed),
+                };
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = poll_fn(|cx| self.from_guest.poll_acceptance(cx)) => {}
+            }
+        }
+    }
 }
 
 impl AsyncRead for Connection {
@@ -827,6 +921,45 @@ mod tests {
             !listener.is_accepting(),
             "a restarted instance must accept again"
         );
+    }
+
+    #[tokio::test]
+    async fn accepted_says_whether_the_guest_took_the_connection() {
+        let listener = Listener::new(4);
+        let guest = listener.attach();
+        assert_eq!(guest.listener().acceptable(), None, "polling is accepting");
+        let conn = listener.connect().await.unwrap();
+        let waiting = tokio::spawn({
+            let listener = listener.clone();
+            async move { conn.accepted(&listener).await.map(|()| conn) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let _taken = listener.try_accept().unwrap().expect("queued");
+        let conn = timeout(LONG, waiting).await.unwrap().unwrap().unwrap();
+        assert_eq!(conn.accepted(&listener).await, Ok(()), "and stays so");
+
+        // Queued when the listener closes: refused, so the request may go elsewhere.
+        let queued = listener.connect().await.unwrap();
+        listener.close();
+        assert_eq!(queued.accepted(&listener).await, Err(NetError::Closed));
+
+        // Queued when the instance goes away: withdrawn and refused.
+        let listener = Listener::new(4);
+        let guest = listener.attach();
+        let _ = guest.listener().acceptable();
+        let queued = listener.connect().await.unwrap();
+        let waiting = tokio::spawn({
+            let listener = listener.clone();
+            async move { queued.accepted(&listener).await }
+        });
+        tokio::task::yield_now().await;
+        drop(guest);
+        assert_eq!(
+            timeout(LONG, waiting).await.unwrap().unwrap(),
+            Err(NetError::Closed)
+        );
+        assert_eq!(listener.queued(), 0, "withdrawn from the backlog");
     }
 
     #[tokio::test]

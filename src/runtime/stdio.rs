@@ -81,6 +81,21 @@ impl Input {
         input
     }
 
+    /// An input fed by the chunks sent on `chunks`; end of file when every sender is gone. The senders wait
+    /// while the guest has not read what came before (the channel's bound plus [`INPUT_BUFFER`]).
+    pub fn from_channel(chunks: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Input {
+        Input::from_reader(ChannelReader {
+            chunks,
+            pending: Vec::new(),
+            at: 0,
+        })
+    }
+
+    /// A handle that ends this input from the outside (see [`InputCloser`]).
+    pub fn closer(&self) -> InputCloser {
+        InputCloser(self.clone())
+    }
+
     /// Is a read ready now (data buffered or end of file)? With the number of bytes buffered.
     pub fn ready(&self) -> Option<usize> {
         let state = self.state.lock().expect("input lock");
@@ -112,6 +127,31 @@ impl Input {
         drop(state);
         self.drained.notify_all();
         data
+    }
+}
+
+/// `Read` over a channel of chunks; runs on the input's pump thread, so blocking there is fine.
+struct ChannelReader {
+    chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.pending.len() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => {
+                    self.pending = chunk;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The platform's state: apps, the append-only ledger of releases, config vars, formation, add-ons, domains and
-//! maintenance mode. This is the single source of truth of `wasmdyno serve`; the dyno manager and the router
+//! The platform's state: apps, the append-only ledger of releases, config vars, formation, add-ons, domains, log
+//! drains and maintenance mode. This is the single source of truth of `wasmdyno serve`; the dyno manager and the router
 //! reconcile toward what it holds.
 //!
 //! Everything goes through the [`Store`] trait so that a PostgreSQL backend can serve several hosts later;
@@ -48,6 +48,9 @@ pub struct App {
     pub created_at: i64,
     /// In maintenance mode the router answers every request with a maintenance page (H80) instead of the app.
     pub maintenance: bool,
+    /// A sleeping app's web dynos go `idle` after a while without requests; the next request wakes them.
+    #[serde(default)]
+    pub sleep: bool,
 }
 
 /// Where a release is in its life. A release without a release phase is [`Succeeded`](Self::Succeeded) at once.
@@ -176,6 +179,20 @@ pub struct Domain {
     pub hostname: String,
 }
 
+/// A log drain of an app: where its log stream is shipped (see [`crate::logplex::drain`]). Drains make no release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    pub app: String,
+    /// A UUID.
+    pub id: String,
+    /// `syslog://HOST:PORT`, `syslog+tls://HOST:PORT`, `http(s)://...`; unique per app.
+    pub url: String,
+    /// `d.<UUID>`: the HOSTNAME of its syslog messages and its `Logplex-Drain-Token`.
+    pub token: String,
+    /// Unix seconds (UTC).
+    pub created_at: i64,
+}
+
 /// The platform's state. Every method is one atomic operation; see the [module docs](self) for the ledger rules.
 ///
 /// Methods that take an app name fail with [`StoreError::AppNotFound`] when there is no such app.
@@ -190,6 +207,8 @@ pub trait Store: Send + Sync {
     fn destroy_app(&self, name: &str) -> Result<(), StoreError>;
     /// Turns maintenance mode on or off.
     fn set_maintenance(&self, app: &str, on: bool) -> Result<App, StoreError>;
+    /// Turns sleeping (web dynos idle when unused) on or off.
+    fn set_sleep(&self, app: &str, on: bool) -> Result<App, StoreError>;
 
     /// Appends a release; see [`NewRelease`] for the defaults.
     fn create_release(&self, app: &str, release: NewRelease) -> Result<Release, StoreError>;
@@ -259,6 +278,15 @@ pub trait Store: Send + Sync {
     fn remove_domain(&self, app: &str, hostname: &str) -> Result<(), StoreError>;
     /// The app's domains, by hostname.
     fn domains(&self, app: &str) -> Result<Vec<Domain>, StoreError>;
+
+    /// Adds a log drain (its URL checked by [`DrainUrl::parse`](crate::logplex::drain::DrainUrl::parse)), with a
+    /// new id and token; at most [`MAX_DRAINS_PER_APP`](crate::logplex::drain::MAX_DRAINS_PER_APP) per app, one
+    /// per URL.
+    fn add_drain(&self, app: &str, url: &str) -> Result<Drain, StoreError>;
+    /// Removes the drain with this id, token or URL and returns it.
+    fn remove_drain(&self, app: &str, drain: &str) -> Result<Drain, StoreError>;
+    /// The app's drains, oldest first.
+    fn drains(&self, app: &str) -> Result<Vec<Drain>, StoreError>;
 }
 
 /// What a [`StoreError`] means to a caller such as the API (which maps it to an HTTP status).
@@ -345,6 +373,14 @@ pub enum StoreError {
     DomainExists { hostname: String, app: String },
     #[error("app {app:?} has no domain {hostname} (`wasmdyno domains` lists them)")]
     DomainNotFound { app: String, hostname: String },
+    #[error("invalid drain URL {url:?}: {reason}")]
+    InvalidDrainUrl { url: String, reason: String },
+    #[error("app {app:?} already has a drain to {url}")]
+    DrainExists { app: String, url: String },
+    #[error("app {app:?} already has {limit} drains, the most an app may have; remove one first")]
+    TooManyDrains { app: String, limit: usize },
+    #[error("app {app:?} has no drain {drain:?} (`wasmdyno drains` lists them)")]
+    DrainNotFound { app: String, drain: String },
     #[error("cannot open the state store {path}: {source}")]
     Open {
         path: PathBuf,
@@ -377,10 +413,13 @@ impl StoreError {
             AppNotFound(_)
             | ReleaseNotFound { .. }
             | AddonNotFound { .. }
-            | DomainNotFound { .. } => ErrorKind::NotFound,
+            | DomainNotFound { .. }
+            | DrainNotFound { .. } => ErrorKind::NotFound,
             AppExists(_)
             | AddonExists { .. }
             | DomainExists { .. }
+            | DrainExists { .. }
+            | TooManyDrains { .. }
             | AddonConfigConflict { .. }
             | ReleaseNotPending { .. }
             | RollbackToFailed { .. }
@@ -396,7 +435,8 @@ impl StoreError {
             | InvalidProcessType(_)
             | InvalidDynoSize(_)
             | QuantityTooLarge { .. }
-            | InvalidHostname { .. } => ErrorKind::Invalid,
+            | InvalidHostname { .. }
+            | InvalidDrainUrl { .. } => ErrorKind::Invalid,
             Open { .. }
             | SchemaTooNew { .. }
             | ForeignDatabase { .. }

@@ -21,10 +21,11 @@ use super::validate::{
     check_config_name, check_config_value, describe_config_change, normalize_hostname,
 };
 use super::{
-    Addon, App, Domain, FAILPOINT_MIGRATION_BEFORE_COMMIT, FAILPOINT_RELEASE_AFTER_COMMIT,
+    Addon, App, Domain, Drain, FAILPOINT_MIGRATION_BEFORE_COMMIT, FAILPOINT_RELEASE_AFTER_COMMIT,
     FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, NewAddon, NewRelease, Release,
     ReleaseStatus, ScaleChange, Store, StoreError, failpoint, unix_now,
 };
+use crate::logplex::drain::{DrainUrl, MAX_DRAINS_PER_APP};
 use crate::runtime::DynoSize;
 
 /// The schema, one migration per version: `MIGRATIONS[i]` takes a database from version `i` to `i + 1`
@@ -152,6 +153,23 @@ const MIGRATIONS: &[&str] = &[
         app      TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE
     ) STRICT;
     CREATE INDEX domains_by_app ON domains (app);
+    "#,
+    // v2
+    r#"
+    -- Log drains: no release records them (as on Heroku), so they are a live set like domains.
+    CREATE TABLE log_drains (
+        id         TEXT NOT NULL PRIMARY KEY,
+        app        TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE,
+        url        TEXT NOT NULL,
+        token      TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        UNIQUE (app, url)
+    ) STRICT;
+    "#,
+    // v3
+    r#"
+    -- Sleeping apps: web dynos go idle without requests and wake on the next one.
+    ALTER TABLE apps ADD COLUMN sleep INTEGER NOT NULL DEFAULT 0 CHECK (sleep IN (0, 1));
     "#,
 ];
 
@@ -346,14 +364,52 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         name: row.get(0)?,
         created_at: row.get(1)?,
         maintenance: row.get(2)?,
+        sleep: row.get(3)?,
     })
 }
 
 fn require_app(conn: &Connection, name: &str) -> Result<App, StoreError> {
-    conn.prepare_cached("SELECT name, created_at, maintenance FROM apps WHERE name = ?1")?
+    conn.prepare_cached("SELECT name, created_at, maintenance, sleep FROM apps WHERE name = ?1")?
         .query_row([name], app_from_row)
         .optional()?
         .ok_or_else(|| StoreError::AppNotFound(name.to_owned()))
+}
+
+/// The app's drains, oldest first.
+fn load_drains(conn: &Connection, app: &str) -> Result<Vec<Drain>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT app, id, url, token, created_at FROM log_drains WHERE app = ?1 ORDER BY created_at, rowid",
+    )?;
+    let drains = stmt
+        .query_map([app], |row| {
+            Ok(Drain {
+                app: row.get(0)?,
+                id: row.get(1)?,
+                url: row.get(2)?,
+                token: row.get(3)?,
+                created_at: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(drains)
+}
+
+/// A random (version 4) UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+fn new_uuid() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Corrupt(format!("no randomness for an id: {e}")))?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }
 
 /// A `release_view` row as stored, before its JSON and status are decoded.
@@ -577,6 +633,7 @@ impl Store for SqliteStore {
                 name: name.to_owned(),
                 created_at: unix_now(),
                 maintenance: false,
+                sleep: false,
             };
             tx.execute(
                 "INSERT INTO apps (name, created_at, maintenance) VALUES (?1, ?2, 0)",
@@ -602,7 +659,7 @@ impl Store for SqliteStore {
     fn apps(&self) -> Result<Vec<App>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT name, created_at, maintenance FROM apps ORDER BY name")?;
+                .prepare_cached("SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name")?;
             let apps = stmt
                 .query_map([], app_from_row)?
                 .collect::<Result<_, _>>()?;
@@ -627,6 +684,15 @@ impl Store for SqliteStore {
                 params![app, on],
             )?;
             found.maintenance = on;
+            Ok(found)
+        })
+    }
+
+    fn set_sleep(&self, app: &str, on: bool) -> Result<App, StoreError> {
+        self.write(|tx| {
+            let mut found = require_app(tx, app)?;
+            tx.execute("UPDATE apps SET sleep = ?2 WHERE name = ?1", params![app, on])?;
+            found.sleep = on;
             Ok(found)
         })
     }
@@ -991,6 +1057,63 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(domains)
+        })
+    }
+
+    fn add_drain(&self, app: &str, url: &str) -> Result<Drain, StoreError> {
+        DrainUrl::parse(url).map_err(|e| StoreError::InvalidDrainUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let drain = Drain {
+            app: app.to_owned(),
+            id: new_uuid()?,
+            url: url.to_owned(),
+            token: format!("d.{}", new_uuid()?),
+            created_at: unix_now(),
+        };
+        self.write(|tx| {
+            require_app(tx, app)?;
+            let drains = load_drains(tx, app)?;
+            if drains.iter().any(|d| d.url == url) {
+                return Err(StoreError::DrainExists {
+                    app: app.to_owned(),
+                    url: url.to_owned(),
+                });
+            }
+            if drains.len() >= MAX_DRAINS_PER_APP {
+                return Err(StoreError::TooManyDrains {
+                    app: app.to_owned(),
+                    limit: MAX_DRAINS_PER_APP,
+                });
+            }
+            tx.execute(
+                "INSERT INTO log_drains (id, app, url, token, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![drain.id, app, drain.url, drain.token, drain.created_at],
+            )?;
+            Ok(drain)
+        })
+    }
+
+    fn remove_drain(&self, app: &str, drain: &str) -> Result<Drain, StoreError> {
+        self.write(|tx| {
+            require_app(tx, app)?;
+            let found = load_drains(tx, app)?
+                .into_iter()
+                .find(|d| d.id == drain || d.token == drain || d.url == drain)
+                .ok_or_else(|| StoreError::DrainNotFound {
+                    app: app.to_owned(),
+                    drain: drain.to_owned(),
+                })?;
+            tx.execute("DELETE FROM log_drains WHERE id = ?1", [&found.id])?;
+            Ok(found)
+        })
+    }
+
+    fn drains(&self, app: &str) -> Result<Vec<Drain>, StoreError> {
+        self.read(|conn| {
+            require_app(conn, app)?;
+            load_drains(conn, app)
         })
     }
 }

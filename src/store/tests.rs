@@ -820,6 +820,18 @@ fn scaling_changes_the_formation_without_a_release() {
 }
 
 #[test]
+fn sleeping_is_toggled_and_defaults_off() {
+    let (_dir, _path, store) = store();
+    store.create_app("napper").unwrap();
+    assert!(!store.app("napper").unwrap().sleep);
+    assert!(store.set_sleep("napper", true).unwrap().sleep);
+    assert!(store.app("napper").unwrap().sleep);
+    assert!(store.apps().unwrap()[0].sleep);
+    assert!(!store.set_sleep("napper", false).unwrap().sleep);
+    assert!(store.set_sleep("nope", true).is_err());
+}
+
+#[test]
 fn maintenance_mode_is_toggled() {
     let (_dir, _path, store) = store();
     store.create_app("maint").unwrap();
@@ -879,6 +891,105 @@ fn domains_are_added_and_removed() {
     store.remove_domain("one", "www.EXAMPLE.com").unwrap();
     assert_eq!(store.domains("one").unwrap().len(), 1);
     store.add_domain("two", "www.example.com").unwrap();
+}
+
+#[test]
+fn drains_are_added_listed_and_removed_without_releases() {
+    let (_dir, path, store) = store();
+    store.create_app("one").unwrap();
+    store.create_app("two").unwrap();
+    let first = store
+        .add_drain("one", "syslog://logs.example.com:514")
+        .unwrap();
+    assert_eq!(first.app, "one");
+    assert_eq!(first.url, "syslog://logs.example.com:514");
+    assert_eq!(first.id.len(), 36, "a UUID: {}", first.id);
+    assert!(
+        first.token.starts_with("d.") && first.token.len() == 38,
+        "{}",
+        first.token
+    );
+    // The same URL once per app, but another app may drain to it too.
+    assert!(matches!(
+        store.add_drain("one", "syslog://logs.example.com:514"),
+        Err(StoreError::DrainExists { .. })
+    ));
+    store
+        .add_drain("two", "syslog://logs.example.com:514")
+        .unwrap();
+    for bad in [
+        "ftp://x:1",
+        "syslog://nohost",
+        "https://",
+        "logs.example.com:514",
+    ] {
+        let err = store.add_drain("one", bad).unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidDrainUrl { .. }),
+            "{bad:?}: {err}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+    for i in 2..=5 {
+        store
+            .add_drain("one", &format!("https://h{i}.example/logs"))
+            .unwrap();
+    }
+    let err = store.add_drain("one", "https://h6.example/").unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooManyDrains { limit: 5, .. }),
+        "{err}"
+    );
+    let urls: Vec<String> = store
+        .drains("one")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.url)
+        .collect();
+    assert_eq!(
+        urls[0], "syslog://logs.example.com:514",
+        "oldest first: {urls:?}"
+    );
+    assert_eq!(urls.len(), 5);
+
+    // Removed by id, token or URL; an unknown one is not found.
+    let drains = store.drains("one").unwrap();
+    assert_eq!(store.remove_drain("one", &drains[0].id).unwrap(), drains[0]);
+    assert_eq!(
+        store.remove_drain("one", &drains[1].token).unwrap(),
+        drains[1]
+    );
+    assert_eq!(
+        store.remove_drain("one", &drains[2].url).unwrap(),
+        drains[2]
+    );
+    assert!(matches!(
+        store.remove_drain("one", &drains[0].id),
+        Err(StoreError::DrainNotFound { .. })
+    ));
+    assert!(matches!(
+        store.remove_drain("two", &drains[3].id),
+        Err(StoreError::DrainNotFound { .. })
+    ));
+    assert!(matches!(
+        store.drains("nope"),
+        Err(StoreError::AppNotFound(_))
+    ));
+    assert!(matches!(
+        store.add_drain("nope", "syslog://h:1"),
+        Err(StoreError::AppNotFound(_))
+    ));
+    // Drains make no release.
+    assert_eq!(versions(&store, "one"), [1]);
+
+    // They outlive a reopening, and go with their app.
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.drains("one").unwrap(), drains[3..]);
+    store.destroy_app("one").unwrap();
+    store.create_app("one").unwrap();
+    assert!(store.drains("one").unwrap().is_empty());
+    assert_eq!(store.drains("two").unwrap().len(), 1);
 }
 
 #[test]

@@ -169,6 +169,10 @@ fn the_size_sets_the_memory_quota() {
         t.contains("Process exited with status")
     });
     let eco = exit_status(&text);
+    assert!(
+        text.contains("wasmdyno[worker.1]: Error R14 (Memory quota exceeded) -> growing memory by 16 MiB would pass the dyno's 512 MiB"),
+        "{text}"
+    );
     server
         .cli(&["ps:scale", "-a", "sized", "worker=1:performance-m"])
         .ok();
@@ -410,4 +414,158 @@ fn a_flooding_dyno_never_waits_on_a_stalled_reader() {
     );
     let _ = stalled.kill();
     let _ = stalled.wait();
+}
+
+/// `wasmdyno run -a APP ...` with `stdin`, its raw stdout and stderr, and its exit code.
+fn run_attached(server: &Server, args: &[&str], stdin: &[u8]) -> (Vec<u8>, String, Option<i32>) {
+    use std::io::Write;
+    let mut child = server
+        .env
+        .cmd(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let feeder = std::thread::spawn(move || pipe.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join().unwrap();
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn attached_run_passes_binary_stdin_stdout_and_the_exit_status() {
+    let server = Server::start();
+    deploy(&server, "attach", "cat: probe.wasm cat\n");
+    server
+        .cli(&["config:set", "-a", "attach", "FROM_CONFIG=yes"])
+        .ok();
+
+    // Every byte value, 1 MiB of them: more than any buffer on the way, so flow control is exercised.
+    let input: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let (stdout, stderr, code) = run_attached(&server, &["run", "-a", "attach", "cat"], &input);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout == input,
+        "stdout differs from stdin ({} bytes back)",
+        stdout.len()
+    );
+    assert!(stderr.contains("on ⬢ attach... up, run."), "{stderr}");
+
+    let (_, stderr, code) = run_attached(
+        &server,
+        &["run", "-a", "attach", "probe.wasm", "exit", "42"],
+        b"",
+    );
+    assert_eq!(code, Some(42), "{stderr}");
+    let (stdout, stderr, code) = run_attached(
+        &server,
+        &["run", "-a", "attach", "probe.wasm", "stderr", "to stderr"],
+        b"",
+    );
+    assert_eq!((code, stdout.as_slice()), (Some(0), &b""[..]), "{stderr}");
+    assert!(stderr.contains("to stderr\n"), "{stderr}");
+    let (_, stderr, code) =
+        run_attached(&server, &["run", "-a", "attach", "probe.wasm", "trap"], b"");
+    assert_eq!(code, Some(134), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+
+    // The app's config vars, then -e; the platform's own variables.
+    let (stdout, stderr, code) = run_attached(
+        &server,
+        &[
+            "run",
+            "-a",
+            "attach",
+            "-e",
+            "ONLY_HERE=1",
+            "probe.wasm",
+            "env",
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let env = String::from_utf8(stdout).unwrap();
+    for want in ["FROM_CONFIG=yes", "ONLY_HERE=1", "DYNO=run."] {
+        assert!(env.contains(want), "{want} missing from {env}");
+    }
+
+    // Attached dynos' state lines are in the stream; their output is not.
+    let text = logs(&server, "attach");
+    assert!(text.contains("attached"), "{text}");
+    assert!(!text.contains("app[run."), "{text}");
+
+    // Mistakes are told, not run.
+    let (_, stderr, code) = run_attached(&server, &["run", "-a", "nope", "cat"], b"");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("nope"), "{stderr}");
+    let (_, stderr, code) = run_attached(
+        &server,
+        &["run", "-a", "attach", "--slug", "x.slug", "cat"],
+        b"",
+    );
+    assert_eq!(code, Some(2), "-a with --slug is refused: {stderr}");
+    assert!(states(&server, "attach").is_empty(), "one-offs are gone");
+}
+
+#[test]
+fn ctrl_c_and_idleness_stop_an_attached_dyno() {
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[
+            ("WASMDYNO_STOP_TIMEOUT_MS", "200"),
+            ("WASMDYNO_ATTACH_IDLE_MS", "400"),
+        ],
+    );
+    deploy(&server, "stopme", "cat: probe.wasm cat\n");
+
+    // A spinning dyno ignores the stop; after the stop timeout it is interrupted (137, R12).
+    let mut child = server
+        .env
+        .cmd(&["run", "-a", "stopme", "probe.wasm", "spin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the CLI says the dyno is up, Ctrl-C is its to handle.
+    let mut stderr_pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr_pipe, &mut first).unwrap();
+    assert!(first.contains("up, run."), "{first}");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = format!("{first}{rest}");
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stderr.contains("Stopping run."), "{stderr}");
+    wait_logs(&server, "stopme", "R12 for the one-off", |t| {
+        t.contains("Error R12")
+    });
+
+    // A dyno waiting on input nobody sends is stopped when idle: its stdin ends, and cat exits 0.
+    let mut child = server
+        .env
+        .cmd(&["run", "-a", "stopme", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(held);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("had no input or output"), "{stderr}");
 }

@@ -1,7 +1,11 @@
 //! Integration tests: the real `wasmdyno` binary, real buildpack scripts, real wasmtime.
 
 mod buildpack;
+mod components;
+mod drains;
 mod dynos;
+mod git;
+mod http;
 mod listener;
 mod platform;
 mod router;

@@ -102,3 +102,59 @@ fn a_memory_bomb_fails_inside_the_guest() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!((400..512).contains(&reached), "{out}");
 }
+
+/// The probe guest's module, loaded into a fresh runtime.
+fn probe_guest() -> (
+    wasmdyno::runtime::Runtime,
+    wasmdyno::runtime::Guest,
+    std::sync::Arc<wasmdyno::runtime::vfs::Image>,
+) {
+    use wasmdyno::runtime::{Runtime, RuntimeConfig, resolve_module, vfs::Image};
+    let slug = wasmdyno::slug::Slug::open(probe_slug(), Default::default()).unwrap();
+    let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let (guest, _) = runtime.load(&wasm).unwrap();
+    (runtime, guest, std::sync::Arc::new(Image::from_slug(&slug)))
+}
+
+#[test]
+fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use wasmdyno::runtime::{DynoSize, Exit, RunSpec};
+
+    let (runtime, guest, image) = probe_guest();
+    let spec = |verb: &[&str]| {
+        let mut argv = vec!["probe.wasm".to_string()];
+        argv.extend(verb.iter().map(|s| s.to_string()));
+        RunSpec::new(argv, BTreeMap::new(), DynoSize::default()).with_image(image.clone())
+    };
+    // Two worker threads and three spinning guests: each yields on every epoch tick, so a short guest still
+    // finishes, again and again, while they spin.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let runtime = std::sync::Arc::new(runtime);
+        let mut spinning = Vec::new();
+        for _ in 0..3 {
+            let (runtime, guest, mut spec) = (runtime.clone(), guest.clone(), spec(&["spin"]));
+            spec.deadline = Some(Duration::from_millis(1500));
+            spinning.push(tokio::spawn(async move { runtime.run(&guest, spec).await }));
+        }
+        for _ in 0..20 {
+            let exit = runtime.run(&guest, spec(&["exit", "7"])).await.unwrap();
+            assert!(matches!(exit, Exit::Status(7)));
+        }
+        for handle in spinning {
+            match handle.await.unwrap().unwrap() {
+                Exit::Trap(text) => {
+                    assert!(text.contains("ran past its deadline of 1.5s"), "{text}")
+                }
+                other => panic!("a spinning guest ended with {other:?}"),
+            }
+        }
+    });
+}

@@ -1,5 +1,6 @@
 //! `fs-probe tour | fill | bomb | cat PATH | write PATH TEXT`: drives the dyno filesystem through Rust's std
-//! (wasm32-wasip1, so every call lands on wasmdyno's preview-1 host) and reports what it saw.
+//! and reports what it saw. Built for wasm32-wasip1 every call lands on wasmdyno's preview-1 host; the same source
+//! built for wasm32-wasip2 (tests/it/components.rs) lands on its `wasi:filesystem` host.
 
 use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
@@ -73,8 +74,8 @@ fn tour() {
     f.set_len(8).unwrap();
     check!("extend with zeros", fs::read("/tmp/a.txt").unwrap() == b"hello\0\0\0");
     let mut buf = [0u8; 3];
-    check!("pread", wasi::pread(&f, &mut buf, 1) == 3 && &buf == b"ell");
-    check!("pwrite", wasi::pwrite(&f, b"J", 0) == 1 && fs::read("/tmp/a.txt").unwrap()[0] == b'J');
+    check!("pread", wasi::pread_at(&f, &mut buf, 1) == 3 && &buf == b"ell");
+    check!("pwrite", wasi::pwrite_at(&f, b"J", 0) == 1 && fs::read("/tmp/a.txt").unwrap()[0] == b'J');
     drop(f);
     check!("metadata", fs::metadata("/tmp/a.txt").map(|m| (m.len(), m.is_file())).unwrap() == (8, true));
     check!(
@@ -112,14 +113,14 @@ fn tour() {
     fs::write("/tmp/hard", "shared inode").unwrap();
     check!("hard link", fs::read_to_string("/tmp/x/y/moved").unwrap() == "shared inode");
     {
-        wasi::symlink("x/y/moved", "tmp/sym");
+        wasi::symlink_at("x/y/moved", "tmp/sym");
         check!("symlink", fs::read_to_string("/tmp/sym").unwrap() == "shared inode");
         check!("readlink", fs::read_link("/tmp/sym").unwrap().to_str() == Some("x/y/moved"));
         check!("lstat", fs::symlink_metadata("/tmp/sym").unwrap().file_type().is_symlink());
-        wasi::symlink("/", "tmp/root");
+        wasi::symlink_at("/", "tmp/root");
         check!("a symlink to / stays in the dyno", fs::read_to_string("/tmp/root/data.txt").unwrap() == "changed by the dyno\n");
-        wasi::symlink("loop2", "tmp/loop1");
-        wasi::symlink("loop1", "tmp/loop2");
+        wasi::symlink_at("loop2", "tmp/loop1");
+        wasi::symlink_at("loop1", "tmp/loop2");
         check!("symlink loops end", fs::read("/tmp/loop1").is_err());
     }
     fs::remove_file("/tmp/hard").unwrap();
@@ -171,42 +172,34 @@ fn bomb() {
     }
 }
 
-/// The few preview-1 calls std keeps behind unstable APIs, called directly.
+/// The few calls std keeps behind unstable APIs, through wasi-libc (linked on wasm32-wasip1 and wasm32-wasip2
+/// alike), so that the same source runs on wasmdyno's preview-1 host and on its `wasi:filesystem` host.
 mod wasi {
+    use std::ffi::{CString, c_char, c_int, c_void};
     use std::os::fd::AsRawFd;
 
-    #[repr(C)]
-    struct Iovec {
-        buf: *const u8,
-        len: usize,
-    }
-
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
     unsafe extern "C" {
-        fn path_symlink(old: *const u8, old_len: usize, fd: i32, new: *const u8, new_len: usize) -> u16;
-        fn fd_pread(fd: i32, iovs: *const Iovec, n: usize, offset: u64, read: *mut usize) -> u16;
-        fn fd_pwrite(fd: i32, iovs: *const Iovec, n: usize, offset: u64, written: *mut usize) -> u16;
+        fn symlink(target: *const c_char, path: *const c_char) -> c_int;
+        fn pread(fd: c_int, buf: *mut c_void, len: usize, offset: i64) -> isize;
+        fn pwrite(fd: c_int, buf: *const c_void, len: usize, offset: i64) -> isize;
     }
 
-    /// A symbolic link at `path`, relative to the preopened `/` (fd 3).
-    pub fn symlink(target: &str, path: &str) {
-        let errno = unsafe { path_symlink(target.as_ptr(), target.len(), 3, path.as_ptr(), path.len()) };
-        assert_eq!(errno, 0, "path_symlink {target} {path}");
+    /// A symbolic link at `path` (relative to the working directory, `/`).
+    pub fn symlink_at(target: &str, path: &str) {
+        let (t, p) = (CString::new(target).unwrap(), CString::new(path).unwrap());
+        let rc = unsafe { symlink(t.as_ptr(), p.as_ptr()) };
+        assert_eq!(rc, 0, "symlink {target} {path}: {}", std::io::Error::last_os_error());
     }
 
-    pub fn pread(file: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
-        let iov = Iovec { buf: buf.as_mut_ptr(), len: buf.len() };
-        let mut n = 0;
-        let errno = unsafe { fd_pread(file.as_raw_fd(), &iov, 1, offset, &mut n) };
-        assert_eq!(errno, 0, "fd_pread");
-        n
+    pub fn pread_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
+        let n = unsafe { pread(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as i64) };
+        assert!(n >= 0, "pread: {}", std::io::Error::last_os_error());
+        n as usize
     }
 
-    pub fn pwrite(file: &std::fs::File, data: &[u8], offset: u64) -> usize {
-        let iov = Iovec { buf: data.as_ptr(), len: data.len() };
-        let mut n = 0;
-        let errno = unsafe { fd_pwrite(file.as_raw_fd(), &iov, 1, offset, &mut n) };
-        assert_eq!(errno, 0, "fd_pwrite");
-        n
+    pub fn pwrite_at(file: &std::fs::File, data: &[u8], offset: u64) -> usize {
+        let n = unsafe { pwrite(file.as_raw_fd(), data.as_ptr().cast(), data.len(), offset as i64) };
+        assert!(n >= 0, "pwrite: {}", std::io::Error::last_os_error());
+        n as usize
     }
 }

@@ -1,0 +1,3 @@
+module example.com/go-cgi
+
+go 1.24

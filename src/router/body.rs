@@ -1,0 +1,219 @@
+//! Bodies on their way through the router: the client's request body (size limit, whether it was all sent) and
+//! the dyno's response body (bytes counted, H15 idle cut, H18 cut mid-body, H27 client gone, the router log line
+//! written when it ends).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
+
+use super::{Entry, Slot, Upstream};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every body the router passes on.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub(crate) fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// What became of a request body, for the router to tell H13 from H18, H27 and 413.
+#[derive(Default)]
+pub(crate) struct Sent {
+    /// The whole body went to the dyno.
+    pub done: AtomicBool,
+    /// It grew past the limit and was cut.
+    pub too_large: AtomicBool,
+    /// The client failed to send it all (went away mid-body).
+    pub client_gone: AtomicBool,
+}
+
+/// The client's request body on its way to a dyno.
+pub(crate) struct RequestBody {
+    inner: Incoming,
+    limit: Option<u64>,
+    seen: u64,
+    sent: Arc<Sent>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: Option<u64>) -> (RequestBody, Arc<Sent>) {
+        let sent = Arc::new(Sent::default());
+        let body = RequestBody {
+            inner,
+            limit,
+            seen: 0,
+            sent: sent.clone(),
+        };
+        (body, sent)
+    }
+}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            None => {
+                this.sent.done.store(true, Ordering::Release);
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                this.sent.client_gone.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.limit.is_some_and(|limit| this.seen > limit) {
+                        this.sent.too_large.store(true, Ordering::Release);
+                        return Poll::Ready(Some(Err("the request body is too large".into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A dyno's response body on its way to the client. The router's log line for the request is written when it
+/// ends, whichever way: complete, cut by the dyno (H18), idle too long (H15), or dropped because the client went
+/// away (H27). The dyno's request slot is released at the end.
+pub(crate) struct ResponseBody {
+    inner: Body,
+    idle: Duration,
+    /// Runs while the body waits on the dyno (not while the client is slow to take what it sent).
+    timer: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+    bytes: u64,
+    status: u16,
+    entry: Entry,
+    slot: Option<Slot>,
+    upstream: Option<Upstream>,
+}
+
+impl ResponseBody {
+    pub fn new(
+        inner: Body,
+        status: u16,
+        idle: Duration,
+        entry: Entry,
+        slot: Slot,
+        upstream: Option<Upstream>,
+    ) -> ResponseBody {
+        ResponseBody {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
+            bytes: 0,
+            status,
+            entry,
+            slot: Some(slot),
+            upstream,
+        }
+    }
+
+    fn end(&mut self) {
+        self.slot = None;
+        self.upstream = None;
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.entry.is_done() {
+            return Poll::Ready(None);
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_ready() {
+            this.waiting = false;
+        }
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.entry
+                    .error("H18", "Server Request Interrupted", this.bytes);
+                this.end();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.entry.ok(this.status, this.bytes);
+                this.end();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if !std::mem::replace(&mut this.waiting, true) {
+                    let until = tokio::time::Instant::now() + this.idle;
+                    this.timer.as_mut().reset(until);
+                }
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.entry.error("H15", "Idle connection", this.bytes);
+                    this.end();
+                    return Poll::Ready(Some(Err(
+                        "the dyno sent nothing for too long (H15)".into()
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.entry.is_done() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A body with nothing in it (HEAD, 204, 304, an empty one) may be dropped unread: that is its end.
+        if !self.entry.is_done() && self.inner.is_end_stream() {
+            self.entry.ok(self.status, self.bytes);
+        }
+        // Else the entry logs H27 as it drops: the client went away before the end.
+        self.entry.bytes = self.bytes;
+    }
+}

@@ -1,0 +1,98 @@
+//! What web dynos that do not listen have in common: a [`WebHandler`] takes a request and gives a response,
+//! for the router (and for hosts that embed wasmdyno) to call.
+
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::{Body, Bytes};
+use hyper::{Request, Response};
+
+use super::cgi::CgiDyno;
+use super::http::{HttpDyno, HttpFailure};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body from a web dyno.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A web dyno served by calls rather than by a listening program.
+#[derive(Clone)]
+pub enum WebHandler {
+    /// A `wasi:http` handler component with its warm instances.
+    Http(Arc<HttpDyno>),
+    /// A CGI command run per request.
+    Cgi(Arc<CgiDyno>),
+    /// A component listening on this loopback port with `wasi:sockets` (it binds `$PORT`).
+    Port(u16),
+}
+
+impl WebHandler {
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody>, HttpFailure>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match self {
+            WebHandler::Http(dyno) => dyno
+                .handle(request.map(|body| {
+                    body.map_err(|e| {
+                        wasmtime_wasi_http::Error::InternalError(Some(e.into().to_string()))
+                    })
+                }))
+                .await
+                .map(|response| response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
+            WebHandler::Cgi(dyno) => dyno.handle(request).await,
+            WebHandler::Port(port) => {
+                let lost =
+                    |e: &dyn std::fmt::Display| HttpFailure::Trap(format!("127.0.0.1:{port}: {e}"));
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .map_err(|e| lost(&e))?;
+                let _ = stream.set_nodelay(true);
+                let (mut sender, connection) = hyper::client::conn::http1::handshake(
+                    wasmtime_wasi_http::io::TokioIo::new(stream),
+                )
+                .await
+                .map_err(|e| lost(&e))?;
+                tokio::spawn(connection);
+                let response = sender.send_request(request).await.map_err(|e| lost(&e))?;
+                Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
+            }
+        }
+    }
+
+    /// Stops taking requests and waits up to `timeout` for those in flight; false if some were still running.
+    pub async fn close(&self, timeout: std::time::Duration) -> bool {
+        match self {
+            WebHandler::Http(dyno) => dyno.close(timeout).await,
+            WebHandler::Cgi(dyno) => dyno.close(timeout).await,
+            // The process behind the port is stopped as any process is.
+            WebHandler::Port(_) => true,
+        }
+    }
+}
+
+/// Aborts a task when dropped, unless disarmed: work a caller gave up on (a timeout, a client gone) stops.
+pub(crate) struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    pub(crate) fn new(handle: tokio::task::AbortHandle) -> AbortOnDrop {
+        AbortOnDrop(Some(handle))
+    }
+
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! A web dyno for the router's tests: an HTTP/1.1 server on the listener the dyno was given
+//! (`WASMDYNO_LISTEN_FD`), serving one connection at a time and one request per connection, that behaves well
+//! or badly depending on the path:
+//!
+//! - `GET /`: `ok <DYNO> <WASMDYNO_RELEASE>`;
+//! - `GET /env/NAME`: the environment variable NAME (404 if unset);
+//! - `GET /sleep/MS`: answers after MS milliseconds (it says `sleeping MS` on stderr first);
+//! - `GET /stall/MS`: sends the head and half the body, waits MS milliseconds, then the rest;
+//! - `GET /cut`: promises 100 bytes, sends 10 and closes the connection;
+//! - `GET /close`: closes the connection without a response;
+//! - `GET /crash`: exits with status 3, no response;
+//! - `GET /spin`: loops forever;
+//! - `GET /big/N`: N bytes of `x`;
+//! - `POST /echo`: the request body (with a Content-Length or chunked), echoed;
+//! - `POST /slam`: closes the connection without reading the body;
+//! - a request with `Upgrade: P`: answers `101 Switching Protocols` and then echoes every byte until end of stream.
+//!
+//! `BOOT_DELAY_MS` delays the first accept (a slow boot).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::FromRawFd;
+use std::time::Duration;
+
+fn main() {
+    let Some(fd) = std::env::var("WASMDYNO_LISTEN_FD")
+        .ok()
+        .and_then(|fd| fd.parse().ok())
+    else {
+        eprintln!("WASMDYNO_LISTEN_FD is not set: run me as a wasmdyno web dyno");
+        std::process::exit(2);
+    };
+    if let Some(ms) = std::env::var("BOOT_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        eprintln!("booting for {ms} ms");
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    // SAFETY: the platform hands this descriptor over to the program, and nothing else in it uses the descriptor.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    if let Err(e) = listener.set_nonblocking(false) {
+        eprintln!("cannot make the listener blocking: {e}");
+        std::process::exit(1);
+    }
+    eprintln!("listening on fd {fd}");
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept failed ({e}): stopping");
+                return;
+            }
+        };
+        // A client (the router) that goes away costs its own connection, nothing more.
+        let _ = serve(stream);
+    }
+}
+
+fn serve(stream: TcpStream) -> io::Result<()> {
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let (method, path) = match (words.next(), words.next()) {
+        (Some(method), Some(path)) => (method.to_string(), path.to_string()),
+        _ => return Ok(()),
+    };
+    let mut length = 0usize;
+    let mut chunked = false;
+    let mut upgrade = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.trim().eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade = Some(value.trim().to_string());
+            }
+        }
+    }
+    if let Some(protocol) = upgrade {
+        let mut out = &stream;
+        write!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+        )?;
+        out.flush()?;
+        // Bytes the reader already buffered come first.
+        let buffered = reader.buffer().to_vec();
+        out.write_all(&buffered)?;
+        reader.consume(buffered.len());
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = reader.get_mut().read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&buf[..n])?;
+        }
+    }
+    if method == "POST" && path == "/slam" {
+        return Ok(());
+    }
+    let body = if chunked {
+        read_chunked(&mut reader)?
+    } else {
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        body
+    };
+
+    let number = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    match (method.as_str(), path.as_str()) {
+        ("POST", "/echo") => respond(&stream, 200, &body),
+        ("GET", "/") => {
+            let dyno = std::env::var("DYNO").unwrap_or_default();
+            let release = std::env::var("WASMDYNO_RELEASE").unwrap_or_default();
+            respond(&stream, 200, format!("ok {dyno} {release}").as_bytes())
+        }
+        ("GET", p) if p.starts_with("/env/") => match std::env::var(&p[5..]) {
+            Ok(value) => respond(&stream, 200, value.as_bytes()),
+            Err(_) => respond(&stream, 404, b"no such variable"),
+        },
+        ("GET", p) if p.starts_with("/sleep/") => {
+            let ms = number("/sleep/").unwrap_or(0);
+            eprintln!("sleeping {ms}");
+            std::thread::sleep(Duration::from_millis(ms));
+            respond(&stream, 200, b"slept")
+        }
+        ("GET", p) if p.starts_with("/stall/") => {
+            let ms = number("/stall/").unwrap_or(0);
+            let mut out = &stream;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")?;
+            out.flush()?;
+            std::thread::sleep(Duration::from_millis(ms));
+            out.write_all(b"world")
+        }
+        ("GET", "/cut") => {
+            let mut out = &stream;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")?;
+            out.flush()
+        }
+        ("GET", "/close") => Ok(()),
+        ("GET", "/crash") => {
+            eprintln!("crashing");
+            std::process::exit(3);
+        }
+        ("GET", "/spin") => {
+            eprintln!("spinning");
+            let mut n = 0u64;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        ("GET", p) if p.starts_with("/big/") => {
+            let n = number("/big/").unwrap_or(0) as usize;
+            respond(&stream, 200, &vec![b'x'; n])
+        }
+        _ => respond(&stream, 404, b"not found"),
+    }
+}
+
+/// A chunked body (extensions and trailers ignored).
+fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let size = line.trim().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..])?;
+        line.clear();
+        reader.read_line(&mut line)?;
+    }
+}
+
+fn respond(mut stream: &TcpStream, status: u16, body: &[u8]) -> io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Other",
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    stream.flush()
+}

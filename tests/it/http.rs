@@ -1,0 +1,348 @@
+//! `wasi:http` web dynos through the real server and router: warm instances that serve many requests, a trapping
+//! or spinning instance discarded without taking the dyno down, output in the app's stream, and fresh instances
+//! per request as a setting. The guest is `tests/guests/http-probe`, built by the Rust buildpack in the server.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Deploys the http probe as `app` and waits until its web dyno answers.
+fn deploy_probe(server: &Server, app: &str) {
+    server.cli(&["apps:create", app]).ok();
+    let dir = repo().join("tests/guests/http-probe");
+    server
+        .cli(&["deploy", "-a", app, dir.to_str().unwrap()])
+        .ok();
+    let host = format!("{app}.localhost");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) = server.get(&host, "/");
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the web dyno never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The count the probe reports: requests served by the instance that answered.
+fn count(server: &Server, host: &str) -> u64 {
+    let (status, response) = server.get(host, "/");
+    assert_eq!(status, 200, "{response}");
+    let text = body(&response);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("count="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {text:?}"))
+}
+
+fn wait_logs(server: &Server, app: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout;
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_wasi_http_dyno_keeps_warm_instances_and_survives_bad_requests() {
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[
+            ("WASMDYNO_ROUTER_TIMEOUT_MS", "1000"),
+            ("WASMDYNO_HTTP_DEADLINE_MS", "1000"),
+        ],
+    );
+    deploy_probe(&server, "hprobe");
+    let host = "hprobe.localhost";
+
+    // Sequential requests reuse one warm instance: its own count goes up.
+    let counts: Vec<u64> = (0..5).map(|_| count(&server, host)).collect();
+    assert!(
+        counts.windows(2).all(|w| w[1] > w[0]),
+        "one warm instance serves them in turn: {counts:?}"
+    );
+    let (_, response) = server.get(host, "/");
+    assert!(body(&response).contains("dyno=web.1"), "{response}");
+
+    // The request body reaches the guest; a large streamed response arrives whole.
+    let (status, text) = request(&server, "POST", host, "/echo", &[7u8; 100_000]);
+    assert_eq!(status, 200);
+    assert_eq!(text.len(), 100_000);
+    let (status, data) = request(&server, "GET", host, "/big?n=3000000", b"");
+    assert_eq!(status, 200);
+    assert_eq!(data.len(), 3_000_000);
+
+    // Output goes to the app's stream as the dyno's.
+    let (status, _) = server.get(host, "/log");
+    assert_eq!(status, 200);
+    wait_logs(&server, "hprobe", "the guest's output", |t| {
+        t.contains("app[web.1]: a line on stdout") && t.contains("app[web.1]: a line on stderr")
+    });
+
+    // A trap costs that request and that instance only.
+    let (status, response) = server.get(host, "/trap");
+    assert_eq!(status, 503, "{response}");
+    wait_logs(&server, "hprobe", "the trap", |t| {
+        t.contains("wasmdyno[web.1]: Instance trapped and was discarded") && t.contains("code=H13")
+    });
+    assert_eq!(
+        count(&server, host),
+        1,
+        "a new instance replaced the trapped one"
+    );
+    assert_eq!(count(&server, host), 2);
+
+    // A spinning instance times out (H12) and is discarded; the dyno keeps answering.
+    let (status, response) = server.get(host, "/spin");
+    assert_eq!(status, 503, "{response}");
+    assert!(response.contains("H12"), "{response}");
+    assert_eq!(count(&server, host), 1);
+    let ps = server.cli(&["ps", "-a", "hprobe", "--json"]).ok().json();
+    assert_eq!(ps[0]["state"], "up", "{ps}");
+}
+
+#[test]
+fn fresh_instances_per_request_is_a_setting() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_FRESH_INSTANCES", "1")]);
+    deploy_probe(&server, "fresh");
+    for _ in 0..3 {
+        assert_eq!(count(&server, "fresh.localhost"), 1);
+    }
+}
+
+/// A request through the router; returns (status, body).
+fn request(server: &Server, method: &str, host: &str, path: &str, data: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.router).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .unwrap();
+    stream.write_all(data).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[test]
+fn a_go_net_http_cgi_app_is_served_one_run_per_request() {
+    let server = Server::start();
+    server.cli(&["apps:create", "gocgi"]).ok();
+    let dir = repo().join("sample-apps/go-cgi");
+    server
+        .cli(&["deploy", "-a", "gocgi", dir.to_str().unwrap()])
+        .ok();
+    let ps = server.cli(&["ps", "-a", "gocgi"]).ok();
+    assert!(
+        ps.stdout.contains("cgi go-cgi.wasm"),
+        "the buildpack's default: {ps}"
+    );
+    let host = "gocgi.localhost";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        let (status, response) = server.get(host, "/hello?a=1");
+        if status == 200 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "never answered: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = body(&response);
+    assert!(
+        text.contains("Hello from Go CGI on wasmdyno (web.1)"),
+        "{text}"
+    );
+    assert!(text.contains("GET /hello?a=1"), "{text}");
+    assert!(text.contains("X-Forwarded-For: 127.0.0.1"), "{text}");
+
+    let data: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let (status, echoed) = request(&server, "POST", host, "/echo", &data);
+    assert_eq!(status, 200);
+    assert!(
+        echoed == data,
+        "the body comes back intact ({} bytes)",
+        echoed.len()
+    );
+    let (status, _) = server.get(host, "/missing");
+    assert_eq!(status, 404);
+    let (status, response) = server.get(host, "/moved");
+    assert_eq!(status, 302);
+    assert!(
+        response.to_ascii_lowercase().contains("location: /"),
+        "{response}"
+    );
+    wait_logs(&server, "gocgi", "the command's stderr", |t| {
+        t.contains("served POST /echo") && t.contains("at=info method=POST path=\"/echo\"")
+    });
+}
+
+#[test]
+fn up_starts_the_platform_deploys_and_prints_the_url() {
+    use std::io::{BufRead, Read, Write};
+    let env = TestEnv::new();
+    let dir = repo().join("tests/guests/http-probe");
+    let mut child = env
+        .cmd(&[
+            "up",
+            dir.to_str().unwrap(),
+            "-a",
+            "upapp",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // The platform's own lines come first; then the app's URL.
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "up ended early");
+        if line.starts_with("http://upapp.") {
+            break line.trim().to_string();
+        }
+    };
+    let port = url
+        .strip_prefix("http://upapp.localhost:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected URL line {url:?}"));
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: upapp.localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("dyno=web.1"), "{response}");
+    std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "up stops cleanly: {status}");
+}
+
+#[test]
+fn a_component_that_binds_port_is_a_web_dyno_and_reaches_nothing_else() {
+    let server = Server::start();
+    server.cli(&["apps:create", "p2web"]).ok();
+    let dir = repo().join("sample-apps/rust-p2-web");
+    server
+        .cli(&["deploy", "-a", "p2web", dir.to_str().unwrap()])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = loop {
+        let (status, response) = server.get("p2web.localhost", "/there");
+        if status == 200 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "never answered: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = body(&response);
+    assert!(
+        text.contains("Hello from a Rust component on $PORT (web.1)"),
+        "{text}"
+    );
+    assert!(text.contains("GET /there"), "{text}");
+    wait_logs(&server, "p2web", "the bind", |t| {
+        t.contains("app[web.1]: listening on $PORT")
+            && t.contains("wasmdyno[web.1]: State changed from starting to up")
+    });
+
+    // The same component may not listen anywhere else, nor connect out: a one-off gets no port at all.
+    let out = server
+        .cli(&["run:detached", "-a", "p2web", "rust-p2-web.wasm"])
+        .ok();
+    let name = out.stdout.trim().to_string();
+    wait_logs(&server, "p2web", "the refused bind", |t| {
+        t.contains(&format!(
+            "app[{name}]: cannot bind 127.0.0.1:8080: Permission denied"
+        ))
+    });
+}
+
+#[test]
+fn a_sleeping_apps_web_dyno_idles_and_the_next_request_wakes_it() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_SLEEP_AFTER_MS", "300")]);
+    deploy_probe(&server, "sleepy");
+    server.cli(&["apps:sleep", "on", "-a", "sleepy"]).ok();
+    let info = server.cli(&["apps:info", "-a", "sleepy"]).ok();
+    assert!(info.stdout.contains("Sleep:       on"), "{info}");
+    wait_logs(&server, "sleepy", "the dyno to idle", |t| {
+        t.contains("wasmdyno[web.1]: Idling") && t.contains("State changed from up to idle")
+    });
+    let ps = server.cli(&["ps", "-a", "sleepy", "--json"]).ok().json();
+    assert_eq!(ps[0]["state"], "idle", "{ps}");
+
+    // The next request wakes it and is answered (by a fresh instance: an idle dyno keeps nothing).
+    assert_eq!(count(&server, "sleepy.localhost"), 1);
+    let text = wait_logs(&server, "sleepy", "the wake", |t| {
+        t.contains("wasmdyno[web.1]: Unidling") && t.contains("State changed from idle to starting")
+    });
+    assert!(text.contains("app[api]: Sleeping turned on"), "{text}");
+
+    // Off: it stays up however long nobody asks.
+    server.cli(&["apps:sleep", "off", "-a", "sleepy"]).ok();
+    std::thread::sleep(Duration::from_millis(1000));
+    let ps = server.cli(&["ps", "-a", "sleepy", "--json"]).ok().json();
+    assert_eq!(ps[0]["state"], "up", "{ps}");
+}
