@@ -9,6 +9,7 @@ mod http;
 mod listener;
 mod platform;
 mod router;
+mod rust_offline;
 mod run;
 mod samples;
 mod sandbox;

@@ -51,6 +51,7 @@ impl TestEnv {
             .env("WASMDYNO_HOME", self.home())
             .env("WASMDYNO_CACHE_DIR", &self.cache)
             .env_remove("WASMDYNO_BUILDPACK")
+            .env_remove("WASMDYNO_RUST_TOOLCHAIN")
             .env_remove("WASMDYNO_SLUG_MAX_SIZE")
             .stdin(Stdio::null());
         cmd
