@@ -74,8 +74,7 @@ impl Platform {
         let drains = Drains::new(logplex.clone(), drain_settings);
         let manager = Manager::new(
             runtime.clone(),
-            store.clone(),
-            slugs.clone(),
+            Arc::new(crate::store::StoreSource::new(store.clone(), slugs.clone())),
             limits,
             logplex.clone(),
             settings,
@@ -398,6 +397,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(list_releases).post(create_release),
         )
         .route("/apps/{app}/releases/{version}", get(get_release))
+        .route("/apps/{app}/current-release", get(get_current_release))
+        .route("/apps/{app}/slugs/{sha256}", get(download_slug))
         .route("/apps/{app}/addons", get(list_addons).post(create_addon))
         .route("/apps/{app}/addons/{name}", delete(destroy_addon))
         .route("/apps/{app}/domains", get(list_domains).post(add_domain))
@@ -577,7 +578,10 @@ async fn update_app(
     if let Some(on) = update.sleep {
         p.store.set_sleep(&app, on)?;
         p.manager.set_sleep(&app, on);
-        p.api_log(&app, format!("Sleeping turned {}", if on { "on" } else { "off" }));
+        p.api_log(
+            &app,
+            format!("Sleeping turned {}", if on { "on" } else { "off" }),
+        );
     }
     Ok(Json(p.store.app(&app)?))
 }
@@ -726,6 +730,58 @@ async fn create_release(
 }
 
 // ---- slugs and builds
+
+/// What an edge host following this server runs for an app: the app, its current release and its formation, read
+/// together.
+async fn get_current_release(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let found = p.store.app(&app)?;
+    let release = p.store.current_release(&app)?;
+    let formation = p.store.formation(&app)?;
+    Ok(Json(serde_json::json!({
+        "app": found,
+        "release": release,
+        "formation": formation,
+    })))
+}
+
+/// A slug of the app's releases, as stored (an edge host checks its sha256). Only slugs some release of the app
+/// names are served, so a token holder reads nothing by guessing ids that belong elsewhere.
+async fn download_slug(
+    State(p): State<Arc<Platform>>,
+    Path((app, sha256)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{app} has no release with slug {sha256}"),
+        )
+    };
+    let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid
+        || !p
+            .store
+            .releases(&app)?
+            .iter()
+            .any(|r| r.slug.as_deref() == Some(sha256.as_str()))
+    {
+        return Err(not_found());
+    }
+    let bytes = tokio::fs::read(p.slugs.path(&sha256))
+        .await
+        .map_err(|_| not_found())?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/gzip"),
+        )],
+        bytes,
+    )
+        .into_response())
+}
 
 async fn upload_slug(
     State(p): State<Arc<Platform>>,

@@ -23,8 +23,168 @@ use crate::runtime::stdio::{Input, Output};
 use crate::runtime::vfs::Image;
 use crate::runtime::web::WebHandler;
 use crate::runtime::{DynoSize, Exit, Guest, RunSpec, Runtime, resolve_module};
-use crate::slug::{Limits, Slug, SlugStore};
-use crate::store::{Store, unix_now};
+use crate::slug::{Limits, Slug};
+
+/// What the dyno manager and the router run: the apps, and each app's current release and formation.
+///
+/// `wasmdyno serve` implements it over its state store; an edge host over a folder of slugs or a central server
+/// ([`crate::edge`]). Reads are frequent (every reconcile, every routing-table reload) and must be quick: keep the
+/// state in memory and refresh it elsewhere.
+///
+/// ```
+/// use std::path::PathBuf;
+/// use wasmdyno::{AppSpec, ReleaseSpec, Source, SourceError};
+///
+/// /// One app, never changing.
+/// struct Fixed(ReleaseSpec);
+///
+/// impl Source for Fixed {
+///     fn apps(&self) -> Result<Vec<AppSpec>, SourceError> {
+///         Ok(vec![AppSpec::new("hello")])
+///     }
+///     fn release(&self, app: &str) -> Result<Option<ReleaseSpec>, SourceError> {
+///         Ok((app == "hello").then(|| self.0.clone()))
+///     }
+///     fn slug_path(&self, sha256: &str) -> PathBuf {
+///         PathBuf::from(format!("/srv/slugs/{sha256}.tar.gz"))
+///     }
+/// }
+/// ```
+pub trait Source: Send + Sync {
+    /// Every app, with its flags.
+    fn apps(&self) -> Result<Vec<AppSpec>, SourceError>;
+    /// One app; `None` when there is no such app. The default looks through [`apps`](Self::apps).
+    fn app(&self, app: &str) -> Result<Option<AppSpec>, SourceError> {
+        Ok(self.apps()?.into_iter().find(|a| a.name == app))
+    }
+    /// The app's current release (the one its dynos run); `None` for an unknown app or one never released.
+    fn release(&self, app: &str) -> Result<Option<ReleaseSpec>, SourceError>;
+    /// Where the slug with this sha256 is on disk. The manager opens and verifies it, checking that the archive's
+    /// sha256 is `sha256`.
+    fn slug_path(&self, sha256: &str) -> std::path::PathBuf;
+    /// The app's custom hostnames, besides `<app>.<base domain>` (lowercase; may start with `*.`).
+    fn domains(&self, _app: &str) -> Result<Vec<String>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A [`Source`] could not be read.
+///
+/// ```
+/// let e = wasmdyno::SourceError::new("the central server is unreachable");
+/// assert_eq!(e.to_string(), "the central server is unreachable");
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(String);
+
+impl SourceError {
+    /// An error that says `why`.
+    pub fn new(why: impl Into<String>) -> SourceError {
+        SourceError(why.into())
+    }
+}
+
+/// An app as a [`Source`] lists it.
+///
+/// ```
+/// let app = wasmdyno::AppSpec::new("hello");
+/// assert!(!app.maintenance && !app.sleep);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppSpec {
+    pub name: String,
+    /// In maintenance mode the router answers every request with H80.
+    pub maintenance: bool,
+    /// Its web dynos go idle after [`Settings::sleep_after`] without a request.
+    pub sleep: bool,
+}
+
+impl AppSpec {
+    /// An app named `name`, not in maintenance, not sleeping.
+    pub fn new(name: impl Into<String>) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            maintenance: false,
+            sleep: false,
+        }
+    }
+}
+
+/// An app's current release as a [`Source`] gives it: what its dynos run.
+///
+/// ```
+/// use wasmdyno::{DynoSize, ReleaseSpec};
+///
+/// let release = ReleaseSpec::new(3, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+///     .config("GREETING", "hi")
+///     .scale("web", 2, DynoSize::default());
+/// assert_eq!(release.formation["web"].quantity, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReleaseSpec {
+    /// 1, 2, 3, ...: a dyno whose release differs is replaced.
+    pub version: u64,
+    /// The slug's sha256; `None` runs nothing (an app never built).
+    pub slug: Option<String>,
+    /// Config vars, over the slug's own (`.wasmdyno/slug.json`).
+    pub config: BTreeMap<String, String>,
+    /// Process type → how many dynos of which size.
+    pub formation: BTreeMap<String, Scale>,
+}
+
+impl ReleaseSpec {
+    /// Release `version` of the slug `sha256`, no config vars, an empty formation.
+    pub fn new(version: u64, sha256: impl Into<String>) -> ReleaseSpec {
+        ReleaseSpec {
+            version,
+            slug: Some(sha256.into()),
+            config: BTreeMap::new(),
+            formation: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a config var.
+    pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> ReleaseSpec {
+        self.config.insert(name.into(), value.into());
+        self
+    }
+
+    /// Runs `quantity` dynos of `kind` at `size`.
+    pub fn scale(mut self, kind: impl Into<String>, quantity: u32, size: DynoSize) -> ReleaseSpec {
+        self.formation.insert(kind.into(), Scale { quantity, size });
+        self
+    }
+}
+
+/// How many dynos of one process type run, and how big.
+///
+/// ```
+/// let one = wasmdyno::Scale::new(1, wasmdyno::DynoSize::default());
+/// assert_eq!(one.quantity, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Scale {
+    pub quantity: u32,
+    pub size: DynoSize,
+}
+
+impl Scale {
+    /// `quantity` dynos of `size`.
+    pub fn new(quantity: u32, size: DynoSize) -> Scale {
+        Scale { quantity, size }
+    }
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Timers and limits of the dyno manager. Every one is a setting, so tests run them in milliseconds.
 #[derive(Debug, Clone)]
@@ -43,6 +203,9 @@ pub struct Settings {
     pub listen_backlog: usize,
     /// R10: a web dyno that listens must accept within this time of booting, or it is restarted.
     pub boot_timeout: Duration,
+    /// A listening web dyno that accepts no connection for this long while connections wait has stopped making
+    /// progress (a Go program spinning in a handler cannot be preempted): it is restarted (R18).
+    pub unresponsive_after: Duration,
     /// An attached one-off dyno with no input or output for this long is stopped.
     pub attach_idle: Duration,
     /// How `wasi:http` web dynos keep their instances.
@@ -61,6 +224,7 @@ impl Default for Settings {
             stop_timeout: Duration::from_secs(30),
             listen_backlog: 511,
             boot_timeout: Duration::from_secs(60),
+            unresponsive_after: Duration::from_secs(30),
             attach_idle: Duration::from_secs(3600),
             http: HttpSettings::default(),
             sleep_after: Duration::from_secs(30 * 60),
@@ -83,6 +247,7 @@ impl Settings {
             ("WASMDYNO_CYCLE_JITTER_MS", &mut settings.cycle_jitter),
             ("WASMDYNO_STOP_TIMEOUT_MS", &mut settings.stop_timeout),
             ("WASMDYNO_BOOT_TIMEOUT_MS", &mut settings.boot_timeout),
+            ("WASMDYNO_UNRESPONSIVE_MS", &mut settings.unresponsive_after),
             ("WASMDYNO_ATTACH_IDLE_MS", &mut settings.attach_idle),
             ("WASMDYNO_HTTP_DEADLINE_MS", &mut settings.http.deadline),
             ("WASMDYNO_SLEEP_AFTER_MS", &mut settings.sleep_after),
@@ -191,8 +356,7 @@ pub struct Manager {
 
 struct Inner {
     runtime: Arc<Runtime>,
-    store: Arc<dyn Store>,
-    slugs: SlugStore,
+    source: Arc<dyn Source>,
     limits: Limits,
     logplex: Logplex,
     settings: Settings,
@@ -257,10 +421,31 @@ pub enum DynoError {
 }
 
 impl Manager {
+    /// A manager running what `source` says, on `runtime`, writing into `logplex`. It starts nothing until
+    /// [`reconcile`](Self::reconcile) or [`reconcile_all`](Self::reconcile_all) is called.
+    ///
+    /// ```no_run
+    /// # async fn host() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use wasmdyno::{AppSpec, DynoSize, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));
+    /// let slug = std::fs::read("hello.tar.gz")?;
+    /// let sha = source.add_slug(&slug, None, Default::default())?.sha256().to_string();
+    /// // Two `worker` dynos with a config var; `reconcile` starts them, a new release replaces them.
+    /// let release = ReleaseSpec::new(1, sha).config("GREETING", "hi").scale("worker", 2, DynoSize::default());
+    /// source.set(AppSpec::new("hello"), Some(release));
+    /// let manager = Manager::new(runtime, source.clone(), Default::default(), Logplex::new(), Default::default());
+    /// manager.reconcile("hello").await;
+    /// // Stop them: an empty formation (or `stop_app`).
+    /// source.set(AppSpec::new("hello"), None);
+    /// manager.reconcile("hello").await;
+    /// # Ok(()) }
+    /// ```
     pub fn new(
         runtime: Arc<Runtime>,
-        store: Arc<dyn Store>,
-        slugs: SlugStore,
+        source: Arc<dyn Source>,
         limits: Limits,
         logplex: Logplex,
         settings: Settings,
@@ -268,8 +453,7 @@ impl Manager {
         Manager {
             inner: Arc::new(Inner {
                 runtime,
-                store,
-                slugs,
+                source,
                 limits,
                 logplex,
                 settings,
@@ -318,7 +502,7 @@ impl Manager {
 
     /// Converges every app (at server start).
     pub async fn reconcile_all(&self) {
-        let apps = match self.inner.store.apps() {
+        let apps = match self.inner.source.apps() {
             Ok(apps) => apps,
             Err(e) => {
                 tracing::error!("cannot list apps to start their dynos: {e}");
@@ -333,7 +517,7 @@ impl Manager {
     /// Converges `app`'s dynos to its current release and formation.
     pub async fn reconcile(&self, app: &str) {
         let _one = self.inner.reconciling.lock().await;
-        if let Ok(found) = self.inner.store.app(app) {
+        if let Ok(Some(found)) = self.inner.source.app(app) {
             self.activity(app)
                 .sleep
                 .store(found.sleep, std::sync::atomic::Ordering::Relaxed);
@@ -518,10 +702,11 @@ impl Manager {
         size: DynoSize,
         attach: Option<Attach>,
     ) -> Result<DynoInfo, DynoError> {
-        let store = &self.inner.store;
-        let err = |e: crate::store::StoreError| DynoError::Command(e.to_string());
-        let release = store
-            .current_release(app)
+        let err = |e: SourceError| DynoError::Command(e.to_string());
+        let release = self
+            .inner
+            .source
+            .release(app)
             .map_err(err)?
             .filter(|r| r.slug.is_some())
             .ok_or_else(|| {
@@ -616,16 +801,15 @@ impl Manager {
 
     /// What should run: dyno name → how.
     fn desired(&self, app: &str) -> Result<BTreeMap<String, Want>, DynoError> {
-        let store = &self.inner.store;
-        let err = |e: crate::store::StoreError| DynoError::Command(e.to_string());
-        let Some(release) = store.current_release(app).map_err(err)? else {
+        let err = |e: SourceError| DynoError::Command(e.to_string());
+        let Some(release) = self.inner.source.release(app).map_err(err)? else {
             return Ok(BTreeMap::new());
         };
         let Some(sha) = release.slug.clone() else {
             return Ok(BTreeMap::new());
         };
         let booted = self.booted(&sha)?;
-        let formation = store.formation(app).map_err(err)?;
+        let formation = release.formation.clone();
         let mut env = booted.slug.manifest().config_vars.clone();
         env.extend(release.config.clone());
         let mut desired = BTreeMap::new();
@@ -633,7 +817,7 @@ impl Manager {
             let Some(command) = booted.slug.manifest().process_types.get(&kind) else {
                 continue;
             };
-            let size: DynoSize = entry.size.parse().unwrap_or_default();
+            let size = entry.size;
             let line = match Command::parse(command) {
                 Ok(line) => line,
                 Err(e) => {
@@ -664,12 +848,20 @@ impl Manager {
         if let Some(booted) = self.inner.releases.lock().expect("releases lock").get(sha) {
             return Ok(booted.clone());
         }
-        let slug = Slug::open(&self.inner.slugs.path(sha), self.inner.limits).map_err(|e| {
-            DynoError::Slug {
+        let slug =
+            Slug::open(&self.inner.source.slug_path(sha), self.inner.limits).map_err(|e| {
+                DynoError::Slug {
+                    sha256: sha.into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        // The release names its slug by the archive's sha256: a file that does not hash to it is not that slug.
+        if slug.sha256() != sha {
+            return Err(DynoError::Slug {
                 sha256: sha.into(),
-                reason: e.to_string(),
-            }
-        })?;
+                reason: format!("the archive's sha256 is {}", slug.sha256()),
+            });
+        }
         let booted = Arc::new(Booted {
             image: Arc::new(Image::from_slug(&slug)),
             slug,
@@ -1000,6 +1192,7 @@ impl Supervisor {
             return ended;
         }
         let cycle = self.inner.settings.cycle_after + jitter(self.inner.settings.cycle_jitter);
+        let mut unresponsive_for = None;
         let why_stop = tokio::select! {
             result = &mut running => {
                 return match result {
@@ -1010,7 +1203,19 @@ impl Supervisor {
             _ = self.stop.wait_for(|stop| *stop) => Ended::Stopped,
             () = tokio::time::sleep(cycle) => Ended::Cycle,
             () = sleepy(&self.inner, &self.app, self.listener.is_some()) => Ended::Sleep,
+            stalled = unresponsive(self.listener.clone(), self.inner.settings.unresponsive_after) => {
+                unresponsive_for = Some(stalled);
+                Ended::Stopped
+            }
         };
+        if let Some(stalled) = unresponsive_for {
+            self.log(format!(
+                "Error R18 (Unresponsive) -> Web process accepted no connection for {:.1} seconds while requests waited",
+                stalled.as_secs_f64()
+            ));
+            self.log("Stopping process by interrupting it");
+            return Ended::Exited(Exit::Status(137));
+        }
         if matches!(why_stop, Ended::Sleep) {
             self.log("Idling");
         }
@@ -1174,6 +1379,21 @@ impl Supervisor {
             &self.name,
         ));
         Arc::new(move |data: &[u8]| writer.lock().expect("line writer").write(data))
+    }
+}
+
+/// Resolves, with how long, when `listener` has had connections waiting and none accepted for `after` (never
+/// without a listener).
+async fn unresponsive(listener: Option<Listener>, after: Duration) -> Duration {
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
+    let tick = (after / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if let Some(stalled) = listener.stalled_for().filter(|s| *s >= after) {
+            return stalled;
+        }
     }
 }
 

@@ -243,6 +243,9 @@ fn key(dyno: &WebDyno) -> usize {
 }
 
 impl Router {
+    /// A router sending the requests of the apps in `routes` to `manager`'s web dynos, writing its log lines
+    /// into `logplex`. Serve it with [`serve`](Self::serve), or mount [`service`](Self::service) in your own
+    /// hyper server.
     pub fn new(manager: Manager, routes: Routes, logplex: Logplex, settings: Settings) -> Router {
         Router {
             inner: Arc::new(Inner {
@@ -253,6 +256,53 @@ impl Router {
                 loads: Mutex::default(),
             }),
         }
+    }
+
+    /// The router as a hyper [`Service`](hyper::service::Service) for one client connection from `peer`, accepted
+    /// on local port `port` (`X-Forwarded-Port`). Give it to `hyper::server::conn::http1::Builder::serve_connection`
+    /// (with `.with_upgrades()` for WebSockets); one service per connection.
+    ///
+    /// ```no_run
+    /// # async fn host(router: wasmdyno::Router) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// loop {
+    ///     let (stream, peer) = listener.accept().await?;
+    ///     let service = router.service(peer, 8080);
+    ///     tokio::spawn(async move {
+    ///         let io = hyper_util::rt::TokioIo::new(stream);
+    ///         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    ///         let _ = conn.with_upgrades().await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn service(&self, peer: SocketAddr, port: u16) -> RouterService {
+        RouterService {
+            router: self.clone(),
+            client: Arc::new(Client::new(peer, port)),
+        }
+    }
+
+    /// Like [`service`](Self::service), for a listener of `app`'s own: every request goes to `app`, whatever its
+    /// Host (which the app still sees as sent).
+    pub fn app_service(&self, app: &str, peer: SocketAddr, port: u16) -> RouterService {
+        let mut client = Client::new(peer, port);
+        client.app = Some(app.to_string());
+        RouterService {
+            router: self.clone(),
+            client: Arc::new(client),
+        }
+    }
+
+    /// Routes one request from `peer` (a host with its own server and no connection state to share).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        port: u16,
+    ) -> Response<Body> {
+        let client = Client::new(peer, port);
+        self.route(req, &client).await
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves.
@@ -324,7 +374,14 @@ impl Router {
             .uri()
             .path_and_query()
             .map_or("/".to_string(), |p| p.as_str().replace('"', "%22"));
-        let app = match self.inner.routes.lookup(&host) {
+        let looked_up = match &client.app {
+            Some(app) => self
+                .inner
+                .routes
+                .lookup(&self.inner.routes.default_host(app)),
+            None => self.inner.routes.lookup(&host),
+        };
+        let app = match looked_up {
             Ok(Some(app)) => app,
             Ok(None) => {
                 return page(
@@ -763,6 +820,25 @@ impl Drop for Entry {
     }
 }
 
+/// [`Router::service`]: the router for one client connection, as a hyper service.
+#[derive(Clone)]
+pub struct RouterService {
+    router: Router,
+    client: Arc<Client>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for RouterService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let (router, client) = (self.router.clone(), self.client.clone());
+        Box::pin(async move { Ok(router.route(req, &client).await) })
+    }
+}
+
 /// What the router knows about one client connection: who, and enough of its first request head to log a head
 /// that was too large to parse.
 struct Client {
@@ -773,6 +849,8 @@ struct Client {
     capturing: AtomicBool,
     /// The Host of the latest request on this connection.
     last_host: Mutex<Option<String>>,
+    /// The app of a listener of its own ([`Router::app_service`]).
+    app: Option<String>,
 }
 
 impl Client {
@@ -783,6 +861,7 @@ impl Client {
             head: Mutex::default(),
             capturing: AtomicBool::new(true),
             last_host: Mutex::default(),
+            app: None,
         }
     }
 

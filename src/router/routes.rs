@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dyno::{Source, SourceError};
+#[cfg(feature = "platform")]
 use crate::store::{Store, StoreError, normalize_hostname};
 
 /// A snapshot older than this is reloaded even if nobody said it changed.
@@ -51,7 +53,10 @@ pub struct Routes {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    source: Arc<dyn Source>,
+    /// Where custom domains are added and removed (`wasmdyno serve`); an edge host's table is read-only.
+    #[cfg(feature = "platform")]
+    store: Option<Arc<dyn Store>>,
     base_domain: String,
     /// Bumped by every [`Routes::invalidate`].
     generation: AtomicU64,
@@ -71,10 +76,34 @@ struct Snapshot {
 }
 
 impl Routes {
-    /// A table over `store` for apps at `<app>.<base_domain>`.
+    /// A table over `store` for apps at `<app>.<base_domain>`, which also adds and removes custom domains.
+    #[cfg(feature = "platform")]
     pub fn new(store: Arc<dyn Store>, base_domain: &str) -> Routes {
+        // The table never opens slugs: the slug folder of this source is never read.
+        let source = crate::store::StoreSource::new(
+            store.clone(),
+            crate::slug::SlugStore::new(std::path::PathBuf::new()),
+        );
+        Routes::build(Arc::new(source), Some(store), base_domain)
+    }
+
+    /// A read-only table over `source` for apps at `<app>.<base_domain>` (and their [`Source::domains`]).
+    pub fn from_source(source: Arc<dyn Source>, base_domain: &str) -> Routes {
+        #[cfg(feature = "platform")]
+        return Routes::build(source, None, base_domain);
+        #[cfg(not(feature = "platform"))]
+        return Routes::build(source, base_domain);
+    }
+
+    fn build(
+        source: Arc<dyn Source>,
+        #[cfg(feature = "platform")] store: Option<Arc<dyn Store>>,
+        base_domain: &str,
+    ) -> Routes {
         Routes {
             inner: Arc::new(Inner {
+                source,
+                #[cfg(feature = "platform")]
                 store,
                 base_domain: base_domain.trim_matches('.').to_ascii_lowercase(),
                 generation: AtomicU64::new(0),
@@ -99,7 +128,7 @@ impl Routes {
     }
 
     /// The app `host` (lowercase, without a port) routes to, if any.
-    pub fn lookup(&self, host: &str) -> Result<Option<AppRoute>, StoreError> {
+    pub fn lookup(&self, host: &str) -> Result<Option<AppRoute>, SourceError> {
         let snapshot = self.current()?;
         let host = host.strip_suffix('.').unwrap_or(host);
         let name = snapshot
@@ -118,7 +147,7 @@ impl Routes {
         Ok(name.and_then(|name| snapshot.apps.get(name)).cloned())
     }
 
-    fn current(&self) -> Result<Arc<Snapshot>, StoreError> {
+    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
         let fresh = |snapshot: &Option<Arc<Snapshot>>| {
             let generation = self.inner.generation.load(Ordering::Acquire);
             snapshot
@@ -141,8 +170,8 @@ impl Routes {
         Ok(snapshot)
     }
 
-    fn load(&self, generation: u64) -> Result<Snapshot, StoreError> {
-        let store = &self.inner.store;
+    fn load(&self, generation: u64) -> Result<Snapshot, SourceError> {
+        let source = &self.inner.source;
         let mut snapshot = Snapshot {
             generation,
             loaded: Instant::now(),
@@ -150,22 +179,15 @@ impl Routes {
             domains: HashMap::new(),
             wildcards: HashMap::new(),
         };
-        for app in store.apps()? {
-            // An app destroyed while we read is simply left out.
-            let (release, domains) =
-                match (store.current_release(&app.name), store.domains(&app.name)) {
-                    (Ok(release), Ok(domains)) => (release, domains),
-                    (Err(e), _) | (_, Err(e)) if e.kind() == crate::store::ErrorKind::NotFound => {
-                        continue;
-                    }
-                    (Err(e), _) | (_, Err(e)) => return Err(e),
-                };
-            for domain in domains {
-                match domain.hostname.strip_prefix("*.") {
+        for app in source.apps()? {
+            // An app destroyed while we read has no release and no domains (the source says so).
+            let release = source.release(&app.name)?;
+            for hostname in source.domains(&app.name)? {
+                match hostname.strip_prefix("*.") {
                     Some(parent) => snapshot
                         .wildcards
                         .insert(parent.to_string(), app.name.clone()),
-                    None => snapshot.domains.insert(domain.hostname, app.name.clone()),
+                    None => snapshot.domains.insert(hostname, app.name.clone()),
                 };
             }
             snapshot.apps.insert(
@@ -179,10 +201,21 @@ impl Routes {
         }
         Ok(snapshot)
     }
+}
+
+/// Custom domains, kept in the store of `wasmdyno serve`.
+#[cfg(feature = "platform")]
+impl Routes {
+    fn store(&self) -> &Arc<dyn Store> {
+        self.inner
+            .store
+            .as_ref()
+            .expect("custom domains are managed on a table made by Routes::new")
+    }
 
     /// The app's hostnames: its default domain, then its custom domains by name.
     pub fn domains(&self, app: &str) -> Result<Vec<DomainInfo>, StoreError> {
-        let custom = self.inner.store.domains(app)?;
+        let custom = self.store().domains(app)?;
         let mut all = vec![DomainInfo {
             hostname: self.default_host(app),
             kind: "default".into(),
@@ -195,9 +228,9 @@ impl Routes {
 
     /// Routes a custom hostname to `app`, after [`check_domain`](Self::check_domain).
     pub fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo, StoreError> {
-        self.inner.store.app(app)?;
+        self.store().app(app)?;
         let hostname = self.check_domain(app, hostname)?;
-        let domain = self.inner.store.add_domain(app, &hostname)?;
+        let domain = self.store().add_domain(app, &hostname)?;
         self.invalidate();
         Ok(self.custom(domain.app, domain.hostname))
     }
@@ -205,7 +238,7 @@ impl Routes {
     /// Stops routing a custom hostname to `app`.
     pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo, StoreError> {
         let hostname = normalize_hostname(hostname).unwrap_or_else(|_| hostname.to_string());
-        self.inner.store.remove_domain(app, &hostname)?;
+        self.store().remove_domain(app, &hostname)?;
         self.invalidate();
         Ok(self.custom(app.to_string(), hostname))
     }
@@ -268,7 +301,7 @@ impl Routes {
                 Ok(hostname)
             };
         }
-        match self.inner.store.app(&owner) {
+        match self.store().app(&owner) {
             Ok(_) => Err(StoreError::DomainExists {
                 hostname,
                 app: owner,
@@ -281,7 +314,7 @@ impl Routes {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "platform"))]
 mod tests {
     use super::*;
     use crate::store::SqliteStore;

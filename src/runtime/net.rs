@@ -60,6 +60,9 @@ struct ListenState {
     attached: usize,
     /// Guest calls waiting for a connection.
     acceptors: Wakers,
+    /// Since when connections have waited with none taken: set when the queue fills from empty and on every
+    /// accept that leaves it non-empty; `None` while it is empty.
+    waiting_since: Option<std::time::Instant>,
 }
 
 impl Listener {
@@ -97,6 +100,9 @@ impl Listener {
                 }
                 if state.queue.len() < self.shared.backlog {
                     let (host, guest) = pair();
+                    if state.queue.is_empty() {
+                        state.waiting_since = Some(std::time::Instant::now());
+                    }
                     state.queue.push_back(guest);
                     let acceptors = std::mem::take(&mut state.acceptors);
                     drop(state);
@@ -116,11 +122,18 @@ impl Listener {
         let mut state = self.state();
         state.closed = true;
         let refused = std::mem::take(&mut state.queue);
+        state.waiting_since = None;
         let acceptors = std::mem::take(&mut state.acceptors);
         drop(state);
         drop(refused);
         acceptors.wake_all();
         self.shared.changed.notify_waiters();
+    }
+
+    /// How long connections have been waiting with none accepted (`None` when none waits): a guest that does
+    /// not accept while this grows has stopped making progress.
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        self.state().waiting_since.map(|since| since.elapsed())
     }
 
     /// Has [`close`](Self::close) been called?
@@ -166,6 +179,9 @@ impl Listener {
             .iter()
             .position(|guest| Arc::ptr_eq(&guest.0.incoming, &conn.to_guest))
             .and_then(|i| state.queue.remove(i));
+        if state.queue.is_empty() {
+            state.waiting_since = None;
+        }
         drop(state);
         let found = withdrawn.is_some();
         // Dropping the guest end, outside the lock, is what the host end reads as refused.
@@ -200,6 +216,9 @@ impl Listener {
             return Err(NetError::Closed);
         }
         let next = state.queue.pop_front();
+        if next.is_some() {
+            state.waiting_since = (!state.queue.is_empty()).then(std::time::Instant::now);
+        }
         // Marked while the listener is locked, so that `withdraw` and `Connection::accepted` never disagree.
         let wake = next
             .as_ref()

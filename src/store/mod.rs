@@ -522,8 +522,82 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// The current time in unix seconds, as the store dates things.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+pub use crate::dyno::unix_now;
+
+/// The store as the dyno manager and the router read it: apps, current releases with their formation, slugs in a
+/// [`SlugStore`](crate::slug::SlugStore).
+pub struct StoreSource {
+    store: std::sync::Arc<dyn Store>,
+    slugs: crate::slug::SlugStore,
+}
+
+impl StoreSource {
+    pub fn new(store: std::sync::Arc<dyn Store>, slugs: crate::slug::SlugStore) -> StoreSource {
+        StoreSource { store, slugs }
+    }
+}
+
+fn source_error(e: StoreError) -> crate::dyno::SourceError {
+    crate::dyno::SourceError::new(e.to_string())
+}
+
+fn app_spec(app: App) -> crate::dyno::AppSpec {
+    let mut spec = crate::dyno::AppSpec::new(app.name);
+    spec.maintenance = app.maintenance;
+    spec.sleep = app.sleep;
+    spec
+}
+
+impl crate::dyno::Source for StoreSource {
+    fn apps(&self) -> Result<Vec<crate::dyno::AppSpec>, crate::dyno::SourceError> {
+        let apps = self.store.apps().map_err(source_error)?;
+        Ok(apps.into_iter().map(app_spec).collect())
+    }
+
+    fn app(&self, app: &str) -> Result<Option<crate::dyno::AppSpec>, crate::dyno::SourceError> {
+        match self.store.app(app) {
+            Ok(app) => Ok(Some(app_spec(app))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(source_error(e)),
+        }
+    }
+
+    fn release(
+        &self,
+        app: &str,
+    ) -> Result<Option<crate::dyno::ReleaseSpec>, crate::dyno::SourceError> {
+        // An app destroyed meanwhile has nothing to run.
+        let release = match self.store.current_release(app) {
+            Ok(Some(release)) => release,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(source_error(e)),
+        };
+        let formation = match self.store.formation(app) {
+            Ok(formation) => formation,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(source_error(e)),
+        };
+        let mut spec = crate::dyno::ReleaseSpec::new(release.version, String::new());
+        spec.slug = release.slug;
+        spec.config = release.config;
+        for (kind, entry) in formation {
+            let size: DynoSize = entry.size.parse().unwrap_or_default();
+            spec.formation
+                .insert(kind, crate::dyno::Scale::new(entry.quantity, size));
+        }
+        Ok(Some(spec))
+    }
+
+    fn slug_path(&self, sha256: &str) -> PathBuf {
+        self.slugs.path(sha256)
+    }
+
+    fn domains(&self, app: &str) -> Result<Vec<String>, crate::dyno::SourceError> {
+        match self.store.domains(app) {
+            Ok(domains) => Ok(domains.into_iter().map(|d| d.hostname).collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(source_error(e)),
+        }
+    }
 }

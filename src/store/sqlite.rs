@@ -658,8 +658,9 @@ impl Store for SqliteStore {
 
     fn apps(&self) -> Result<Vec<App>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name",
+            )?;
             let apps = stmt
                 .query_map([], app_from_row)?
                 .collect::<Result<_, _>>()?;
@@ -691,7 +692,10 @@ impl Store for SqliteStore {
     fn set_sleep(&self, app: &str, on: bool) -> Result<App, StoreError> {
         self.write(|tx| {
             let mut found = require_app(tx, app)?;
-            tx.execute("UPDATE apps SET sleep = ?2 WHERE name = ?1", params![app, on])?;
+            tx.execute(
+                "UPDATE apps SET sleep = ?2 WHERE name = ?1",
+                params![app, on],
+            )?;
             found.sleep = on;
             Ok(found)
         })

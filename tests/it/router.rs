@@ -965,6 +965,7 @@ fn a_spinning_dyno_stalls_only_itself() {
         &[
             ("WASMDYNO_ROUTER_TIMEOUT_MS", "1000"),
             ("WASMDYNO_STOP_TIMEOUT_MS", "500"),
+            ("WASMDYNO_UNRESPONSIVE_MS", "700"),
         ],
     );
     let spinner = probe_app(&server, "spinner", &[], true);
@@ -987,6 +988,13 @@ fn a_spinning_dyno_stalls_only_itself() {
     let reply = spinning.join().unwrap();
     assert_eq!(reply.status, 503, "{reply:?}");
     assert!(reply.text().contains("(H12)"), "{reply:?}");
-    let reply = get(&server, &spinner, "/");
-    assert!(reply.text().contains("(H12)"), "still spinning: {reply:?}");
+    // Requests now wait on a dyno that accepts nothing: past WASMDYNO_UNRESPONSIVE_MS it is restarted (R18),
+    // and the restarted process answers.
+    let _ = get(&server, &spinner, "/");
+    wait_until("the R18 restart", || {
+        logs(&server, "spinner").contains("wasmdyno[web.1]: Error R18 (Unresponsive)")
+    });
+    wait_until("the restarted dyno to answer", || {
+        get(&server, &spinner, "/env/DYNO").status == 200
+    });
 }

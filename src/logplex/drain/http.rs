@@ -2,8 +2,9 @@
 //! application/logplex-1` with `Logplex-Msg-Count`, `Logplex-Frame-Id` (the same on every retry of a batch) and
 //! `Logplex-Drain-Token`, on a kept-alive HTTP/1.1 connection.
 //!
-//! A batch is retried with backoff until the drain takes it (any 2xx) or refuses it for good (a 4xx other than
-//! 408 and 429: resending the same request cannot help), in which case its lines count as lost.
+//! A batch is retried with backoff until the drain takes it (any 2xx) or refuses it for good (any other answer but
+//! a 5xx, 408 or 429: resending the same request cannot help; redirects are not followed), in which case its lines
+//! count as lost.
 
 use std::sync::Arc;
 
@@ -83,16 +84,16 @@ impl HttpSender {
                     return Outcome::Delivered;
                 }
                 Ok(status)
-                    if status.is_client_error()
-                        && status != StatusCode::REQUEST_TIMEOUT
-                        && status != StatusCode::TOO_MANY_REQUESTS =>
+                    if status.is_server_error()
+                        || status == StatusCode::REQUEST_TIMEOUT
+                        || status == StatusCode::TOO_MANY_REQUESTS =>
                 {
-                    health.failed(&format!("the drain refused a batch with {status}"));
-                    return Outcome::Refused(status);
-                }
-                Ok(status) => {
                     health.failed(&format!("the drain answered {status}"));
                     self.backoff.wait().await;
+                }
+                Ok(status) => {
+                    health.failed(&format!("the drain refused a batch with {status}"));
+                    return Outcome::Refused(status);
                 }
                 Err(reason) => {
                     self.connection = None;

@@ -131,8 +131,10 @@ pub struct DrainSpec {
 pub struct DrainStatus {
     /// Lines the drain took (a 2xx answer, or written to the syslog connection).
     pub delivered: u64,
-    /// Lines lost: dropped from its full buffer, or in batches it refused.
+    /// Lines lost: dropped from its full buffer (reported or not yet), or in batches it refused.
     pub dropped: u64,
+    /// Lines waiting in its buffer.
+    pub buffered: usize,
     /// Why the last attempt failed, while the drain is failing.
     pub error: Option<String>,
 }
@@ -154,6 +156,8 @@ struct Inner {
 struct Running {
     spec: DrainSpec,
     health: Arc<Health>,
+    /// The drain's buffer, to tell what it holds and what it dropped since it last took it.
+    buffer: Option<Arc<Subscriber>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -192,8 +196,10 @@ impl Drains {
         let mut running = lock(&self.inner.running);
         let specs = load()?;
         let current = running.remove(app).unwrap_or_default();
-        let (keep, stop): (Vec<_>, Vec<_>) =
-            current.into_iter().partition(|r| specs.contains(&r.spec));
+        // A drain whose task ended (it cannot, short of a panic) is started again.
+        let (keep, stop): (Vec<_>, Vec<_>) = current
+            .into_iter()
+            .partition(|r| specs.contains(&r.spec) && !r.task.is_finished());
         for drain in stop {
             drain.task.abort();
         }
@@ -221,21 +227,21 @@ impl Drains {
         }
     }
 
-    /// Stops every drain.
-    pub fn stop_all(&self) {
-        let stopped = std::mem::take(&mut *lock(&self.inner.running));
-        for drain in stopped.into_values().flatten() {
-            drain.task.abort();
-        }
-    }
-
     /// How the running drain with this id is doing, if it runs.
     pub fn status(&self, app: &str, id: &str) -> Option<DrainStatus> {
         lock(&self.inner.running)
             .get(app)?
             .iter()
             .find(|r| r.spec.id == id)
-            .map(|r| r.health.status())
+            .map(|r| {
+                let mut status = r.health.status();
+                if let Some(buffer) = &r.buffer {
+                    let queue = lock(&buffer.queue);
+                    status.buffered = queue.lines.len();
+                    status.dropped += queue.dropped;
+                }
+                status
+            })
     }
 
     /// The specs of `app`'s running drains.
@@ -264,8 +270,14 @@ impl Drains {
                 inner.settings.clone(),
             )),
         };
+        let buffer = session.subscriber.clone();
         let task = tokio::spawn(run(session, transport, spec.token.clone(), health.clone()));
-        Running { spec, health, task }
+        Running {
+            spec,
+            health,
+            buffer,
+            task,
+        }
     }
 }
 
@@ -519,6 +531,7 @@ impl Health {
         DrainStatus {
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            buffered: 0,
             error: lock(&self.error).clone(),
         }
     }

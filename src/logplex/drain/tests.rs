@@ -474,3 +474,106 @@ async fn drains_are_started_stopped_and_kept_by_set() {
     .await
     .expect("the sessions detach");
 }
+
+/// One HTTP/1.1 request read off `socket`: its head and body, or `None` at the end of the connection.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let head_end = loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0u8; 65536];
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(bytes[..head_end].to_vec()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    while bytes.len() < head_end + length {
+        let mut chunk = [0u8; 65536];
+        let n = socket.read(&mut chunk).await.ok()?;
+        assert!(n > 0, "the body is cut short");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, bytes[head_end..].to_vec()))
+}
+
+fn header<'h>(head: &'h str, name: &str) -> &'h str {
+    head.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(": ")?;
+            key.eq_ignore_ascii_case(name).then_some(value)
+        })
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn an_http_drain_retries_server_errors_and_gives_up_on_refusals() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let logplex = Logplex::new();
+    let drains = Drains::new(logplex.clone(), test_settings());
+    drains.set(
+        "app",
+        vec![spec("web", format!("http://127.0.0.1:{port}/in"))],
+    );
+    logplex.publish("app", line(Source::App, "web.1", "first"));
+    let (mut socket, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let answer =
+        |status: &str| format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").into_bytes();
+    // 503: the same batch comes again, with the same frame id.
+    let (head, body) = read_request(&mut socket).await.unwrap();
+    assert!(head.starts_with("POST /in HTTP/1.1\r\n"), "{head}");
+    assert_eq!(header(&head, "content-type"), "application/logplex-1");
+    assert_eq!(header(&head, "logplex-msg-count"), "1");
+    assert_eq!(header(&head, "logplex-drain-token"), "d.web");
+    assert_eq!(header(&head, "host"), format!("127.0.0.1:{port}"));
+    let frame_id = header(&head, "logplex-frame-id").to_owned();
+    assert_eq!(
+        String::from_utf8(body.clone()).unwrap(),
+        "62 <190>1 2026-11-23T12:00:00.123456+00:00 host app web.1 - first"
+    );
+    socket
+        .write_all(&answer("503 Service Unavailable"))
+        .await
+        .unwrap();
+    let (head, again) = read_request(&mut socket).await.unwrap();
+    assert_eq!(header(&head, "logplex-frame-id"), frame_id);
+    assert_eq!(again, body);
+    // 400: resending cannot help; the batch is dropped and reported.
+    socket.write_all(&answer("400 Bad Request")).await.unwrap();
+    let (head, body) = read_request(&mut socket).await.unwrap();
+    assert_ne!(header(&head, "logplex-frame-id"), frame_id);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("<172>1 ")
+            && body.contains(" host wasmdyno logplex - Error L10 (output buffer overflow): 1 messages dropped since 2026-11-23T12:00:00.123456+00:00 (drain d.web)"),
+        "{body}"
+    );
+    socket.write_all(&answer("204 No Content")).await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while drains.status("app", "web").unwrap().delivered < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the L10 line is delivered");
+    let status = drains.status("app", "web").unwrap();
+    assert_eq!((status.delivered, status.dropped), (1, 1));
+    assert_eq!(status.error, None);
+}

@@ -1,0 +1,556 @@
+//! Edge hosts: wasmdyno's dyno manager and router embedded in a host process, without the store, the API or the
+//! build system.
+//!
+//! An [`Edge`] owns a [`Runtime`], a [`Manager`] that keeps each app's formation running, a [`Router`] for the
+//! host's own hyper server, and an in-memory [`MemorySource`] of what should run. The host fills that source from
+//! wherever its releases come from: a folder of slugs ([`Edge::sync_dir`]), a central `wasmdyno serve`
+//! ([`Central`], [`Edge::follow`]), or its own code ([`Edge::deploy`]). A changed release is applied with preboot:
+//! the new web dynos come up before the old ones stop, so no request fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::dyno::{AppSpec, Manager, ReleaseSpec, Scale, Source, SourceError, State};
+use crate::logplex::{LogLine, Logplex, SessionOptions};
+use crate::router::{Router, Routes};
+use crate::runtime::{DynoSize, Runtime};
+use crate::slug::{Limits, Slug, SlugError};
+
+/// Why an edge operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EdgeError {
+    #[error(transparent)]
+    Slug(#[from] SlugError),
+    /// The slug's archive does not hash to the sha256 its release names.
+    #[error("slug {expected}: the archive's sha256 is {actual}")]
+    Sha256Mismatch { expected: String, actual: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Talking to the central server failed.
+    #[error("central server: {0}")]
+    Central(String),
+}
+
+/// What should run, in memory: apps and their current releases, slugs in a folder as `<sha256>.tar.gz`.
+///
+/// ```
+/// use wasmdyno::{AppSpec, ReleaseSpec, Source};
+/// use wasmdyno::edge::MemorySource;
+///
+/// let source = MemorySource::new("/var/lib/edge/slugs");
+/// source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, "ab12")));
+/// assert_eq!(source.release("hello").unwrap().unwrap().version, 1);
+/// assert!(source.slug_path("ab12").ends_with("ab12.tar.gz"));
+/// ```
+pub struct MemorySource {
+    dir: PathBuf,
+    apps: RwLock<BTreeMap<String, (AppSpec, Option<ReleaseSpec>)>>,
+}
+
+impl MemorySource {
+    /// An empty source keeping its slugs in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> MemorySource {
+        MemorySource {
+            dir: dir.into(),
+            apps: RwLock::default(),
+        }
+    }
+
+    /// Sets an app and its current release (`None`: runs nothing).
+    pub fn set(&self, app: AppSpec, release: Option<ReleaseSpec>) {
+        let mut apps = self.apps.write().expect("apps");
+        apps.insert(app.name.clone(), (app, release));
+    }
+
+    /// Forgets an app; false if there was none.
+    pub fn remove(&self, app: &str) -> bool {
+        self.apps.write().expect("apps").remove(app).is_some()
+    }
+
+    /// Verifies a slug (every file's sha256 and, when given, the archive's) and keeps it in the folder.
+    pub fn add_slug(
+        &self,
+        bytes: &[u8],
+        sha256: Option<&str>,
+        limits: Limits,
+    ) -> Result<Slug, EdgeError> {
+        let slug = Slug::from_bytes(bytes, limits)?;
+        if let Some(expected) = sha256
+            && expected != slug.sha256()
+        {
+            return Err(EdgeError::Sha256Mismatch {
+                expected: expected.to_string(),
+                actual: slug.sha256().to_string(),
+            });
+        }
+        crate::slug::SlugStore::new(&self.dir).put(slug.sha256(), bytes)?;
+        Ok(slug)
+    }
+}
+
+impl Source for MemorySource {
+    fn apps(&self) -> Result<Vec<AppSpec>, SourceError> {
+        let apps = self.apps.read().expect("apps");
+        Ok(apps.values().map(|(app, _)| app.clone()).collect())
+    }
+
+    fn release(&self, app: &str) -> Result<Option<ReleaseSpec>, SourceError> {
+        let apps = self.apps.read().expect("apps");
+        Ok(apps.get(app).and_then(|(_, release)| release.clone()))
+    }
+
+    fn slug_path(&self, sha256: &str) -> PathBuf {
+        crate::slug::SlugStore::new(&self.dir).path(sha256)
+    }
+}
+
+/// Where app log lines go: the host's sink. Any `Fn(&str, &LogLine)` closure is one.
+///
+/// ```
+/// use wasmdyno::LogSink;
+///
+/// let sink = |app: &str, line: &wasmdyno::LogLine| println!("{app} {line}");
+/// fn takes(_: impl LogSink) {}
+/// takes(sink);
+/// ```
+pub trait LogSink: Send + Sync + 'static {
+    /// One line of `app`'s stream.
+    fn line(&self, app: &str, line: &LogLine);
+}
+
+impl<F: Fn(&str, &LogLine) + Send + Sync + 'static> LogSink for F {
+    fn line(&self, app: &str, line: &LogLine) {
+        self(app, line)
+    }
+}
+
+/// Settings of an [`Edge`].
+///
+/// ```
+/// let settings = wasmdyno::EdgeSettings::default();
+/// assert_eq!(settings.base_domain, "localhost");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EdgeSettings {
+    /// Timers and limits of the dynos.
+    pub dynos: crate::dyno::Settings,
+    /// Timers and limits of the router; its `base_domain` is replaced by [`base_domain`](Self::base_domain).
+    pub router: crate::router::Settings,
+    /// Apps are served at `<app>.<base_domain>`.
+    pub base_domain: String,
+    /// Limits of the slugs opened.
+    pub limits: Limits,
+    /// What a slug from [`Edge::sync_dir`] runs: this many web dynos of this size.
+    pub web: Scale,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> EdgeSettings {
+        EdgeSettings {
+            dynos: crate::dyno::Settings::default(),
+            router: crate::router::Settings::default(),
+            base_domain: "localhost".into(),
+            limits: Limits::default(),
+            web: Scale::new(1, DynoSize::default()),
+        }
+    }
+}
+
+/// An edge host's apps: a dyno manager and a router over an in-memory [`MemorySource`].
+///
+/// ```no_run
+/// # async fn host() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use wasmdyno::{Edge, EdgeSettings, Runtime, RuntimeConfig};
+///
+/// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+/// let edge = Edge::new(runtime, "/var/lib/edge", EdgeSettings::default());
+/// edge.sync_dir("/srv/slugs".as_ref()).await?;
+/// edge.logs("hello", |app: &str, line: &wasmdyno::LogLine| println!("{app} {line}"));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// edge.router().clone().serve(listener, std::future::pending()).await;
+/// # Ok(()) }
+/// ```
+pub struct Edge {
+    runtime: Arc<Runtime>,
+    source: Arc<MemorySource>,
+    logplex: Logplex,
+    manager: Manager,
+    routes: Routes,
+    router: Router,
+    settings: EdgeSettings,
+    /// Per app, what [`sync_dir`](Self::sync_dir) last saw: the slug's sha256.
+    seen: std::sync::Mutex<HashMap<String, String>>,
+}
+
+impl Edge {
+    /// An edge host with nothing running, keeping its slugs under `work_dir/slugs`.
+    pub fn new(runtime: Arc<Runtime>, work_dir: impl AsRef<Path>, settings: EdgeSettings) -> Edge {
+        let source = Arc::new(MemorySource::new(work_dir.as_ref().join("slugs")));
+        let logplex = Logplex::new();
+        let manager = Manager::new(
+            runtime.clone(),
+            source.clone(),
+            settings.limits,
+            logplex.clone(),
+            settings.dynos.clone(),
+        );
+        let routes = Routes::from_source(source.clone(), &settings.base_domain);
+        let mut router_settings = settings.router.clone();
+        router_settings.base_domain = settings.base_domain.clone();
+        let router = Router::new(
+            manager.clone(),
+            routes.clone(),
+            logplex.clone(),
+            router_settings,
+        );
+        Edge {
+            runtime,
+            source,
+            logplex,
+            manager,
+            routes,
+            router,
+            settings,
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The router: serve it on a listener, or mount [`Router::service`] in your own hyper server.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The dyno manager (`dynos`, `restart`, `run_one_off`, ...).
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The apps' log streams.
+    pub fn logplex(&self) -> &Logplex {
+        &self.logplex
+    }
+
+    pub fn source(&self) -> &Arc<MemorySource> {
+        &self.source
+    }
+
+    /// The names of the apps it runs.
+    pub fn apps(&self) -> Vec<String> {
+        let apps = self.source.apps().unwrap_or_default();
+        apps.into_iter().map(|a| a.name).collect()
+    }
+
+    /// The hostname `app` is served at, `<app>.<base domain>`.
+    pub fn hostname(&self, app: &str) -> String {
+        self.routes.default_host(app)
+    }
+
+    /// Runs `release` (whose slug must be in the source's folder: see [`MemorySource::add_slug`]) as `app`'s
+    /// current release, with preboot: returns once the change is applied, not when the dynos are up.
+    pub async fn deploy(&self, app: AppSpec, release: Option<ReleaseSpec>) {
+        let name = app.name.clone();
+        self.source.set(app, release);
+        self.apply(&name).await;
+    }
+
+    /// Stops and forgets `app`.
+    pub async fn remove(&self, app: &str) {
+        self.source.remove(app);
+        self.routes.invalidate();
+        self.manager.stop_app(app).await;
+        self.seen.lock().expect("seen").remove(app);
+    }
+
+    /// Converges `app`'s dynos to what the source says.
+    pub async fn apply(&self, app: &str) {
+        self.routes.invalidate();
+        self.manager.reconcile(app).await;
+    }
+
+    /// Waits until every web dyno of `app` is up (true), or `timeout` passes (false).
+    pub async fn wait_up(&self, app: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let web: Vec<_> = self
+                .manager
+                .dynos(app)
+                .into_iter()
+                .filter(|d| d.kind == "web")
+                .collect();
+            if !web.is_empty() && web.iter().all(|d| d.state == State::Up) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `app`'s log lines, from now on, to `sink` (until the app is removed or the task aborted).
+    pub fn logs(&self, app: &str, sink: impl LogSink) -> tokio::task::JoinHandle<()> {
+        let options = SessionOptions {
+            lines: 0,
+            tail: true,
+            ..SessionOptions::default()
+        };
+        let mut session = self.logplex.session(app, options);
+        let app = app.to_string();
+        tokio::spawn(async move {
+            while let Some(line) = session.next().await {
+                sink.line(&app, &line);
+            }
+        })
+    }
+
+    /// Serves every slug in `dir` (`<app>.tar.gz`, or any `<app>.slug`): a new or changed file becomes a new
+    /// release of its app, running [`EdgeSettings::web`] web dynos; a removed file stops its app. Returns the
+    /// apps whose release changed.
+    pub async fn sync_dir(&self, dir: &Path) -> Result<Vec<String>, EdgeError> {
+        let io = |source| EdgeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut found = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(app) = name
+                .strip_suffix(".tar.gz")
+                .or_else(|| name.strip_suffix(".slug"))
+            else {
+                continue;
+            };
+            found.insert(app.to_string(), path);
+        }
+        let mut changed = Vec::new();
+        for (app, path) in &found {
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                // Being replaced right now: the next sync sees it.
+                Err(_) => continue,
+            };
+            let sha = hex::encode(Sha256::digest(&bytes));
+            if self.seen.lock().expect("seen").get(app) == Some(&sha) {
+                continue;
+            }
+            if let Err(e) = self
+                .source
+                .add_slug(&bytes, Some(&sha), self.settings.limits)
+            {
+                tracing::warn!(app, "skipping {}: {e}", path.display());
+                continue;
+            }
+            let version = self
+                .source
+                .release(app)
+                .ok()
+                .flatten()
+                .map_or(1, |r| r.version + 1);
+            let web = self.settings.web;
+            let release =
+                ReleaseSpec::new(version, sha.clone()).scale("web", web.quantity, web.size);
+            self.deploy(AppSpec::new(app.clone()), Some(release)).await;
+            self.seen.lock().expect("seen").insert(app.clone(), sha);
+            changed.push(app.clone());
+        }
+        let gone: Vec<String> = self
+            .apps()
+            .into_iter()
+            .filter(|app| !found.contains_key(app))
+            .collect();
+        for app in gone {
+            self.remove(&app).await;
+            changed.push(app);
+        }
+        Ok(changed)
+    }
+
+    /// Pulls `app`'s current release from a central server, downloads and verifies its slug if it is new, and
+    /// applies it (preboot). True when the release changed.
+    pub async fn follow(&self, central: &Central, app: &str) -> Result<bool, EdgeError> {
+        let Some(remote) = central.current(app).await? else {
+            return Ok(false);
+        };
+        let current = self.source.release(app).ok().flatten();
+        let (app_spec, release) = remote;
+        let known = self.source.app(app).ok().flatten();
+        if current.as_ref() == release.as_ref() && known.as_ref() == Some(&app_spec) {
+            return Ok(false);
+        }
+        if let Some(sha) = release.as_ref().and_then(|r| r.slug.as_deref())
+            && !self.source.slug_path(sha).exists()
+        {
+            let bytes = central.slug(app, sha).await?;
+            self.source
+                .add_slug(&bytes, Some(sha), self.settings.limits)?;
+        }
+        self.deploy(app_spec, release).await;
+        Ok(true)
+    }
+
+    /// Stops every dyno gracefully and waits for them.
+    pub async fn shutdown(&self) {
+        self.manager.shutdown().await;
+    }
+}
+
+/// A client of a central `wasmdyno serve`'s API, for [`Edge::follow`]: `http://HOST:PORT` and its API token.
+///
+/// ```
+/// let central = wasmdyno::edge::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
+/// assert_eq!(central.address().port(), 5001);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Central {
+    addr: SocketAddr,
+    token: String,
+}
+
+impl Central {
+    /// The server at `url` (`http://IP:PORT`, as `wasmdyno serve` announces it).
+    pub fn new(url: &str, token: impl Into<String>) -> Result<Central, EdgeError> {
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let addr = rest
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| EdgeError::Central(format!("{url:?} is not http://IP:PORT")))?;
+        Ok(Central {
+            addr,
+            token: token.into(),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The app and its current release (with formation) as the server has them; `None` if it has no such app.
+    pub async fn current(
+        &self,
+        app: &str,
+    ) -> Result<Option<(AppSpec, Option<ReleaseSpec>)>, EdgeError> {
+        let (status, body) = self.get(&format!("/apps/{app}/current-release")).await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 200 {
+            return Err(EdgeError::Central(format!(
+                "GET current release of {app}: {status} {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let current: CurrentRelease = serde_json::from_slice(&body)
+            .map_err(|e| EdgeError::Central(format!("current release of {app}: {e}")))?;
+        let mut spec = AppSpec::new(current.app.name);
+        spec.maintenance = current.app.maintenance;
+        spec.sleep = current.app.sleep;
+        let release = current.release.map(|r| {
+            let mut release = ReleaseSpec::new(r.version, String::new());
+            release.slug = r.slug;
+            release.config = r.config;
+            for (kind, entry) in current.formation {
+                let size = entry.size.parse().unwrap_or_default();
+                release
+                    .formation
+                    .insert(kind, Scale::new(entry.quantity, size));
+            }
+            release
+        });
+        Ok(Some((spec, release)))
+    }
+
+    /// The slug `sha256` of `app`, as bytes (verify them: [`MemorySource::add_slug`]).
+    pub async fn slug(&self, app: &str, sha256: &str) -> Result<Vec<u8>, EdgeError> {
+        let (status, body) = self.get(&format!("/apps/{app}/slugs/{sha256}")).await?;
+        if status != 200 {
+            return Err(EdgeError::Central(format!(
+                "GET slug {sha256} of {app}: {status} {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), EdgeError> {
+        let failed = |e: &dyn std::fmt::Display| EdgeError::Central(format!("GET {path}: {e}"));
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| failed(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(&e))?;
+        let driver = tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, self.addr.to_string())
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| failed(&e))?;
+        let response = sender.send_request(req).await.map_err(|e| failed(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| failed(&e))?
+            .to_bytes()
+            .to_vec();
+        driver.abort();
+        Ok((status, body))
+    }
+}
+
+/// `GET /apps/{app}/current-release` of the API.
+#[derive(serde::Deserialize)]
+struct CurrentRelease {
+    app: CentralApp,
+    release: Option<CentralRelease>,
+    #[serde(default)]
+    formation: BTreeMap<String, CentralScale>,
+}
+
+#[derive(serde::Deserialize)]
+struct CentralApp {
+    name: String,
+    #[serde(default)]
+    maintenance: bool,
+    #[serde(default)]
+    sleep: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct CentralRelease {
+    version: u64,
+    slug: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct CentralScale {
+    quantity: u32,
+    size: String,
+}

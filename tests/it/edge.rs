@@ -1,0 +1,312 @@
+//! The embedding API through `examples/edge_host.rs`: a folder of slugs served with a slug swapped under load, and
+//! an edge host following a real `wasmdyno serve`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, TestEnv, repo};
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two slugs of the router-probe guest (`ok web.1 v<release>`) with different sha256s: the same app, packed
+/// with two commits.
+fn probe_slugs() -> &'static (PathBuf, PathBuf) {
+    static SLUGS: OnceLock<(tempfile::TempDir, (PathBuf, PathBuf))> = OnceLock::new();
+    &SLUGS
+        .get_or_init(|| {
+            let env = TestEnv::new();
+            let built = env.path("router-probe.slug");
+            let dir = repo().join("tests/guests/router-probe");
+            env.run(&[
+                "build",
+                dir.to_str().unwrap(),
+                "-o",
+                built.to_str().unwrap(),
+            ])
+            .ok();
+            let slug = wasmdyno::Slug::open(&built, Default::default()).unwrap();
+            let app = env.path("unpacked");
+            for path in slug.manifest().files.keys() {
+                let dest = app.join(path);
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::write(dest, slug.file(path).unwrap()).unwrap();
+            }
+            let pack = |commit: &str| {
+                let packed = wasmdyno::slug::pack(
+                    &app,
+                    wasmdyno::slug::PackOptions {
+                        process_types: slug.manifest().process_types.clone(),
+                        config_vars: slug.manifest().config_vars.clone(),
+                        buildpack: slug.manifest().buildpack.clone(),
+                        commit: Some(commit.into()),
+                    },
+                )
+                .unwrap();
+                let path = env.path(&format!("{commit}.slug"));
+                std::fs::write(&path, packed.bytes).unwrap();
+                path
+            };
+            let slugs = (pack("one"), pack("two"));
+            (env.dir, slugs)
+        })
+        .1
+}
+
+/// The example, built once per run.
+fn edge_host() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "edge_host"])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the example");
+        let exe = std::env::current_exe().unwrap();
+        // target/debug/deps/it-HASH → target/debug/examples/edge_host
+        exe.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples/edge_host")
+    })
+}
+
+/// A running example; its stdout collected, its app addresses read from it.
+struct Host {
+    child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Host {
+    fn start(args: &[&str]) -> Host {
+        let mut child = Command::new(edge_host())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let collected = out.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let mut out = collected.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        Host { child, out }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Where `app` listens, once the host says.
+    fn address(&self, app: &str) -> String {
+        let prefix = format!("edge_host: {app} on http://");
+        let mut found = None;
+        wait_until("the app's listener", || {
+            found = self.output().lines().find_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                Some(rest.split(' ').next()?.to_string())
+            });
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET / on `addr`; (status, body), status 0 when the connection failed.
+fn get(addr: &str, host: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_edge_host_example_serves_a_folder_and_swaps_a_slug_without_failing_a_request() {
+    let (one, two) = probe_slugs();
+    let work = tempfile::tempdir().unwrap();
+    let slugs = work.path().join("slugs-in");
+    std::fs::create_dir_all(&slugs).unwrap();
+    std::fs::copy(one, slugs.join("steady.tar.gz")).unwrap();
+    let host = Host::start(&[
+        "--dir",
+        slugs.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--work",
+        work.path().join("work").to_str().unwrap(),
+        "--poll-ms",
+        "100",
+    ]);
+    let addr = host.address("steady");
+    wait_until("the app to answer", || {
+        get(&addr, "steady.localhost").1 == "ok web.1 v1"
+    });
+
+    let sent = Arc::new(AtomicUsize::new(0));
+    let switched = Arc::new(AtomicBool::new(false));
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (sent, switched, replies) = (sent.clone(), switched.clone(), replies.clone());
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let n = sent.fetch_add(1, Ordering::SeqCst);
+                    if n >= 20_000 || (n >= 400 && switched.load(Ordering::SeqCst)) {
+                        return;
+                    }
+                    let reply = get(&addr, "steady.localhost");
+                    if reply.1 == "ok web.1 v2" {
+                        switched.store(true, Ordering::SeqCst);
+                    }
+                    replies.lock().unwrap().push(reply);
+                }
+            })
+        })
+        .collect();
+    wait_until("some load", || sent.load(Ordering::SeqCst) >= 100);
+    // Swap the slug the way a deploy tool would: a new file renamed over the old one.
+    std::fs::copy(two, slugs.join("steady.tmp")).unwrap();
+    std::fs::rename(slugs.join("steady.tmp"), slugs.join("steady.tar.gz")).unwrap();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let replies = replies.lock().unwrap();
+    let failed: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        replies.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let old = replies.iter().filter(|(_, t)| t == "ok web.1 v1").count();
+    let new = replies.iter().filter(|(_, t)| t == "ok web.1 v2").count();
+    assert_eq!(old + new, replies.len());
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+    // The app's log lines are printed: the router's, and the dyno manager's.
+    wait_until("log lines on stdout", || {
+        let out = host.output();
+        out.contains("steady ") && out.contains("status=200") && out.contains("State changed")
+    });
+}
+
+#[test]
+fn an_edge_host_following_a_server_picks_up_a_new_release() {
+    let (one, _) = probe_slugs();
+    let server = Server::start();
+    server.cli(&["apps:create", "far"]).ok();
+    let token = server.token();
+    let (status, body) = server.raw(
+        "POST",
+        "/apps/far/slugs",
+        Some(&token),
+        std::fs::read(one).unwrap(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = server.raw(
+        "POST",
+        "/apps/far/releases",
+        Some(&token),
+        serde_json::json!({ "slug": id }).to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // The slug is served to token holders only, and only as a slug of one of the app's releases.
+    let (status, _) = server.raw("GET", &format!("/apps/far/slugs/{id}"), None, "");
+    assert_eq!(status, 401);
+    let (status, _) = server.raw(
+        "GET",
+        &format!("/apps/far/slugs/{}", "0".repeat(64)),
+        Some(&token),
+        "",
+    );
+    assert_eq!(status, 404);
+
+    let work = tempfile::tempdir().unwrap();
+    let host = Host::start(&[
+        "--follow",
+        &server.api,
+        "--token",
+        &token,
+        "--app",
+        "far",
+        "--listen",
+        "127.0.0.1:0",
+        "--work",
+        work.path().to_str().unwrap(),
+        "--poll-ms",
+        "100",
+    ]);
+    let addr = host.address("far");
+    wait_until("the edge to run release v2", || {
+        get(&addr, "far.localhost").1 == "ok web.1 v2"
+    });
+    // The slug it runs is the one the server has, checked by sha256.
+    assert!(
+        work.path()
+            .join("slugs")
+            .join(format!("{id}.tar.gz"))
+            .exists()
+    );
+
+    // A new release on the server (config only) reaches the edge; no request fails on the way.
+    server.cli(&["config:set", "-a", "far", "NEW=1"]).ok();
+    let mut seen = Vec::new();
+    wait_until("the edge to run release v3", || {
+        let reply = get(&addr, "far.localhost");
+        seen.push(reply.clone());
+        reply.1 == "ok web.1 v3"
+    });
+    assert!(seen.iter().all(|(status, _)| *status == 200), "{seen:?}");
+}
