@@ -1,6 +1,7 @@
 //! Dyno boot: instantiate to guest entry and back, for slugs of 1 MB, 100 MB and 100,000 files. A dyno's
 //! filesystem is a copy-on-write view of the release's image, so boot time should not grow with either; the small
-//! slug is the baseline the others are printed against. Also instantiations per second.
+//! slug is the baseline the others are printed against. Each with instances allocated on demand and from
+//! wasmtime's pooling allocator (`WASMDYNO_POOL_SLOTS`). Also instantiations per second.
 //!
 //!     cargo bench --bench boot [-- RUNS]
 //!
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmdyno::runtime::vfs::Image;
-use wasmdyno::runtime::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig, resolve_module};
+use wasmdyno::runtime::{
+    DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
+};
 use wasmdyno::slug::{Limits, PackOptions, Slug, pack};
 
 fn main() {
@@ -40,18 +43,29 @@ fn main() {
         ),
     ];
 
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("a runtime");
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     println!("{runs} boots each, one thread, release build; the guest runs `exit 0`");
     println!(
-        "{:24} {:>10} {:>10} {:>14}  p50 vs 1 MB",
+        "{:40} {:>10} {:>10} {:>10}  p50 vs first",
         "", "p50", "p99", "boots/s"
     );
+    let on_demand = Runtime::new(RuntimeConfig::default()).expect("a runtime");
+    let pooled =
+        Runtime::new(RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(100))))
+            .expect("a pooling runtime");
     let mut baseline = None;
-    for (name, slug) in &slugs {
+    let cases = slugs
+        .iter()
+        .map(|(name, slug)| (format!("{name}, on demand"), slug, &on_demand))
+        .chain(
+            slugs
+                .iter()
+                .map(|(name, slug)| (format!("{name}, pooling allocator"), slug, &pooled)),
+        );
+    for (name, slug, runtime) in cases {
         let image = Arc::new(Image::from_slug(slug));
         let (_, wasm) = resolve_module(slug, "probe.wasm").expect("the probe is in the slug");
         let (guest, _) = runtime.load(&wasm).expect("the probe loads");
@@ -77,7 +91,7 @@ fn main() {
         let p99 = times[times.len() * 99 / 100];
         let base = *baseline.get_or_insert(p50);
         println!(
-            "{name:24} {:>8.1}µs {:>8.1}µs {:>14.0}  {:.2}x",
+            "{name:40} {:>8.1}µs {:>8.1}µs {:>10.0}  {:.2}x",
             micros(p50),
             micros(p99),
             runs as f64 / total.as_secs_f64(),

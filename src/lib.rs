@@ -72,7 +72,7 @@ pub use router::{Router, RouterService};
 /// println!("exit status {}", exit.code());
 /// # Ok(()) }
 /// ```
-pub use runtime::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig};
+pub use runtime::{DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig};
 /// Slugs: [`Slug::open`] reads one and checks the sha256 of every file.
 ///
 /// ```no_run

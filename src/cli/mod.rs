@@ -241,8 +241,21 @@ pub(crate) fn slug_limits() -> anyhow::Result<crate::slug::Limits> {
     }
 }
 
+/// The runtime every command uses: compiled code cached in the cache dir, and the pooling allocator when
+/// `WASMDYNO_POOL_SLOTS` sizes it.
 pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
-    let config = crate::runtime::RuntimeConfig::default().with_cache_dir(Some(code_cache_dir()));
+    let pooling = match std::env::var("WASMDYNO_POOL_SLOTS") {
+        Ok(value) if !value.trim().is_empty() => {
+            let slots: u32 = value.trim().parse().map_err(|_| {
+                anyhow::anyhow!("WASMDYNO_POOL_SLOTS={value:?} is not a number of instances")
+            })?;
+            Some(crate::runtime::PoolingSettings::new(slots))
+        }
+        _ => None,
+    };
+    let config = crate::runtime::RuntimeConfig::default()
+        .with_cache_dir(Some(code_cache_dir()))
+        .with_pooling(pooling);
     Ok(crate::runtime::Runtime::new(config)?)
 }
 

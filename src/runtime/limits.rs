@@ -9,7 +9,7 @@ use super::Report;
 use super::vfs::Quota;
 
 /// Most table elements one instance may hold (function tables of large Go and Rust programs stay far below).
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 pub(crate) struct DynoLimiter {
     quota: Arc<Quota>,

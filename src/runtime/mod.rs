@@ -237,12 +237,75 @@ impl RunSpec {
 pub struct RuntimeConfig {
     /// Where compiled code is cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Instances from wasmtime's pooling allocator (slots reserved up front, memory reused copy-on-write)
+    /// instead of allocating each on demand. `None`: on demand.
+    pub pooling: Option<PoolingSettings>,
 }
 
 impl RuntimeConfig {
+    /// Caches compiled code in `dir` (`None`: compile every time).
+    ///
+    /// ```
+    /// let config = wasmdyno::RuntimeConfig::default().with_cache_dir(Some("/tmp/code".into()));
+    /// assert!(config.cache_dir.is_some());
+    /// ```
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
         self
+    }
+
+    /// Uses the pooling allocator with these settings.
+    ///
+    /// ```
+    /// use wasmdyno::runtime::PoolingSettings;
+    /// let config = wasmdyno::RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(1000)));
+    /// assert_eq!(config.pooling.unwrap().slots, 1000);
+    /// ```
+    pub fn with_pooling(mut self, pooling: Option<PoolingSettings>) -> Self {
+        self.pooling = pooling;
+        self
+    }
+}
+
+/// How wasmtime's pooling allocator is sized. Every slot reserves address space up front (a linear memory slot
+/// reserves 4 GiB plus guard pages of virtual memory, not RAM), so `slots` bounds the instances that can live at
+/// once: one more fails to instantiate (its dyno crashes with R99). A `wasi:http` dyno holds up to
+/// `WASMDYNO_HTTP_INSTANCES` instances, other dynos one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolingSettings {
+    /// Instances (core modules, or components) that can be alive at once.
+    pub slots: u32,
+    /// Core instances one component may hold; memories and tables are sized from it.
+    pub per_component: u32,
+}
+
+impl PoolingSettings {
+    /// `slots` instances at once, components of up to 4 core instances each.
+    pub fn new(slots: u32) -> PoolingSettings {
+        PoolingSettings {
+            slots: slots.max(1),
+            per_component: 4,
+        }
+    }
+
+    fn allocation_config(&self) -> wasmtime::PoolingAllocationConfig {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        let cores = self.slots.saturating_mul(self.per_component);
+        pool.total_component_instances(self.slots)
+            .total_core_instances(cores)
+            .total_memories(cores)
+            .total_tables(cores)
+            .total_stacks(self.slots)
+            .max_core_instances_per_component(self.per_component)
+            .max_memories_per_component(self.per_component)
+            .max_tables_per_component(self.per_component)
+            // wasm32 memories reach 4 GiB at most; the dyno's quota limits what they really use.
+            .max_memory_size(4 << 30)
+            // Go and large Rust programs have big function tables and instance records.
+            .table_elements(limits::MAX_TABLE_ELEMENTS)
+            .max_core_instance_size(4 << 20);
+        pool
     }
 }
 
@@ -294,8 +357,18 @@ impl WasiView for P2State {
 
 /// The one engine configuration of wasmdyno. Compiled code is cached per configuration, so every part of the
 /// platform builds its engine here.
+#[cfg(test)]
 fn engine_config() -> wasmtime::Config {
+    engine_config_with(None)
+}
+
+fn engine_config_with(pooling: Option<&PoolingSettings>) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
+    if let Some(pooling) = pooling {
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            pooling.allocation_config(),
+        ));
+    }
     config.wasm_component_model(true);
     // Guests yield to the async runtime on every epoch tick, so a spinning guest never starves other work.
     config.epoch_interruption(true);
@@ -305,7 +378,8 @@ fn engine_config() -> wasmtime::Config {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let engine = Engine::new(&engine_config()).map_err(RuntimeError::Wasmtime)?;
+        let engine = Engine::new(&engine_config_with(config.pooling.as_ref()))
+            .map_err(RuntimeError::Wasmtime)?;
         let cache = cache::CodeCache::new(config.cache_dir.as_deref(), &engine);
 
         let mut p1_linker = Linker::new(&engine);

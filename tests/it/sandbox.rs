@@ -158,3 +158,41 @@ fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
         }
     });
 }
+
+#[test]
+fn the_pooling_allocator_runs_guests_within_the_same_quota() {
+    use std::collections::BTreeMap;
+    use wasmdyno::runtime::{
+        DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
+        vfs::Image,
+    };
+    let slug = wasmdyno::slug::Slug::open(probe_slug(), Default::default()).unwrap();
+    let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
+    let image = std::sync::Arc::new(Image::from_slug(&slug));
+    let steps = |runtime: &Runtime| {
+        let (guest, _) = runtime.load(&wasm).unwrap();
+        let spec = RunSpec::new(
+            vec!["probe.wasm".into(), "grow".into()],
+            BTreeMap::new(),
+            DynoSize::Eco,
+        )
+        .with_image(image.clone());
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        match tokio.block_on(runtime.run(&guest, spec)).unwrap() {
+            Exit::Status(steps) => steps,
+            other => panic!("{other:?}"),
+        }
+    };
+    let on_demand = Runtime::new(RuntimeConfig::default()).unwrap();
+    let pooled =
+        Runtime::new(RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(8)))).unwrap();
+    let (a, b) = (steps(&on_demand), steps(&pooled));
+    assert_eq!(
+        a, b,
+        "the same 16 MiB steps fit in eco's 512 MiB either way"
+    );
+    assert!((28..32).contains(&b), "{b}");
+}

@@ -344,18 +344,25 @@ async fn a_syslog_drain_delivers_and_reconnects_by_itself() {
         messages,
         ["<190>1 2026-11-23T12:00:00.123456+00:00 d.one app web.1 - first"]
     );
-    // The receiver goes away: the drain notices, connects again, and sends what came meanwhile.
+    // The receiver goes away: the drain notices (it sees the connection's end before it writes again), connects
+    // again, and sends what came meanwhile. (Should the end reach it only after a write, as on a loaded machine,
+    // that line is lost in the dead connection, like any TCP sender's: the next one goes through.)
     drop(socket);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    logplex.publish("app", line(Source::App, "web.1", "second"));
-    let (mut socket, _) = tokio::time::timeout(PATIENCE, listener.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut socket = loop {
+        logplex.publish("app", line(Source::App, "web.1", "second"));
+        let wait = tokio::time::timeout(Duration::from_millis(500), listener.accept());
+        if let Ok(accepted) = wait.await {
+            break accepted.unwrap().0;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reconnection");
+    };
     let messages = read_messages(&mut socket, 1).await;
     assert!(messages[0].ends_with(" - second"), "{messages:?}");
     let status = drains.status("app", "one").unwrap();
-    assert_eq!((status.delivered, status.dropped), (2, 0));
+    assert!(status.delivered >= 2, "{status:?}");
+    assert_eq!(status.dropped, 0);
 
     // Stopping the drain closes its connection.
     drains.stop_app("app");
