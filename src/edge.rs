@@ -24,14 +24,24 @@ use crate::runtime::{DynoSize, Runtime};
 use crate::slug::{Limits, Slug, SlugError};
 
 /// Why an edge operation failed.
+///
+/// ```
+/// use wasmdyno::{EdgeError, MemorySource};
+///
+/// let source = MemorySource::new(std::env::temp_dir().join("wasmdyno-doc-slugs"));
+/// let err = source.add_slug(b"not a slug", None, Default::default()).unwrap_err();
+/// assert!(matches!(err, EdgeError::Slug(_)), "{err}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EdgeError {
+    /// The slug is not valid (or could not be read or stored).
     #[error(transparent)]
     Slug(#[from] SlugError),
     /// The slug's archive does not hash to the sha256 its release names.
     #[error("slug {expected}: the archive's sha256 is {actual}")]
     Sha256Mismatch { expected: String, actual: String },
+    /// Reading a folder or file failed.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -60,6 +70,12 @@ pub struct MemorySource {
 
 impl MemorySource {
     /// An empty source keeping its slugs in `dir`.
+    ///
+    /// ```
+    /// use wasmdyno::Source;
+    /// let source = wasmdyno::MemorySource::new("/var/lib/edge/slugs");
+    /// assert!(source.apps().unwrap().is_empty());
+    /// ```
     pub fn new(dir: impl Into<PathBuf>) -> MemorySource {
         MemorySource {
             dir: dir.into(),
@@ -67,18 +83,57 @@ impl MemorySource {
         }
     }
 
-    /// Sets an app and its current release (`None`: runs nothing).
+    /// Sets an app and its current release (`None`: runs nothing). A [`Manager`] over the source applies it at its
+    /// next [`reconcile`](Manager::reconcile).
+    ///
+    /// ```
+    /// use wasmdyno::{AppSpec, DynoSize, MemorySource, ReleaseSpec, Source};
+    ///
+    /// let source = MemorySource::new("/var/lib/edge/slugs");
+    /// let release = ReleaseSpec::new(2, "ab12").scale("web", 2, DynoSize::Eco);
+    /// source.set(AppSpec::new("hello"), Some(release.clone()));
+    /// assert_eq!(source.release("hello").unwrap(), Some(release));
+    /// ```
     pub fn set(&self, app: AppSpec, release: Option<ReleaseSpec>) {
         let mut apps = self.apps.write().expect("apps");
         apps.insert(app.name.clone(), (app, release));
     }
 
     /// Forgets an app; false if there was none.
+    ///
+    /// ```
+    /// let source = wasmdyno::MemorySource::new("/var/lib/edge/slugs");
+    /// source.set(wasmdyno::AppSpec::new("hello"), None);
+    /// assert!(source.remove("hello"));
+    /// assert!(!source.remove("hello"));
+    /// ```
     pub fn remove(&self, app: &str) -> bool {
         self.apps.write().expect("apps").remove(app).is_some()
     }
 
-    /// Verifies a slug (every file's sha256 and, when given, the archive's) and keeps it in the folder.
+    /// Verifies a slug (every file's sha256 and, when given, the archive's) and keeps it in the folder, as
+    /// `<sha256>.tar.gz`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// use wasmdyno::{EdgeError, MemorySource, Source};
+    ///
+    /// let work = tempfile::tempdir()?;
+    /// let source = MemorySource::new(work.path());
+    /// let slug = source.add_slug(&packed.bytes, Some(&packed.sha256), Default::default())?;
+    /// assert!(source.slug_path(slug.sha256()).is_file());
+    /// let wrong = "0".repeat(64);
+    /// let err = source.add_slug(&packed.bytes, Some(&wrong), Default::default()).unwrap_err();
+    /// assert!(matches!(err, EdgeError::Sha256Mismatch { .. }));
+    /// # Ok(()) }
+    /// ```
     pub fn add_slug(
         &self,
         bytes: &[u8],
@@ -125,7 +180,7 @@ impl Source for MemorySource {
 /// takes(sink);
 /// ```
 pub trait LogSink: Send + Sync + 'static {
-    /// One line of `app`'s stream.
+    /// One line of `app`'s stream. Called on a tokio task: keep it quick.
     fn line(&self, app: &str, line: &LogLine);
 }
 
@@ -196,7 +251,21 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// An edge host with nothing running, keeping its slugs under `work_dir/slugs`.
+    /// An edge host with nothing running, keeping its slugs under `work_dir/slugs`. Call it within a tokio runtime.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use wasmdyno::{Edge, EdgeSettings, Runtime, RuntimeConfig};
+    ///
+    /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// let _guard = tokio.enter();
+    /// let work = tempfile::tempdir()?;
+    /// let edge = Edge::new(Arc::new(Runtime::new(RuntimeConfig::default())?), work.path(), EdgeSettings::default());
+    /// assert!(edge.apps().is_empty());
+    /// assert_eq!(edge.hostname("hello"), "hello.localhost");
+    /// # Ok(()) }
+    /// ```
     pub fn new(runtime: Arc<Runtime>, work_dir: impl AsRef<Path>, settings: EdgeSettings) -> Edge {
         let source = Arc::new(MemorySource::new(work_dir.as_ref().join("slugs")));
         let logplex = Logplex::new();
@@ -229,41 +298,108 @@ impl Edge {
     }
 
     /// The router: serve it on a listener, or mount [`Router::service`] in your own hyper server.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// edge.router().clone().serve(listener, std::future::pending()).await;
+    /// # Ok(()) }
+    /// ```
     pub fn router(&self) -> &Router {
         &self.router
     }
 
     /// The dyno manager (`dynos`, `restart`, `run_one_off`, ...).
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// for dyno in edge.manager().dynos("hello") {
+    ///     println!("{} {}", dyno.name, dyno.state.as_str());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn manager(&self) -> &Manager {
         &self.manager
     }
 
+    /// The runtime its dynos run on.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// let (guest, _) = edge.runtime().load(&std::fs::read("tool.wasm")?)?;
+    /// # let _ = guest;
+    /// # Ok(()) }
+    /// ```
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
-    /// The apps' log streams.
+    /// The apps' log streams (to read with sessions of your own; [`logs`](Self::logs) is simpler).
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut session = edge.logplex().session("hello", Default::default());
+    /// while let Some(line) = session.next().await {
+    ///     println!("{line}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn logplex(&self) -> &Logplex {
         &self.logplex
     }
 
+    /// What it runs: the in-memory source its manager and router read.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// use wasmdyno::Source;
+    /// let release = edge.source().release("hello")?;
+    /// println!("hello runs {:?}", release.map(|r| r.version));
+    /// # Ok(()) }
+    /// ```
     pub fn source(&self) -> &Arc<MemorySource> {
         &self.source
     }
 
     /// The names of the apps it runs.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// for app in edge.apps() {
+    ///     println!("{app} at http://{}", edge.hostname(&app));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn apps(&self) -> Vec<String> {
         let apps = self.source.apps().unwrap_or_default();
         apps.into_iter().map(|a| a.name).collect()
     }
 
     /// The hostname `app` is served at, `<app>.<base domain>`.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(edge.hostname("hello"), "hello.localhost");
+    /// # Ok(()) }
+    /// ```
     pub fn hostname(&self, app: &str) -> String {
         self.routes.default_host(app)
     }
 
     /// Runs `release` (whose slug must be in the source's folder: see [`MemorySource::add_slug`]) as `app`'s
     /// current release, with preboot: returns once the change is applied, not when the dynos are up.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use wasmdyno::{AppSpec, DynoSize, ReleaseSpec};
+    ///
+    /// let slug = edge.source().add_slug(&std::fs::read("hello.tar.gz")?, None, Default::default())?;
+    /// let release = ReleaseSpec::new(1, slug.sha256()).config("GREETING", "hi").scale("web", 2, DynoSize::Eco);
+    /// edge.deploy(AppSpec::new("hello"), Some(release)).await;
+    /// assert!(edge.wait_up("hello", Duration::from_secs(30)).await);
+    /// # Ok(()) }
+    /// ```
     pub async fn deploy(&self, app: AppSpec, release: Option<ReleaseSpec>) {
         let name = app.name.clone();
         self.source.set(app, release);
@@ -271,6 +407,12 @@ impl Edge {
     }
 
     /// Stops and forgets `app`.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// edge.remove("hello").await;
+    /// # Ok(()) }
+    /// ```
     pub async fn remove(&self, app: &str) {
         self.source.remove(app);
         self.routes.invalidate();
@@ -278,13 +420,28 @@ impl Edge {
         self.seen.lock().expect("seen").remove(app);
     }
 
-    /// Converges `app`'s dynos to what the source says.
+    /// Converges `app`'s dynos to what the source says (after changing the [`source`](Self::source) directly).
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// edge.source().set(wasmdyno::AppSpec::new("hello"), None);
+    /// edge.apply("hello").await; // stops its dynos
+    /// # Ok(()) }
+    /// ```
     pub async fn apply(&self, app: &str) {
         self.routes.invalidate();
         self.manager.reconcile(app).await;
     }
 
     /// Waits until every web dyno of `app` is up (true), or `timeout` passes (false).
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// if !edge.wait_up("hello", std::time::Duration::from_secs(30)).await {
+    ///     eprintln!("hello is not up yet");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_up(&self, app: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -305,6 +462,14 @@ impl Edge {
     }
 
     /// Sends `app`'s log lines, from now on, to `sink` (until the app is removed or the task aborted).
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// let task = edge.logs("hello", |app: &str, line: &wasmdyno::LogLine| println!("{app}: {line}"));
+    /// // ... later: stop printing.
+    /// task.abort();
+    /// # Ok(()) }
+    /// ```
     pub fn logs(&self, app: &str, sink: impl LogSink) -> tokio::task::JoinHandle<()> {
         let options = SessionOptions {
             lines: 0,
@@ -323,6 +488,18 @@ impl Edge {
     /// Serves every slug in `dir` (`<app>.tar.gz`, or any `<app>.slug`): a new or changed file becomes a new
     /// release of its app, running [`EdgeSettings::web`] web dynos; a removed file stops its app. Returns the
     /// apps whose release changed.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// loop {
+    ///     let changed = edge.sync_dir("/srv/slugs".as_ref()).await?;
+    ///     if !changed.is_empty() {
+    ///         println!("new releases: {changed:?}");
+    ///     }
+    ///     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn sync_dir(&self, dir: &Path) -> Result<Vec<String>, EdgeError> {
         let io = |source| EdgeError::Io {
             path: dir.to_path_buf(),
@@ -387,6 +564,18 @@ impl Edge {
 
     /// Pulls `app`'s current release from a central server, downloads and verifies its slug if it is new, and
     /// applies it (preboot). True when the release changed.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// let central = wasmdyno::edge::Central::new("http://10.0.0.1:5001", std::env::var("WASMDYNO_TOKEN")?)?;
+    /// loop {
+    ///     if edge.follow(&central, "hello").await? {
+    ///         println!("hello: new release");
+    ///     }
+    ///     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn follow(&self, central: &Central, app: &str) -> Result<bool, EdgeError> {
         let Some(remote) = central.current(app).await? else {
             return Ok(false);
@@ -409,6 +598,13 @@ impl Edge {
     }
 
     /// Stops every dyno gracefully and waits for them.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
+    /// tokio::signal::ctrl_c().await?;
+    /// edge.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) {
         self.manager.shutdown().await;
     }
@@ -428,6 +624,12 @@ pub struct Central {
 
 impl Central {
     /// The server at `url` (`http://IP:PORT`, as `wasmdyno serve` announces it).
+    ///
+    /// ```
+    /// use wasmdyno::edge::Central;
+    /// assert!(Central::new("http://127.0.0.1:5001/", "TOKEN").is_ok());
+    /// assert!(Central::new("https://central.example.com", "TOKEN").is_err());
+    /// ```
     pub fn new(url: &str, token: impl Into<String>) -> Result<Central, EdgeError> {
         let rest = url.strip_prefix("http://").unwrap_or(url);
         let addr = rest
@@ -440,11 +642,25 @@ impl Central {
         })
     }
 
+    /// The server's address.
+    ///
+    /// ```
+    /// let central = wasmdyno::edge::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
+    /// assert_eq!(central.address().to_string(), "10.0.0.1:5001");
+    /// ```
     pub fn address(&self) -> SocketAddr {
         self.addr
     }
 
     /// The app and its current release (with formation) as the server has them; `None` if it has no such app.
+    ///
+    /// ```no_run
+    /// # async fn pull(central: wasmdyno::edge::Central) -> Result<(), wasmdyno::EdgeError> {
+    /// if let Some((app, Some(release))) = central.current("hello").await? {
+    ///     println!("{} runs v{} of slug {:?}", app.name, release.version, release.slug);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn current(
         &self,
         app: &str,
@@ -480,6 +696,14 @@ impl Central {
     }
 
     /// The slug `sha256` of `app`, as bytes (verify them: [`MemorySource::add_slug`]).
+    ///
+    /// ```no_run
+    /// # async fn pull(central: wasmdyno::edge::Central, source: wasmdyno::MemorySource) -> Result<(), wasmdyno::EdgeError> {
+    /// let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    /// let bytes = central.slug("hello", sha).await?;
+    /// source.add_slug(&bytes, Some(sha), Default::default())?;
+    /// # Ok(()) }
+    /// ```
     pub async fn slug(&self, app: &str, sha256: &str) -> Result<Vec<u8>, EdgeError> {
         let (status, body) = self.get(&format!("/apps/{app}/slugs/{sha256}")).await?;
         if status != 200 {

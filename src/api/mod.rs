@@ -1,8 +1,12 @@
 //! The control-plane HTTP API of `wasmdyno serve`, shaped like Heroku's Platform API where it fits, and the typed
 //! client the CLI uses.
 //!
-//! Resources: `/apps`, `/apps/{app}`, `/apps/{app}/config-vars`, `/apps/{app}/releases[/{version}]`,
-//! `/apps/{app}/slugs`, `/apps/{app}/builds`, `/apps/{app}/addons[/{name}]`. Every request carries
+//! Resources: `/apps`, `/apps/{app}` (PATCH: maintenance, sleep), `/apps/{app}/config-vars`,
+//! `/apps/{app}/releases[/{version}]`, `/apps/{app}/current-release`, `/apps/{app}/slugs[/{sha256}]`,
+//! `/apps/{app}/builds`, `/apps/{app}/addons[/{name}]`, `/apps/{app}/formation[/{type}]`,
+//! `/apps/{app}/dynos[/{dyno}]` (POST with `attach` upgrades to [`attach`]'s framed stream),
+//! `/apps/{app}/log-sessions`, `/apps/{app}/log-drains`, `/apps/{app}/domains[/{hostname}]`,
+//! `/apps/{app}/features[/{name}]`. Every request carries
 //! `Authorization: Bearer <token>`; the server writes its address and the token into `$WASMDYNO_HOME` so the CLI
 //! on the same machine finds both. Errors are `{"id": "not_found", "message": "..."}` with the matching status.
 //!

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -402,6 +402,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/addons", get(list_addons).post(create_addon))
         .route("/apps/{app}/addons/{name}", delete(destroy_addon))
         .route("/apps/{app}/domains", get(list_domains).post(add_domain))
+        .route("/apps/{app}/features", get(list_features))
+        .route("/apps/{app}/network", get(list_network).post(allow_network))
+        .route("/apps/{app}/network/{destination}", delete(deny_network))
+        .route("/apps/{app}/features/{name}", patch(update_feature))
         .route("/apps/{app}/domains/{hostname}", delete(remove_domain))
         .route(
             "/apps/{app}/formation",
@@ -564,6 +568,134 @@ async fn destroy_app(
 struct UpdateApp {
     maintenance: Option<bool>,
     sleep: Option<bool>,
+}
+
+/// A destination an app's dynos may reach, and why.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct Destination {
+    pub destination: String,
+    /// `app` for `network:allow`, or `addon NAME` for an attached add-on's host.
+    pub from: String,
+}
+
+async fn list_network(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Destination>>> {
+    let mut all: Vec<Destination> = p
+        .store
+        .destinations(&app)?
+        .into_iter()
+        .map(|destination| Destination {
+            destination,
+            from: "app".into(),
+        })
+        .collect();
+    for addon in p.store.addons(&app)? {
+        all.extend(addon.hosts.into_iter().map(|destination| Destination {
+            destination,
+            from: format!("addon {}", addon.name),
+        }));
+    }
+    Ok(Json(all))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowNetwork {
+    destination: String,
+}
+
+/// Allows a destination; the app's dynos restart to take it up.
+async fn allow_network(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+    JsonBody(request): JsonBody<AllowNetwork>,
+) -> ApiResult<(StatusCode, Json<Destination>)> {
+    let destination = p.store.allow_destination(&app, &request.destination)?;
+    p.api_log(&app, format!("Allowed network destination {destination}"));
+    p.manager.restart(&app, None).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(Destination {
+            destination,
+            from: "app".into(),
+        }),
+    ))
+}
+
+async fn deny_network(
+    State(p): State<Arc<Platform>>,
+    Path((app, destination)): Path<(String, String)>,
+) -> ApiResult<Json<Destination>> {
+    p.store.deny_destination(&app, &destination)?;
+    p.api_log(&app, format!("Removed network destination {destination}"));
+    p.manager.restart(&app, None).await;
+    Ok(Json(Destination {
+        destination,
+        from: "app".into(),
+    }))
+}
+
+/// One app feature as the API shows it.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct FeatureInfo {
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+}
+
+fn features_of(app: &App) -> Vec<FeatureInfo> {
+    crate::store::FEATURES
+        .iter()
+        .map(|(name, description)| FeatureInfo {
+            name: name.to_string(),
+            description: description.to_string(),
+            enabled: app.features.contains(*name),
+        })
+        .collect()
+}
+
+async fn list_features(
+    State(p): State<Arc<Platform>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<FeatureInfo>>> {
+    Ok(Json(features_of(&p.store.app(&app)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateFeature {
+    enabled: bool,
+}
+
+/// Turns a feature on or off; the app's web dynos restart to take it up.
+async fn update_feature(
+    State(p): State<Arc<Platform>>,
+    Path((app, name)): Path<(String, String)>,
+    JsonBody(update): JsonBody<UpdateFeature>,
+) -> ApiResult<Json<FeatureInfo>> {
+    let before = p.store.app(&app)?;
+    let after = p.store.set_feature(&app, &name, update.enabled)?;
+    if before.features != after.features {
+        p.api_log(
+            &app,
+            format!(
+                "{} feature {name}",
+                if update.enabled {
+                    "Enabled"
+                } else {
+                    "Disabled"
+                }
+            ),
+        );
+        p.manager.restart(&app, Some("web")).await;
+    }
+    let info = features_of(&after)
+        .into_iter()
+        .find(|f| f.name == name)
+        .expect("set_feature accepts known features only");
+    Ok(Json(info))
 }
 
 async fn update_app(

@@ -7,8 +7,10 @@ mod config;
 mod deploy;
 mod domains;
 mod drains;
+mod features;
 mod git;
 mod logs;
+mod network;
 mod ps;
 mod releases;
 mod run;
@@ -43,6 +45,18 @@ enum Commands {
     AppsDestroy(apps::DestroyArgs),
     #[command(name = "apps:sleep")]
     AppsSleep(apps::SleepArgs),
+    Features(features::FeaturesArgs),
+    Network(network::NetworkArgs),
+    #[command(name = "network:allow")]
+    NetworkAllow(network::AllowArgs),
+    #[command(name = "network:deny")]
+    NetworkDeny(network::DenyArgs),
+    /// Turn a feature on (the app's web dynos restart to take it up).
+    #[command(name = "features:enable")]
+    FeaturesEnable(features::EnableArgs),
+    /// Turn a feature off (the app's web dynos restart to take it up).
+    #[command(name = "features:disable")]
+    FeaturesDisable(features::EnableArgs),
     Config(config::ConfigArgs),
     #[command(name = "config:get")]
     ConfigGet(config::GetArgs),
@@ -107,6 +121,7 @@ enum Commands {
 /// Entry point of the `wasmdyno` binary: parses arguments, runs the command, prints errors with their causes.
 pub fn main() -> ExitCode {
     init_tracing();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Commands::Build(args) => args.run(),
@@ -118,6 +133,12 @@ pub fn main() -> ExitCode {
         Commands::AppsInfo(args) => args.run(),
         Commands::AppsDestroy(args) => args.run(),
         Commands::AppsSleep(args) => args.run(),
+        Commands::Features(args) => args.run(),
+        Commands::Network(args) => args.run(),
+        Commands::NetworkAllow(args) => args.run(),
+        Commands::NetworkDeny(args) => args.run(),
+        Commands::FeaturesEnable(args) => args.run(true),
+        Commands::FeaturesDisable(args) => args.run(false),
         Commands::Config(args) => args.run(),
         Commands::ConfigGet(args) => args.run(),
         Commands::ConfigSet(args) => args.run(),
@@ -201,7 +222,8 @@ pub(crate) fn report(err: &anyhow::Error) {
 /// `$WASMDYNO_HOME`, or `$XDG_DATA_HOME/wasmdyno`, or `~/.local/share/wasmdyno`.
 pub(crate) fn home_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WASMDYNO_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+        // Absolute, so buildpacks and git hooks running elsewhere find the same home.
+        return std::path::absolute(PathBuf::from(&dir)).unwrap_or_else(|_| PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("wasmdyno");
@@ -212,7 +234,7 @@ pub(crate) fn home_dir() -> PathBuf {
 /// The per-user compiled-code cache: `$WASMDYNO_CACHE_DIR`, or `$XDG_CACHE_HOME/wasmdyno`, or `~/.cache/wasmdyno`.
 pub(crate) fn code_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WASMDYNO_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+        return std::path::absolute(PathBuf::from(&dir)).unwrap_or_else(|_| PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("wasmdyno");
@@ -290,6 +312,24 @@ impl AppArg {
                 .context(Hint("pass -a APP or set WASMDYNO_APP".into()))
         })
     }
+}
+
+/// `wasmdyno config | head -1` closes our stdout early; Rust ignores SIGPIPE, so printing then fails, and
+/// `println!` panics. Leave quietly instead, with the status a shell gives a process killed by SIGPIPE.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 /// A client of the server announced in this home (or at `$WASMDYNO_API`).

@@ -80,6 +80,11 @@ pub struct SourceError(String);
 
 impl SourceError {
     /// An error that says `why`.
+    ///
+    /// ```
+    /// let e = wasmdyno::SourceError::new(format!("cannot read {}", "/srv/slugs"));
+    /// assert!(e.to_string().contains("/srv/slugs"));
+    /// ```
     pub fn new(why: impl Into<String>) -> SourceError {
         SourceError(why.into())
     }
@@ -94,20 +99,33 @@ impl SourceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AppSpec {
+    /// The app's name: its hostname is `<name>.<base domain>`.
     pub name: String,
     /// In maintenance mode the router answers every request with H80.
     pub maintenance: bool,
     /// Its web dynos go idle after [`Settings::sleep_after`] without a request.
     pub sleep: bool,
+    /// Features turned on (`http-fresh-instances`: a new `wasi:http` instance for every request).
+    pub features: std::collections::BTreeSet<String>,
+    /// Destinations its dynos may connect to (`host` or `host:port`, public addresses only).
+    pub network: Vec<String>,
 }
 
 impl AppSpec {
     /// An app named `name`, not in maintenance, not sleeping.
+    ///
+    /// ```
+    /// let mut app = wasmdyno::AppSpec::new("hello");
+    /// app.maintenance = true;
+    /// assert_eq!(app.name, "hello");
+    /// ```
     pub fn new(name: impl Into<String>) -> AppSpec {
         AppSpec {
             name: name.into(),
             maintenance: false,
             sleep: false,
+            features: Default::default(),
+            network: Vec::new(),
         }
     }
 }
@@ -137,6 +155,12 @@ pub struct ReleaseSpec {
 
 impl ReleaseSpec {
     /// Release `version` of the slug `sha256`, no config vars, an empty formation.
+    ///
+    /// ```
+    /// let release = wasmdyno::ReleaseSpec::new(1, "ab12");
+    /// assert_eq!(release.slug.as_deref(), Some("ab12"));
+    /// assert!(release.config.is_empty() && release.formation.is_empty());
+    /// ```
     pub fn new(version: u64, sha256: impl Into<String>) -> ReleaseSpec {
         ReleaseSpec {
             version,
@@ -147,12 +171,23 @@ impl ReleaseSpec {
     }
 
     /// Sets a config var.
+    ///
+    /// ```
+    /// let release = wasmdyno::ReleaseSpec::new(1, "ab12").config("GREETING", "hi");
+    /// assert_eq!(release.config["GREETING"], "hi");
+    /// ```
     pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> ReleaseSpec {
         self.config.insert(name.into(), value.into());
         self
     }
 
     /// Runs `quantity` dynos of `kind` at `size`.
+    ///
+    /// ```
+    /// use wasmdyno::{DynoSize, ReleaseSpec, Scale};
+    /// let release = ReleaseSpec::new(1, "ab12").scale("web", 2, DynoSize::Eco).scale("worker", 1, DynoSize::Basic);
+    /// assert_eq!(release.formation["web"], Scale::new(2, DynoSize::Eco));
+    /// ```
     pub fn scale(mut self, kind: impl Into<String>, quantity: u32, size: DynoSize) -> ReleaseSpec {
         self.formation.insert(kind.into(), Scale { quantity, size });
         self
@@ -168,12 +203,19 @@ impl ReleaseSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Scale {
+    /// How many dynos (0: none).
     pub quantity: u32,
+    /// Each one's memory quota.
     pub size: DynoSize,
 }
 
 impl Scale {
     /// `quantity` dynos of `size`.
+    ///
+    /// ```
+    /// let two = wasmdyno::Scale::new(2, "eco".parse().unwrap());
+    /// assert_eq!((two.quantity, two.size), (2, wasmdyno::DynoSize::Eco));
+    /// ```
     pub fn new(quantity: u32, size: DynoSize) -> Scale {
         Scale { quantity, size }
     }
@@ -187,7 +229,16 @@ pub fn unix_now() -> i64 {
 }
 
 /// Timers and limits of the dyno manager. Every one is a setting, so tests run them in milliseconds.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut settings = wasmdyno::dyno::Settings::default();
+/// settings.stop_timeout = Duration::from_secs(5);
+/// assert_eq!(settings.backoff(1), Duration::ZERO);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Settings {
     /// Delay before the second restart of a crashing dyno; it doubles with each further crash (the first
     /// restart is immediate).
@@ -348,7 +399,48 @@ struct Dyno {
     slug: String,
 }
 
-/// The dyno manager of one server.
+/// The dyno manager of one server: keeps the formation of each app of a [`Source`] running (supervised,
+/// restarted with backoff, cycled daily, replaced with preboot on a new release) and runs one-off dynos. Cheap to
+/// clone: clones share the dynos.
+///
+/// Here a one-off dyno runs a slug's `worker` process type and reports its exit status:
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A slug whose `worker` runs a module that exits 0 at once.
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("hello.wasm"), [
+/// #     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
+/// #     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
+/// # ])?;
+/// # let options = wasmdyno::slug::PackOptions {
+/// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// use std::sync::Arc;
+/// use wasmdyno::dyno::Attach;
+/// use wasmdyno::runtime::stdio::{Input, discard};
+/// use wasmdyno::{AppSpec, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+///
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// tokio.block_on(async {
+///     let work = tempfile::tempdir()?;
+///     let source = Arc::new(MemorySource::new(work.path()));
+///     let sha = source.add_slug(&packed.bytes, None, Default::default())?.sha256().to_string();
+///     source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, sha)));
+///     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+///     let manager = Manager::new(runtime, source, Default::default(), Logplex::new(), Default::default());
+///
+///     let (exit, status) = tokio::sync::oneshot::channel();
+///     let attach = Attach { stdin: Input::closed(), stdout: discard(), stderr: discard(), exit };
+///     let dyno = manager.run_one_off("hello", "worker", &[], Default::default(), Default::default(), Some(attach))?;
+///     assert_eq!(dyno.name, "run.1");
+///     assert_eq!(status.await?, 0);
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Manager {
     inner: Arc<Inner>,
@@ -379,6 +471,10 @@ struct Inner {
 /// [`Settings::sleep_after`] without one, and the next wakes them.
 struct Activity {
     sleep: std::sync::atomic::AtomicBool,
+    /// The app's `http-fresh-instances` feature: a new `wasi:http` instance per request.
+    fresh_instances: std::sync::atomic::AtomicBool,
+    /// What its dynos may connect to.
+    network: Mutex<crate::runtime::NetworkPolicy>,
     /// Milliseconds since the manager's epoch.
     last_request: std::sync::atomic::AtomicU64,
     /// Bumped to wake the app's idle dynos.
@@ -396,6 +492,8 @@ impl Inner {
             .or_insert_with(|| {
                 Arc::new(Activity {
                     sleep: std::sync::atomic::AtomicBool::new(false),
+                    fresh_instances: std::sync::atomic::AtomicBool::new(false),
+                    network: Mutex::default(),
                     last_request: std::sync::atomic::AtomicU64::new(0),
                     wakes: watch::channel(0).0,
                 })
@@ -473,6 +571,11 @@ impl Manager {
     }
 
     /// A request for `app` arrived (the router says so): its web dynos are in use.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.touch("hello");
+    /// # }
+    /// ```
     pub fn touch(&self, app: &str) {
         let now = self.inner.now_ms();
         self.activity(app)
@@ -481,12 +584,22 @@ impl Manager {
     }
 
     /// Wakes `app`'s idle web dynos (the router calls this when a request finds only idle ones).
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.wake("hello");
+    /// # }
+    /// ```
     pub fn wake(&self, app: &str) {
         self.touch(app);
         self.activity(app).wakes.send_modify(|n| *n += 1);
     }
 
     /// Turns sleeping on or off for `app`; off wakes its idle dynos.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.set_sleep("hello", true);
+    /// # }
+    /// ```
     pub fn set_sleep(&self, app: &str, on: bool) {
         self.activity(app)
             .sleep
@@ -496,11 +609,22 @@ impl Manager {
         }
     }
 
+    /// The timers and limits it was made with.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// println!("dynos stop within {:?}", manager.settings().stop_timeout);
+    /// # }
+    /// ```
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
     }
 
     /// Converges every app (at server start).
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.reconcile_all().await;
+    /// # }
+    /// ```
     pub async fn reconcile_all(&self) {
         let apps = match self.inner.source.apps() {
             Ok(apps) => apps,
@@ -514,13 +638,24 @@ impl Manager {
         }
     }
 
-    /// Converges `app`'s dynos to its current release and formation.
+    /// Converges `app`'s dynos to its current release and formation: starts missing dynos, stops extra ones, and
+    /// replaces those of an older release (web dynos with preboot). Call it whenever the source changes.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// // After the source's release or formation of `hello` changed:
+    /// manager.reconcile("hello").await;
+    /// # }
+    /// ```
     pub async fn reconcile(&self, app: &str) {
         let _one = self.inner.reconciling.lock().await;
         if let Ok(Some(found)) = self.inner.source.app(app) {
-            self.activity(app)
-                .sleep
-                .store(found.sleep, std::sync::atomic::Ordering::Relaxed);
+            let activity = self.activity(app);
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            activity.sleep.store(found.sleep, relaxed);
+            let fresh = found.features.contains("http-fresh-instances");
+            activity.fresh_instances.store(fresh, relaxed);
+            *activity.network.lock().expect("network policy") =
+                crate::runtime::NetworkPolicy::new(&found.network);
         }
         let desired = match self.desired(app) {
             Ok(desired) => desired,
@@ -625,6 +760,12 @@ impl Manager {
     }
 
     /// Stops every dyno of `app` and waits for them (app destroyed, or server shutdown).
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.stop_app("hello").await;
+    /// assert!(manager.dynos("hello").is_empty());
+    /// # }
+    /// ```
     pub async fn stop_app(&self, app: &str) {
         let dynos = self
             .inner
@@ -640,6 +781,11 @@ impl Manager {
     }
 
     /// Stops every dyno of every app, gracefully, and waits for them.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// manager.shutdown().await;
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         let mut all: Vec<Dyno> = {
             let mut apps = self.inner.apps.lock().expect("apps lock");
@@ -654,6 +800,12 @@ impl Manager {
 
     /// Stops one dyno gracefully and waits for it; false if there is no such dyno. A formation dyno is started
     /// again by the next reconcile; a one-off dyno is gone.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// let stopped = manager.stop_dyno("hello", "run.1").await;
+    /// # let _ = stopped;
+    /// # }
+    /// ```
     pub async fn stop_dyno(&self, app: &str, name: &str) -> bool {
         let dyno = {
             let mut apps = self.inner.apps.lock().expect("apps lock");
@@ -668,7 +820,15 @@ impl Manager {
         }
     }
 
-    /// Restarts the dynos of `app` whose name is `target` or whose type is `target` (all with `None`).
+    /// Restarts the dynos of `app` whose name is `target` or whose type is `target` (all with `None`); returns how
+    /// many.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// let web = manager.restart("hello", Some("web")).await;
+    /// let all = manager.restart("hello", None).await;
+    /// # let _ = (web, all);
+    /// # }
+    /// ```
     pub async fn restart(&self, app: &str, target: Option<&str>) -> usize {
         let stopped: Vec<Dyno> = {
             let mut apps = self.inner.apps.lock().expect("apps lock");
@@ -692,7 +852,16 @@ impl Manager {
 
     /// Starts a one-off dyno `run.N` on the app's current release. It runs once and is never restarted. `command`
     /// is a process type (plus `args`), or a command line. Detached (`attach` is `None`), its output goes to the
-    /// app's stream; attached, it uses the given streams and sends its exit status when it ends.
+    /// app's stream; attached, it uses the given streams and sends its exit status when it ends. See [`Manager`] for
+    /// an attached one.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// // Detached: `heroku run:detached`; its output goes to the app's log stream.
+    /// let args = ["--verbose".to_string()];
+    /// let dyno = manager.run_one_off("hello", "worker", &args, Default::default(), Default::default(), None);
+    /// println!("started {}", dyno.unwrap().name);
+    /// # }
+    /// ```
     pub fn run_one_off(
         &self,
         app: &str,
@@ -760,6 +929,13 @@ impl Manager {
     }
 
     /// The dynos of `app`, sorted by name.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// for dyno in manager.dynos("hello") {
+    ///     println!("{} {} {}", dyno.name, dyno.state.as_str(), dyno.command);
+    /// }
+    /// # }
+    /// ```
     pub fn dynos(&self, app: &str) -> Vec<DynoInfo> {
         let apps = self.inner.apps.lock().expect("apps lock");
         apps.get(app)
@@ -773,6 +949,12 @@ impl Manager {
     }
 
     /// The app's web dynos that are up, for the router.
+    /// ```no_run
+    /// # async fn host(manager: wasmdyno::Manager) {
+    /// let serving = manager.web_dynos("hello").len();
+    /// # let _ = serving;
+    /// # }
+    /// ```
     pub fn web_dynos(&self, app: &str) -> Vec<WebDyno> {
         let retiring = self.inner.retiring.lock().expect("retiring");
         let apps = self.inner.apps.lock().expect("apps lock");
@@ -1122,6 +1304,13 @@ impl Supervisor {
         }
         let mut spec =
             RunSpec::new(argv, env, self.want.size).with_image(self.want.booted.image.clone());
+        spec.network = self
+            .inner
+            .activity(&self.app)
+            .network
+            .lock()
+            .expect("network policy")
+            .clone();
         let close_stdin = match &self.attach {
             Some(attach) => {
                 spec.stdin = attach.stdin.clone();
@@ -1149,7 +1338,12 @@ impl Supervisor {
             })
         };
         if self.listener.is_some() {
-            let settings = self.inner.settings.http.clone();
+            let mut settings = self.inner.settings.http.clone();
+            settings.fresh_instances |= self
+                .inner
+                .activity(&self.app)
+                .fresh_instances
+                .load(std::sync::atomic::Ordering::Relaxed);
             if self.want.line.is_cgi() {
                 let cgi = CgiDyno::new(
                     self.inner.runtime.clone(),

@@ -59,6 +59,16 @@ impl FromStr for Source {
 /// Displays as `heroku logs` prints it, `<timestamp> <source>[<dyno>]: <text>`, and serializes as
 /// `{"timestamp","source","dyno","text"}`. The dyno and text are shared (`Arc<str>`), so the copies the stream keeps
 /// in its history and hands to each reader cost no allocation.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use wasmdyno::{LogLine, logplex::Source};
+///
+/// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let line = LogLine::new(at, Source::App, "web.1", "hello");
+/// assert_eq!((line.source(), line.dyno(), line.text()), (Source::App, "web.1", "hello"));
+/// assert!(line.to_string().ends_with(" app[web.1]: hello"), "{line}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "WireLine")]
 pub struct LogLine {
@@ -70,6 +80,11 @@ pub struct LogLine {
 
 impl LogLine {
     /// A line with every part given.
+    ///
+    /// ```
+    /// let line = wasmdyno::LogLine::new(std::time::SystemTime::now(), wasmdyno::logplex::Source::Platform, "router", "at=info");
+    /// assert_eq!(line.dyno(), "router");
+    /// ```
     pub fn new(
         timestamp: SystemTime,
         source: Source,
@@ -85,28 +100,58 @@ impl LogLine {
     }
 
     /// A line from the app, stamped now: `app[web.1]: ...`, `app[api]: Release v3 created`.
+    ///
+    /// ```
+    /// let line = wasmdyno::LogLine::app("api", "Release v3 created".into());
+    /// assert_eq!(line.source(), wasmdyno::logplex::Source::App);
+    /// ```
     pub fn app(dyno: &str, text: String) -> LogLine {
         LogLine::new(SystemTime::now(), Source::App, dyno, text)
     }
 
     /// A line from the platform about the app, stamped now: `wasmdyno[web.1]: State changed from starting to up`.
+    ///
+    /// ```
+    /// let line = wasmdyno::LogLine::platform("web.1", "State changed from starting to up".into());
+    /// assert!(line.to_string().contains("wasmdyno[web.1]: State changed"));
+    /// ```
     pub fn platform(dyno: &str, text: String) -> LogLine {
         LogLine::new(SystemTime::now(), Source::Platform, dyno, text)
     }
 
+    /// When the line was written.
+    ///
+    /// ```
+    /// let line = wasmdyno::LogLine::app("web.1", "hi".into());
+    /// assert!(line.timestamp() <= std::time::SystemTime::now());
+    /// ```
     pub fn timestamp(&self) -> SystemTime {
         self.timestamp
     }
 
+    /// Who wrote it: the app or the platform.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::LogLine::platform("router", "at=info".into()).source().as_str(), "wasmdyno");
+    /// ```
     pub fn source(&self) -> Source {
         self.source
     }
 
     /// `web.1`, `run.2`, `release.3`, `api`, `router`...
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::LogLine::app("run.2", "done".into()).dyno(), "run.2");
+    /// ```
     pub fn dyno(&self) -> &str {
         &self.dyno
     }
 
+    /// The text, without a line end.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::LogLine::app("web.1", "hi".into()).text(), "hi");
+    /// ```
     pub fn text(&self) -> &str {
         &self.text
     }

@@ -51,30 +51,82 @@ pub const SESSION_BUFFER_LINES: usize = 1_000;
 pub const LOGPLEX_DYNO: &str = "logplex";
 
 /// The log streams of every app. Cheap to clone: clones share the streams.
+///
+/// ```
+/// use wasmdyno::logplex::SessionOptions;
+/// use wasmdyno::{LogLine, Logplex};
+///
+/// let logplex = Logplex::new();
+/// logplex.publish("hello", LogLine::app("web.1", "listening on 8080".into()));
+/// logplex.publish("hello", LogLine::platform("web.1", "State changed from starting to up".into()));
+///
+/// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let mut session = logplex.session("hello", SessionOptions::default());
+/// let first = tokio.block_on(session.next()).unwrap();
+/// assert_eq!(first.text(), "listening on 8080");
+/// assert_eq!(tokio.block_on(session.next()).unwrap().dyno(), "web.1");
+/// assert!(tokio.block_on(session.next()).is_none(), "no tail: the history only");
+/// ```
 #[derive(Clone, Default)]
 pub struct Logplex {
     apps: Arc<RwLock<HashMap<String, Arc<AppStream>>>>,
 }
 
 impl Logplex {
+    /// No streams yet: each is made by the first line or session of its app.
+    ///
+    /// ```
+    /// let logplex = wasmdyno::Logplex::new();
+    /// assert_eq!(logplex.session_count("hello"), 0);
+    /// ```
     pub fn new() -> Logplex {
         Logplex::default()
     }
 
     /// Appends `line` to `app`'s stream (splitting text over [`MAX_LINE_BYTES`]) and offers it to the sessions
     /// reading the app. Never waits for a reader; the stream is created if it does not exist yet.
+    ///
+    /// ```
+    /// let logplex = wasmdyno::Logplex::new();
+    /// logplex.publish("hello", wasmdyno::LogLine::app("api", "Release v3 created".into()));
+    /// ```
     pub fn publish(&self, app: &str, line: LogLine) {
         self.stream(app).publish(line);
     }
 
     /// A reader of `app`'s stream: the last `options.lines` lines that pass the filter, then with `options.tail`
     /// the new ones as they are published.
+    ///
+    /// ```
+    /// use wasmdyno::logplex::{SessionOptions, Source};
+    /// use wasmdyno::{LogLine, Logplex};
+    ///
+    /// let logplex = Logplex::new();
+    /// let mut options = SessionOptions::default();
+    /// options.tail = true;
+    /// options.filter.source = Some(Source::App);
+    /// let mut session = logplex.session("hello", options);
+    /// assert_eq!(logplex.session_count("hello"), 1);
+    /// logplex.publish("hello", LogLine::platform("web.1", "Starting process".into()));
+    /// logplex.publish("hello", LogLine::app("web.1", "hi".into()));
+    /// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(tokio.block_on(session.next()).unwrap().text(), "hi");
+    /// ```
     pub fn session(&self, app: &str, options: SessionOptions) -> Session {
         self.stream(app).session(options)
     }
 
     /// Forgets `app`'s stream (apps:destroy): its history goes, its sessions end once they have read what they were
     /// given, and its [`LineWriter`]s write into nothing. A later line for the same name starts a new stream.
+    ///
+    /// ```
+    /// let logplex = wasmdyno::Logplex::new();
+    /// logplex.publish("hello", wasmdyno::LogLine::app("web.1", "bye".into()));
+    /// logplex.remove_app("hello");
+    /// let mut session = logplex.session("hello", Default::default());
+    /// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert!(tokio.block_on(session.next()).is_none());
+    /// ```
     pub fn remove_app(&self, app: &str) {
         let removed = write(&self.apps).remove(app);
         if let Some(stream) = removed {
@@ -83,6 +135,16 @@ impl Logplex {
     }
 
     /// How many tailing sessions are attached to `app`'s stream.
+    ///
+    /// ```
+    /// let logplex = wasmdyno::Logplex::new();
+    /// let mut options = wasmdyno::logplex::SessionOptions::default();
+    /// options.tail = true;
+    /// let session = logplex.session("hello", options);
+    /// assert_eq!(logplex.session_count("hello"), 1);
+    /// drop(session);
+    /// assert_eq!(logplex.session_count("hello"), 0);
+    /// ```
     pub fn session_count(&self, app: &str) -> usize {
         read(&self.apps)
             .get(app)
@@ -105,13 +167,21 @@ impl fmt::Debug for Logplex {
     }
 }
 
-/// What a [`Session`] reads.
+/// What a [`Session`] reads: by default the last [`DEFAULT_LINES`] lines, without tail, unfiltered.
+///
+/// ```
+/// let mut options = wasmdyno::logplex::SessionOptions::default();
+/// options.lines = 10;
+/// options.filter.ps = Some("web".into());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionOptions {
     /// Lines of history, oldest first (at most [`HISTORY_LINES`]; more is taken as that many).
     pub lines: usize,
     /// After the history, follow the stream until the session is dropped or the app removed.
     pub tail: bool,
+    /// Which lines.
     pub filter: Filter,
 }
 
@@ -133,10 +203,21 @@ pub struct Filter {
     pub ps: Option<String>,
     /// Exactly this dyno.
     pub dyno: Option<String>,
+    /// Only the app's lines, or only the platform's.
     pub source: Option<Source>,
 }
 
 impl Filter {
+    /// Whether `line` passes.
+    ///
+    /// ```
+    /// use wasmdyno::{LogLine, logplex::Filter};
+    ///
+    /// let mut filter = Filter::default();
+    /// filter.ps = Some("web".into());
+    /// assert!(filter.matches(&LogLine::app("web.2", "hi".into())));
+    /// assert!(!filter.matches(&LogLine::app("webby.1", "hi".into())));
+    /// ```
     pub fn matches(&self, line: &LogLine) -> bool {
         self.source.is_none_or(|source| source == line.source())
             && self.dyno.as_deref().is_none_or(|dyno| dyno == line.dyno())

@@ -72,7 +72,17 @@ const QUEUE_POLL: Duration = Duration::from_millis(100);
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 
 /// Router timers and limits. Every one is a setting, so tests provoke each code in milliseconds.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut settings = wasmdyno::router::Settings::default();
+/// settings.request_timeout = Duration::from_secs(10);
+/// settings.base_domain = "apps.example.com".into();
+/// assert_eq!(settings.max_body, None);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Settings {
     /// H12: the dyno must start its response within this time (`WASMDYNO_ROUTER_TIMEOUT_MS`, 30 s).
     pub request_timeout: Duration,
@@ -154,7 +164,32 @@ impl Settings {
     }
 }
 
-/// The router of one server.
+/// The router of one server: sends each request to a web dyno of the app its Host names (`<app>.<base domain>`
+/// or a custom domain), queues it while every dyno is busy or booting, and logs Heroku's `at=info` router lines
+/// and H codes into the app's stream. Cheap to clone: clones share their state.
+///
+/// An edge host gets one from its [`Edge`](crate::Edge); serve it with [`serve`](Router::serve) or mount
+/// [`service`](Router::service) in its own hyper server.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use wasmdyno::{Edge, EdgeSettings, Router, Runtime, RuntimeConfig};
+///
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// tokio.block_on(async {
+///     let work = tempfile::tempdir()?;
+///     let edge = Edge::new(Arc::new(Runtime::new(RuntimeConfig::default())?), work.path(), EdgeSettings::default());
+///     let router: Router = edge.router().clone();
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+///     let serving = tokio::spawn(router.serve(listener, async { stopped.await.ok(); }));
+///     stop.send(()).ok();
+///     serving.await?;
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Router {
     inner: Arc<Inner>,
@@ -246,6 +281,16 @@ impl Router {
     /// A router sending the requests of the apps in `routes` to `manager`'s web dynos, writing its log lines
     /// into `logplex`. Serve it with [`serve`](Self::serve), or mount [`service`](Self::service) in your own
     /// hyper server.
+    ///
+    /// ```no_run
+    /// # fn build(manager: wasmdyno::Manager, source: std::sync::Arc<wasmdyno::MemorySource>) -> wasmdyno::Router {
+    /// use wasmdyno::router::{Routes, Settings};
+    /// use wasmdyno::{Logplex, Router};
+    ///
+    /// let routes = Routes::from_source(source, "apps.example.com");
+    /// Router::new(manager, routes, Logplex::new(), Settings::default())
+    /// # }
+    /// ```
     pub fn new(manager: Manager, routes: Routes, logplex: Logplex, settings: Settings) -> Router {
         Router {
             inner: Arc::new(Inner {
@@ -285,6 +330,17 @@ impl Router {
 
     /// Like [`service`](Self::service), for a listener of `app`'s own: every request goes to `app`, whatever its
     /// Host (which the app still sees as sent).
+    ///
+    /// ```no_run
+    /// # async fn host(router: wasmdyno::Router) -> std::io::Result<()> {
+    /// // `hello` on a port of its own.
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
+    /// let (stream, peer) = listener.accept().await?;
+    /// let service = router.app_service("hello", peer, 8081);
+    /// let io = hyper_util::rt::TokioIo::new(stream);
+    /// let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
+    /// # Ok(()) }
+    /// ```
     pub fn app_service(&self, app: &str, peer: SocketAddr, port: u16) -> RouterService {
         let mut client = Client::new(peer, port);
         client.app = Some(app.to_string());
@@ -295,6 +351,18 @@ impl Router {
     }
 
     /// Routes one request from `peer` (a host with its own server and no connection state to share).
+    ///
+    /// ```no_run
+    /// # async fn host(router: wasmdyno::Router, stream: tokio::net::TcpStream) {
+    /// let peer = stream.peer_addr().unwrap();
+    /// let service = hyper::service::service_fn(move |req| {
+    ///     let router = router.clone();
+    ///     async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer, 80).await) }
+    /// });
+    /// let io = hyper_util::rt::TokioIo::new(stream);
+    /// let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+    /// # }
+    /// ```
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -306,6 +374,13 @@ impl Router {
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves.
+    ///
+    /// ```no_run
+    /// # async fn host(router: wasmdyno::Router) -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:80").await?;
+    /// router.serve(listener, async { tokio::signal::ctrl_c().await.ok(); }).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -821,6 +896,18 @@ impl Drop for Entry {
 }
 
 /// [`Router::service`]: the router for one client connection, as a hyper service.
+///
+/// ```no_run
+/// # async fn host(router: wasmdyno::Router) -> std::io::Result<()> {
+/// use wasmdyno::RouterService;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let (stream, peer) = listener.accept().await?;
+/// let service: RouterService = router.service(peer, 8080);
+/// let io = hyper_util::rt::TokioIo::new(stream);
+/// let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RouterService {
     router: Router,

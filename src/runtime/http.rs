@@ -22,9 +22,11 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::NetworkPolicy;
 use super::component_io::{ComponentInput, ComponentOutput};
 use super::limits::DynoLimiter;
 use super::p2fs::{FsCtx, FsCtxView, FsView};
+use super::policy::Refusal;
 use super::stdio::{Input, Output};
 use super::vfs::{Fs, Quota};
 use super::web::AbortOnDrop;
@@ -83,7 +85,7 @@ pub(crate) struct HttpState {
     http: WasiHttpCtx,
     table: ResourceTable,
     fs: FsCtx,
-    hooks: DenyOutgoing,
+    hooks: Outgoing,
     limits: DynoLimiter,
 }
 
@@ -116,21 +118,49 @@ impl WasiHttpView for HttpState {
 }
 
 /// The network policy for outgoing `wasi:http` requests: nothing is reachable.
-struct DenyOutgoing;
+/// Outgoing `wasi:http` requests: to the app's allowed destinations on public addresses, nothing else.
+struct Outgoing {
+    policy: Arc<NetworkPolicy>,
+}
 
 type SendResult = wasmtime_wasi_http::Result<(
     hyper::Response<wasmtime_wasi_http::WasiBody>,
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
 )>;
 
-impl WasiHttpHooks for DenyOutgoing {
+impl WasiHttpHooks for Outgoing {
     fn send_request(
         &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        use http_body_util::BodyExt;
+        use wasmtime_wasi_http::Error;
+        let policy = self.policy.clone();
+        Box::new(async move {
+            let uri = request.uri();
+            let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
+            let tls = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            match policy.resolve(&host, port).await {
+                Ok(_) => {}
+                Err(Refusal::NotAllowed(_)) => return Err(Error::HttpRequestDenied),
+                Err(Refusal::NotPublic { .. }) => return Err(Error::DestinationIpProhibited),
+                Err(Refusal::Unresolved(_)) => {
+                    return Err(Error::DnsError {
+                        rcode: None,
+                        info_code: None,
+                    });
+                }
+            }
+            // The name resolved to public addresses only; wasmtime-wasi-http's client makes the request.
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            ))
+        })
     }
 }
 
@@ -155,6 +185,7 @@ pub struct HttpDyno {
     stdout: Output,
     stderr: Output,
     report: Report,
+    network: Arc<NetworkPolicy>,
     idle: Mutex<Vec<Warm>>,
     permits: Arc<Semaphore>,
     settings: HttpSettings,
@@ -175,6 +206,7 @@ impl HttpDyno {
             stdout: spec.stdout,
             stderr: spec.stderr,
             report: spec.platform,
+            network: Arc::new(spec.network),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max)),
             settings,
@@ -196,12 +228,16 @@ impl HttpDyno {
             .args(&self.argv)
             .envs(&self.env)
             .initial_cwd("/");
+        let reachable = self.network.resolve_all().await;
+        super::policy::sockets(&mut builder, None, reachable);
         let state = HttpState {
             wasi: builder.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             fs: FsCtx::new(self.fs.clone()),
-            hooks: DenyOutgoing,
+            hooks: Outgoing {
+                policy: self.network.clone(),
+            },
             limits: DynoLimiter::new(self.quota.clone()).with_report(self.report.clone()),
         };
         let mut store = Store::new(self.pre.engine(), state);

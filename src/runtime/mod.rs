@@ -14,11 +14,13 @@ mod limits;
 pub mod net;
 pub mod p1;
 mod p2fs;
+mod policy;
 pub mod stdio;
 pub mod vfs;
 pub mod web;
 
 pub use cache::CacheOutcome;
+pub use policy::{NetworkPolicy, Refusal, is_public};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,7 +43,17 @@ use crate::slug::Slug;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Errors from loading or running guests.
+///
+/// ```
+/// use wasmdyno::{Runtime, RuntimeConfig, runtime::RuntimeError};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let err = runtime.load(b"not wasm").err().unwrap();
+/// assert!(matches!(err, RuntimeError::NotWasm));
+/// # Ok::<(), RuntimeError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     #[error("not a WebAssembly binary (expected a core module or a component)")]
     NotWasm,
@@ -61,7 +73,20 @@ pub enum RuntimeError {
     Wasmtime(wasmtime::Error),
 }
 
-/// Memory quotas by dyno size, as Heroku's sizes name them.
+/// Memory quotas by dyno size, as Heroku's sizes name them. Parses from its name (`eco`, `standard-1x`, ...) or
+/// Heroku's aliases `1X` and `2X`; the default is `standard-1x`.
+///
+/// ```
+/// use wasmdyno::DynoSize;
+///
+/// let size: DynoSize = "2X".parse()?;
+/// assert_eq!(size, DynoSize::Standard2X);
+/// assert_eq!(size.name(), "standard-2x");
+/// assert_eq!(size.memory(), 1024 * 1024 * 1024);
+/// assert_eq!(DynoSize::default(), DynoSize::Standard1X);
+/// assert!("huge".parse::<DynoSize>().is_err());
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum DynoSize {
@@ -75,6 +100,11 @@ pub enum DynoSize {
 }
 
 impl DynoSize {
+    /// Every size, smallest first.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::DynoSize::ALL[0], wasmdyno::DynoSize::Eco);
+    /// ```
     pub const ALL: [DynoSize; 6] = [
         DynoSize::Eco,
         DynoSize::Basic,
@@ -84,6 +114,13 @@ impl DynoSize {
         DynoSize::PerformanceL,
     ];
 
+    /// The size's name, as `ps` shows it and [`FromStr`](std::str::FromStr) parses it.
+    ///
+    /// ```
+    /// use wasmdyno::DynoSize;
+    /// assert_eq!(DynoSize::PerformanceM.name(), "performance-m");
+    /// assert_eq!(DynoSize::PerformanceM.name().parse::<DynoSize>(), Ok(DynoSize::PerformanceM));
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             DynoSize::Eco => "eco",
@@ -95,7 +132,11 @@ impl DynoSize {
         }
     }
 
-    /// The dyno's memory quota in bytes.
+    /// The dyno's memory quota in bytes: its linear memories and its filesystem's writes together.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::DynoSize::Eco.memory(), 512 * 1024 * 1024);
+    /// ```
     pub fn memory(self) -> usize {
         const MB: usize = 1024 * 1024;
         match self {
@@ -129,7 +170,20 @@ impl std::str::FromStr for DynoSize {
 /// Hears a line about a dyno from the platform (for the app's log stream as `wasmdyno[web.1]: ...`).
 pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A compiled guest.
+/// A compiled guest, from [`Runtime::load`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// const HELLO: &[u8] = &[
+///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
+///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
+/// ];
+/// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
+/// let (guest, _) = runtime.load(HELLO)?;
+/// assert!(matches!(guest, wasmdyno::runtime::Guest::Module(_)));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub enum Guest {
     /// A WASI preview-1 core module.
@@ -147,8 +201,17 @@ pub(crate) fn is_component(wasm: &[u8]) -> Result<bool, RuntimeError> {
     }
 }
 
-/// How a guest ended.
+/// How a guest ended, from [`Runtime::run`].
+///
+/// ```
+/// use wasmdyno::Exit;
+///
+/// assert_eq!(Exit::Status(3).code(), 3);
+/// let exit = Exit::Trap("wasm trap: unreachable".into());
+/// assert_eq!(exit.code(), 134);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// The guest exited (returned from `_start`/`run`, or called `proc_exit`) with this status.
     Status(i32),
@@ -159,6 +222,11 @@ pub enum Exit {
 impl Exit {
     /// The process exit code a command line reports: the guest's own status, or 134 for a trap as
     /// `wasmtime run` does.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::Exit::Status(0).code(), 0);
+    /// assert_eq!(wasmdyno::Exit::Trap("out of fuel".into()).code(), 134);
+    /// ```
     pub fn code(&self) -> i32 {
         match self {
             Exit::Status(code) => *code,
@@ -167,18 +235,37 @@ impl Exit {
     }
 }
 
-/// What a guest runs with.
+/// What a guest runs with: argv, environment, size, filesystem, streams and limits. Start from [`RunSpec::new`]
+/// and set what differs.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+/// use wasmdyno::{DynoSize, RunSpec};
+///
+/// let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
+/// let mut spec = RunSpec::new(vec!["hello.wasm".into(), "--loud".into()], env, DynoSize::Eco);
+/// spec.deadline = Some(Duration::from_secs(30));
+/// assert_eq!(spec.argv[0], "hello.wasm");
+/// assert_eq!(spec.env["GREETING"], "hi");
+/// assert!(spec.listener.is_none() && spec.port.is_none());
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RunSpec {
     /// argv, with argv\[0\] the module's name.
     pub argv: Vec<String>,
+    /// The environment (config vars): the guest sees nothing else of the host's.
     pub env: BTreeMap<String, String>,
+    /// The memory quota.
     pub size: DynoSize,
     /// The release's `app/` tree, the guest's `/`.
     pub image: Arc<Image>,
+    /// The guest's standard input (closed unless set).
     pub stdin: Input,
+    /// Where its standard output goes (discarded unless set).
     pub stdout: Output,
+    /// Where its standard error goes (discarded unless set).
     pub stderr: Output,
     /// Where lines about the guest from the platform go (`Error R14 (Memory quota exceeded)`).
     pub platform: Report,
@@ -187,13 +274,21 @@ pub struct RunSpec {
     pub listener: Option<Listener>,
     /// The longest the guest may run; past it, it is interrupted and its exit is a trap that says so.
     pub deadline: Option<Duration>,
-    /// A loopback port a component may listen on with `wasi:sockets` (a web component binding `$PORT`); without
-    /// it, and for every other address, the network is closed.
+    /// A loopback port a component may listen on with `wasi:sockets` (a web component binding `$PORT`).
     pub port: Option<u16>,
+    /// The destinations its outgoing `wasi:http` requests and `wasi:sockets` connections may reach (public
+    /// addresses only); by default none.
+    pub network: NetworkPolicy,
 }
 
 impl RunSpec {
     /// A spec with an empty filesystem, stdin at end of file and output discarded.
+    ///
+    /// ```
+    /// let spec = wasmdyno::RunSpec::new(vec!["app.wasm".into()], Default::default(), Default::default());
+    /// assert_eq!(spec.size, wasmdyno::DynoSize::Standard1X);
+    /// assert!(spec.deadline.is_none());
+    /// ```
     pub fn new(argv: Vec<String>, env: BTreeMap<String, String>, size: DynoSize) -> Self {
         RunSpec {
             argv,
@@ -207,21 +302,56 @@ impl RunSpec {
             listener: None,
             deadline: None,
             port: None,
+            network: NetworkPolicy::default(),
         }
     }
 
     /// Makes the guest a web dyno that accepts connections on `listener` (see [`RunSpec::listener`]).
+    ///
+    /// ```
+    /// use wasmdyno::{RunSpec, runtime::net::Listener};
+    ///
+    /// let spec = RunSpec::new(vec!["web.wasm".into()], Default::default(), Default::default())
+    ///     .with_listener(Listener::new(64));
+    /// assert!(spec.listener.is_some());
+    /// ```
     pub fn with_listener(mut self, listener: Listener) -> Self {
         self.listener = Some(listener);
         self
     }
 
+    /// Gives the guest `image` as its filesystem (usually a slug's: [`Image::from_slug`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// use std::sync::Arc;
+    /// use wasmdyno::{RunSpec, Slug, runtime::vfs::Image};
+    ///
+    /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default())
+    ///     .with_image(Arc::new(Image::from_slug(&slug)));
+    /// # drop(spec);
+    /// # Ok(()) }
+    /// ```
     pub fn with_image(mut self, image: Arc<Image>) -> Self {
         self.image = image;
         self
     }
 
     /// Attaches the guest to this process's standard streams (as `wasmdyno run` does).
+    ///
+    /// ```
+    /// let spec = wasmdyno::RunSpec::new(vec!["cat.wasm".into()], Default::default(), Default::default())
+    ///     .with_host_stdio();
+    /// # drop(spec);
+    /// ```
     pub fn with_host_stdio(mut self) -> Self {
         self.stdin = Input::from_reader(std::io::stdin());
         self.stdout = stdio::host_stdout();
@@ -231,7 +361,19 @@ impl RunSpec {
     }
 }
 
-/// Settings for a [`Runtime`].
+/// Settings for a [`Runtime`]: the compiled-code cache and the instance allocator. Compiled code is cached under
+/// `cache_dir/<engine key>/<module sha256>.cwasm`, the same names in every process and on every machine with the
+/// same engine configuration, so a cache can be shared or shipped.
+///
+/// ```
+/// use wasmdyno::{PoolingSettings, RuntimeConfig};
+///
+/// let config = RuntimeConfig::default()
+///     .with_cache_dir(Some("/var/cache/wasmdyno".into()))
+///     .with_pooling(Some(PoolingSettings::new(100)));
+/// assert!(config.cache_dir.is_some() && config.pooling.is_some());
+/// assert!(RuntimeConfig::default().cache_dir.is_none());
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
@@ -271,6 +413,13 @@ impl RuntimeConfig {
 /// reserves 4 GiB plus guard pages of virtual memory, not RAM), so `slots` bounds the instances that can live at
 /// once: one more fails to instantiate (its dyno crashes with R99). A `wasi:http` dyno holds up to
 /// `WASMDYNO_HTTP_INSTANCES` instances, other dynos one.
+///
+/// ```
+/// let pooling = wasmdyno::PoolingSettings::new(256);
+/// assert_eq!((pooling.slots, pooling.per_component), (256, 4));
+/// let config = wasmdyno::RuntimeConfig::default().with_pooling(Some(pooling));
+/// # drop(config);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolingSettings {
@@ -281,7 +430,11 @@ pub struct PoolingSettings {
 }
 
 impl PoolingSettings {
-    /// `slots` instances at once, components of up to 4 core instances each.
+    /// `slots` instances at once (at least one), components of up to 4 core instances each.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::PoolingSettings::new(0).slots, 1);
+    /// ```
     pub fn new(slots: u32) -> PoolingSettings {
         PoolingSettings {
             slots: slots.max(1),
@@ -309,7 +462,26 @@ impl PoolingSettings {
     }
 }
 
-/// The engine, its compiled-code cache and the WASI linkers, shared by every dyno of a process.
+/// The engine, its compiled-code cache and the WASI linkers, shared by every dyno of a process. Build one per
+/// process ([`Runtime::new`]), [`load`](Runtime::load) a guest, and [`run`](Runtime::run) it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use wasmdyno::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig};
+///
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// const HELLO: &[u8] = &[
+///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
+///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
+/// ];
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let (guest, _cached) = runtime.load(HELLO)?;
+/// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), DynoSize::Eco);
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// let exit = tokio.block_on(runtime.run(&guest, spec))?;
+/// assert_eq!(exit, Exit::Status(0));
+/// # Ok(()) }
+/// ```
 pub struct Runtime {
     engine: Engine,
     cache: cache::CodeCache,
@@ -377,6 +549,14 @@ fn engine_config_with(pooling: Option<&PoolingSettings>) -> wasmtime::Config {
 }
 
 impl Runtime {
+    /// Builds the engine (with the pooling allocator when `config` says so), its compiled-code cache and the WASI
+    /// linkers. A background thread ticks the engine's epoch until the runtime is dropped.
+    ///
+    /// ```
+    /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
+    /// # drop(runtime);
+    /// # Ok::<(), wasmdyno::runtime::RuntimeError>(())
+    /// ```
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let engine = Engine::new(&engine_config_with(config.pooling.as_ref()))
             .map_err(RuntimeError::Wasmtime)?;
@@ -411,7 +591,28 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from the cache) a module or component.
+    /// Compiles (or loads from the cache) a module or component, and says which it did: the cache file is
+    /// `<cache dir>/<engine key>/<sha256 of wasm>.cwasm`, written the first time and loaded from then on, by this or
+    /// any other process with the same engine configuration.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wasmdyno::runtime::CacheOutcome;
+    /// use wasmdyno::{Runtime, RuntimeConfig};
+    ///
+    /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+    /// const HELLO: &[u8] = &[
+    ///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
+    ///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
+    /// ];
+    /// let cache = tempfile::tempdir()?;
+    /// let config = RuntimeConfig::default().with_cache_dir(Some(cache.path().to_path_buf()));
+    /// let (_, first) = Runtime::new(config.clone())?.load(HELLO)?;
+    /// let CacheOutcome::Compiled(path, _) = first else { panic!("{first:?}") };
+    /// let (_, second) = Runtime::new(config)?.load(HELLO)?;
+    /// assert_eq!(second, CacheOutcome::Hit(path));
+    /// # Ok(()) }
+    /// ```
     pub fn load(&self, wasm: &[u8]) -> Result<(Guest, CacheOutcome), RuntimeError> {
         self.cache.load(&self.engine, wasm)
     }
@@ -419,6 +620,21 @@ impl Runtime {
     /// A `wasi:http` web dyno of `guest`, if it is a component exporting `wasi:http/incoming-handler`
     /// (`Ok(None)` for any other guest). Its instances get the spec's argv, environment and output streams; the
     /// spec's size is the memory quota they share; its `platform` hears about instances that trap.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+    /// const HELLO: &[u8] = &[
+    ///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
+    ///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
+    /// ];
+    /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
+    /// let (guest, _) = runtime.load(HELLO)?;
+    /// let spec = wasmdyno::RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default());
+    /// // A core module is no `wasi:http` handler.
+    /// assert!(runtime.http_dyno(&guest, spec, Default::default())?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn http_dyno(
         &self,
         guest: &Guest,
@@ -438,6 +654,25 @@ impl Runtime {
     ///
     /// Guests get the spec's image as their filesystem (a fresh copy-on-write layer, counted against the quota)
     /// and its streams; components run on wasmtime-wasi's host with our `wasi:filesystem` (`p2fs`).
+    ///
+    /// ```no_run
+    /// # async fn one_off(runtime: &wasmdyno::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use wasmdyno::{Exit, RunSpec, Slug, runtime::vfs::Image};
+    ///
+    /// let slug = Slug::open("hello.tar.gz".as_ref(), Default::default())?;
+    /// let (module, wasm) = wasmdyno::runtime::resolve_module(&slug, "hello")?;
+    /// let (guest, _) = runtime.load(&wasm)?;
+    /// let spec = RunSpec::new(vec![module], Default::default(), Default::default())
+    ///     .with_image(Arc::new(Image::from_slug(&slug)))
+    ///     .with_host_stdio();
+    /// match runtime.run(&guest, spec).await? {
+    ///     Exit::Status(code) => println!("exited with {code}"),
+    ///     Exit::Trap(why) => println!("trapped: {why}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
         // One budget for the dyno's linear memories and its filesystem layer.
         let quota = Arc::new(Quota::new(spec.size.memory() as u64));
@@ -487,25 +722,10 @@ impl Runtime {
                 for (key, value) in &spec.env {
                     builder.env(key, value);
                 }
-                if let Some(port) = spec.port {
-                    // The one thing a web component may do on the network: listen on its loopback `$PORT`.
-                    use wasmtime_wasi::sockets::SocketAddrUse;
-                    builder
-                        .allow_tcp(true)
-                        .socket_addr_check(move |addr, usage| {
-                            Box::pin(async move {
-                                addr.ip().is_loopback()
-                                    && match usage {
-                                        SocketAddrUse::TcpBind | SocketAddrUse::TcpListen => {
-                                            addr.port() == port
-                                        }
-                                        // The router's connections, from loopback.
-                                        SocketAddrUse::TcpAccept => true,
-                                        _ => false,
-                                    }
-                            })
-                        });
-                }
+                // A web component may listen on its loopback `$PORT`, and any component may connect to the app's
+                // allowed destinations; nothing else.
+                let reachable = spec.network.resolve_all().await;
+                policy::sockets(&mut builder, spec.port, reachable);
                 let state = P2State {
                     wasi: builder.build(),
                     table: ResourceTable::new(),
@@ -575,7 +795,25 @@ pub(crate) fn yield_on_every_tick<T: 'static>(store: &mut Store<T>, deadline: Op
 }
 
 /// Finds the module a command's first word names: `app.wasm`, `./bin/app.wasm`, `/app/app.wasm`, `app`
-/// (for `app.wasm`), or `app.wat` (built to `app.wasm`).
+/// (for `app.wasm`), or `app.wat` (built to `app.wasm`). Returns the module's path in the slug and its bytes.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+/// # let options = wasmdyno::slug::PackOptions {
+/// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
+/// for word in ["hello", "hello.wasm", "hello.wat", "/app/hello.wasm"] {
+///     let (path, _wasm) = wasmdyno::runtime::resolve_module(&slug, word)?;
+///     assert_eq!(path, "hello.wasm");
+/// }
+/// assert!(wasmdyno::runtime::resolve_module(&slug, "other").is_err());
+/// # Ok(()) }
+/// ```
 pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), RuntimeError> {
     let trimmed = word
         .strip_prefix("/app/")

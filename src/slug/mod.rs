@@ -24,11 +24,22 @@ pub const DEFAULT_MAX_COMPRESSED: u64 = 500 * 1024 * 1024;
 /// Unpacked content is bounded too, so a small archive cannot inflate without limit.
 pub const DEFAULT_MAX_UNPACKED: u64 = 2 * 1024 * 1024 * 1024;
 
-/// Size limits applied when a slug is opened.
+/// Size limits applied when a slug is opened: [`DEFAULT_MAX_COMPRESSED`] compressed bytes and
+/// [`DEFAULT_MAX_UNPACKED`] unpacked bytes unless changed.
+///
+/// ```
+/// use wasmdyno::Limits;
+///
+/// let limits = Limits::default().with_max_compressed(10 * 1024 * 1024);
+/// assert_eq!(limits.max_compressed, 10 * 1024 * 1024);
+/// assert_eq!(limits.max_unpacked, wasmdyno::slug::DEFAULT_MAX_UNPACKED);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
+    /// The largest archive accepted, in bytes.
     pub max_compressed: u64,
+    /// The most its files may hold once unpacked, in bytes.
     pub max_unpacked: u64,
 }
 
@@ -43,6 +54,11 @@ impl Default for Limits {
 
 impl Limits {
     /// Limits with a different compressed-size cap.
+    ///
+    /// ```
+    /// let limits = wasmdyno::Limits::default().with_max_compressed(1024);
+    /// assert_eq!(limits.max_compressed, 1024);
+    /// ```
     pub fn with_max_compressed(mut self, bytes: u64) -> Self {
         self.max_compressed = bytes;
         self
@@ -50,7 +66,17 @@ impl Limits {
 }
 
 /// Everything that can be wrong with a slug.
+///
+/// ```
+/// use wasmdyno::{Limits, Slug, slug::SlugError};
+///
+/// let err = Slug::from_bytes(b"not a slug", Limits::default()).unwrap_err();
+/// assert!(matches!(err, SlugError::Archive(_)), "{err}");
+/// let err = Slug::from_bytes(&[0; 64], Limits::default().with_max_compressed(10)).unwrap_err();
+/// assert!(matches!(err, SlugError::TooLarge { size: 64, limit: 10 }));
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SlugError {
     #[error("cannot read slug {path}: {source}")]
     Read {
@@ -87,7 +113,24 @@ fn bad(path: &str, reason: impl Into<String>) -> SlugError {
     }
 }
 
-/// A verified slug, held in memory.
+/// A verified slug, held in memory: its manifest and the contents of every file, each checked against the
+/// manifest's sha256.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+/// # let options = wasmdyno::slug::PackOptions {
+/// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// // `packed.bytes`: a slug built by `wasmdyno::slug::pack` (or `wasmdyno build`).
+/// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
+/// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
+/// assert_eq!(&*slug.file("hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Slug {
     sha256: String,
@@ -97,7 +140,24 @@ pub struct Slug {
 }
 
 impl Slug {
-    /// Reads and verifies the slug at `path`.
+    /// Reads and verifies the slug at `path` (see [`from_bytes`](Self::from_bytes)); an archive over
+    /// `limits.max_compressed` is refused before it is read.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let path = app.path().join("hello.tar.gz");
+    /// std::fs::write(&path, &packed.bytes)?;
+    /// let slug = wasmdyno::Slug::open(&path, wasmdyno::Limits::default())?;
+    /// assert_eq!(slug.sha256(), packed.sha256);
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: &Path, limits: Limits) -> Result<Slug, SlugError> {
         let read_err = |source| SlugError::Read {
             path: path.to_path_buf(),
@@ -118,7 +178,26 @@ impl Slug {
         Slug::from_bytes(&bytes, limits)
     }
 
-    /// Verifies a slug given as bytes.
+    /// Verifies a slug given as bytes: a gzip tar with a manifest, every file's sha256 and size as the manifest
+    /// says, no entry outside `app/`, within `limits`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
+    /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
+    ///
+    /// let mut corrupt = packed.bytes.clone();
+    /// corrupt.truncate(corrupt.len() / 2);
+    /// assert!(wasmdyno::Slug::from_bytes(&corrupt, wasmdyno::Limits::default()).is_err());
+    /// # Ok(()) }
+    /// ```
     pub fn from_bytes(bytes: &[u8], limits: Limits) -> Result<Slug, SlugError> {
         let compressed_size = bytes.len() as u64;
         if compressed_size > limits.max_compressed {
@@ -139,15 +218,61 @@ impl Slug {
         })
     }
 
-    /// sha256 of the archive: the slug's identity.
+    /// sha256 of the archive, in hex: the slug's identity (slugs are stored as `<sha256>.tar.gz`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// use sha2::Digest;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// assert_eq!(slug.sha256(), hex::encode(sha2::Sha256::digest(&packed.bytes)));
+    /// # Ok(()) }
+    /// ```
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
 
+    /// The archive's size in bytes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
+    /// # Ok(()) }
+    /// ```
     pub fn compressed_size(&self) -> u64 {
         self.compressed_size
     }
 
+    /// The slug's manifest (`.wasmdyno/slug.json`): process types, default config vars, files.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
+    /// assert_eq!(slug.manifest().files["hello.wasm"].size, 8);
+    /// # Ok(()) }
+    /// ```
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -157,7 +282,23 @@ impl Slug {
             .map(|(path, bytes)| (path.as_str(), bytes))
     }
 
-    /// The contents of a file under `app/`, following symbolic links inside the slug.
+    /// The contents of a file under `app/`, following symbolic links inside the slug; `None` when there is no
+    /// such file.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::slug::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// assert_eq!(&*slug.file("./hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
+    /// assert!(slug.file("missing.wasm").is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn file(&self, path: &str) -> Option<Arc<[u8]>> {
         let mut path = normalize(path)?;
         for _ in 0..16 {

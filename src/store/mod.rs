@@ -51,7 +51,17 @@ pub struct App {
     /// A sleeping app's web dynos go `idle` after a while without requests; the next request wakes them.
     #[serde(default)]
     pub sleep: bool,
+    /// The [`FEATURES`] turned on for this app (`features:enable`).
+    #[serde(default)]
+    pub features: std::collections::BTreeSet<String>,
 }
+
+/// App features (`features`, `features:enable NAME`), as Heroku Labs has them: name and what it does.
+pub const FEATURES: &[(&str, &str)] = &[(
+    "http-fresh-instances",
+    "A new wasi:http instance for every request (per-request isolation) instead of warm instances that serve \
+     many requests in turn",
+)];
 
 /// Where a release is in its life. A release without a release phase is [`Succeeded`](Self::Succeeded) at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -209,6 +219,14 @@ pub trait Store: Send + Sync {
     fn set_maintenance(&self, app: &str, on: bool) -> Result<App, StoreError>;
     /// Turns sleeping (web dynos idle when unused) on or off.
     fn set_sleep(&self, app: &str, on: bool) -> Result<App, StoreError>;
+    /// Turns one of the [`FEATURES`] on or off.
+    fn set_feature(&self, app: &str, feature: &str, on: bool) -> Result<App, StoreError>;
+    /// Lets the app's dynos reach `destination` (`host` or `host:port`); returns it normalized.
+    fn allow_destination(&self, app: &str, destination: &str) -> Result<String, StoreError>;
+    /// Takes back [`allow_destination`](Self::allow_destination).
+    fn deny_destination(&self, app: &str, destination: &str) -> Result<(), StoreError>;
+    /// The destinations the app allowed, sorted.
+    fn destinations(&self, app: &str) -> Result<Vec<String>, StoreError>;
 
     /// Appends a release; see [`NewRelease`] for the defaults.
     fn create_release(&self, app: &str, release: NewRelease) -> Result<Release, StoreError>;
@@ -367,6 +385,12 @@ pub enum StoreError {
         quantity: u32,
         limit: u32,
     },
+    #[error("unknown feature {0:?}; features are {names}", names = feature_names())]
+    UnknownFeature(String),
+    #[error("invalid network destination {destination:?}: {reason}")]
+    InvalidDestination { destination: String, reason: String },
+    #[error("app {app:?} does not allow {destination} (`wasmdyno network` lists what it allows)")]
+    DestinationNotFound { app: String, destination: String },
     #[error("invalid hostname {hostname:?}: {reason}")]
     InvalidHostname { hostname: String, reason: String },
     #[error("domain {hostname} is already attached to app {app:?}")]
@@ -414,6 +438,7 @@ impl StoreError {
             | ReleaseNotFound { .. }
             | AddonNotFound { .. }
             | DomainNotFound { .. }
+            | DestinationNotFound { .. }
             | DrainNotFound { .. } => ErrorKind::NotFound,
             AppExists(_)
             | AddonExists { .. }
@@ -436,6 +461,8 @@ impl StoreError {
             | InvalidDynoSize(_)
             | QuantityTooLarge { .. }
             | InvalidHostname { .. }
+            | UnknownFeature(_)
+            | InvalidDestination { .. }
             | InvalidDrainUrl { .. } => ErrorKind::Invalid,
             Open { .. }
             | SchemaTooNew { .. }
@@ -444,6 +471,11 @@ impl StoreError {
             | Corrupt(_) => ErrorKind::Internal,
         }
     }
+}
+
+fn feature_names() -> String {
+    let names: Vec<&str> = FEATURES.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
 }
 
 fn dyno_size_names() -> String {
@@ -545,18 +577,43 @@ fn app_spec(app: App) -> crate::dyno::AppSpec {
     let mut spec = crate::dyno::AppSpec::new(app.name);
     spec.maintenance = app.maintenance;
     spec.sleep = app.sleep;
+    spec.features = app.features;
     spec
+}
+
+/// The destinations an app's dynos may reach: those it allowed and the hosts of its attached add-ons.
+fn network_of(store: &dyn Store, app: &str) -> Vec<String> {
+    let mut all = store.destinations(app).unwrap_or_default();
+    for addon in store.addons(app).unwrap_or_default() {
+        all.extend(addon.hosts);
+    }
+    all.sort();
+    all.dedup();
+    all
 }
 
 impl crate::dyno::Source for StoreSource {
     fn apps(&self) -> Result<Vec<crate::dyno::AppSpec>, crate::dyno::SourceError> {
         let apps = self.store.apps().map_err(source_error)?;
-        Ok(apps.into_iter().map(app_spec).collect())
+        Ok(apps
+            .into_iter()
+            .map(|app| {
+                let network = network_of(self.store.as_ref(), &app.name);
+                let mut spec = app_spec(app);
+                spec.network = network;
+                spec
+            })
+            .collect())
     }
 
     fn app(&self, app: &str) -> Result<Option<crate::dyno::AppSpec>, crate::dyno::SourceError> {
         match self.store.app(app) {
-            Ok(app) => Ok(Some(app_spec(app))),
+            Ok(found) => {
+                let network = network_of(self.store.as_ref(), app);
+                let mut spec = app_spec(found);
+                spec.network = network;
+                Ok(Some(spec))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(source_error(e)),
         }

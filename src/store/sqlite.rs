@@ -171,6 +171,24 @@ const MIGRATIONS: &[&str] = &[
     -- Sleeping apps: web dynos go idle without requests and wake on the next one.
     ALTER TABLE apps ADD COLUMN sleep INTEGER NOT NULL DEFAULT 0 CHECK (sleep IN (0, 1));
     "#,
+    // v4
+    r#"
+    -- App features (`features:enable`): a live set like domains, no release.
+    CREATE TABLE app_features (
+        app  TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (app, name)
+    ) STRICT;
+    "#,
+    // v5
+    r#"
+    -- Network destinations an app's dynos may reach (`network:allow`): `host` or `host:port`.
+    CREATE TABLE app_network (
+        app         TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        PRIMARY KEY (app, destination)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this code writes and understands.
@@ -365,7 +383,17 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         created_at: row.get(1)?,
         maintenance: row.get(2)?,
         sleep: row.get(3)?,
+        features: Default::default(),
     })
+}
+
+/// Fills in the app's features (a table of their own).
+fn with_features(conn: &Connection, mut app: App) -> Result<App, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM app_features WHERE app = ?1")?;
+    app.features = stmt
+        .query_map([&app.name], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(app)
 }
 
 fn require_app(conn: &Connection, name: &str) -> Result<App, StoreError> {
@@ -373,6 +401,7 @@ fn require_app(conn: &Connection, name: &str) -> Result<App, StoreError> {
         .query_row([name], app_from_row)
         .optional()?
         .ok_or_else(|| StoreError::AppNotFound(name.to_owned()))
+        .and_then(|app| with_features(conn, app))
 }
 
 /// The app's drains, oldest first.
@@ -634,6 +663,7 @@ impl Store for SqliteStore {
                 created_at: unix_now(),
                 maintenance: false,
                 sleep: false,
+                features: Default::default(),
             };
             tx.execute(
                 "INSERT INTO apps (name, created_at, maintenance) VALUES (?1, ?2, 0)",
@@ -661,10 +691,12 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name",
             )?;
-            let apps = stmt
+            let apps: Vec<App> = stmt
                 .query_map([], app_from_row)?
                 .collect::<Result<_, _>>()?;
-            Ok(apps)
+            apps.into_iter()
+                .map(|app| with_features(conn, app))
+                .collect()
         })
     }
 
@@ -686,6 +718,70 @@ impl Store for SqliteStore {
             )?;
             found.maintenance = on;
             Ok(found)
+        })
+    }
+
+    fn set_feature(&self, app: &str, feature: &str, on: bool) -> Result<App, StoreError> {
+        if !super::FEATURES.iter().any(|(name, _)| *name == feature) {
+            return Err(StoreError::UnknownFeature(feature.to_owned()));
+        }
+        self.write(|tx| {
+            require_app(tx, app)?;
+            if on {
+                tx.execute(
+                    "INSERT OR IGNORE INTO app_features (app, name) VALUES (?1, ?2)",
+                    params![app, feature],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM app_features WHERE app = ?1 AND name = ?2",
+                    params![app, feature],
+                )?;
+            }
+            require_app(tx, app)
+        })
+    }
+
+    fn allow_destination(&self, app: &str, destination: &str) -> Result<String, StoreError> {
+        let destination = super::validate::check_destination(destination)?;
+        self.write(|tx| {
+            require_app(tx, app)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO app_network (app, destination) VALUES (?1, ?2)",
+                params![app, destination],
+            )?;
+            Ok(destination)
+        })
+    }
+
+    fn deny_destination(&self, app: &str, destination: &str) -> Result<(), StoreError> {
+        let destination = destination.trim().to_ascii_lowercase();
+        self.write(|tx| {
+            require_app(tx, app)?;
+            let removed = tx.execute(
+                "DELETE FROM app_network WHERE app = ?1 AND destination = ?2",
+                params![app, destination],
+            )?;
+            if removed == 0 {
+                return Err(StoreError::DestinationNotFound {
+                    app: app.to_owned(),
+                    destination,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn destinations(&self, app: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            require_app(conn, app)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT destination FROM app_network WHERE app = ?1 ORDER BY destination",
+            )?;
+            let all = stmt
+                .query_map([app], |row| row.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(all)
         })
     }
 

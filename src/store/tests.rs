@@ -832,6 +832,36 @@ fn sleeping_is_toggled_and_defaults_off() {
 }
 
 #[test]
+fn features_are_toggled_and_must_be_known() {
+    let (_dir, _path, store) = store();
+    store.create_app("labs").unwrap();
+    assert!(store.app("labs").unwrap().features.is_empty());
+    let on = store
+        .set_feature("labs", "http-fresh-instances", true)
+        .unwrap();
+    assert!(on.features.contains("http-fresh-instances"));
+    // Idempotent, listed with the app, and gone when turned off.
+    store
+        .set_feature("labs", "http-fresh-instances", true)
+        .unwrap();
+    assert_eq!(store.apps().unwrap()[0].features.len(), 1);
+    assert!(
+        store
+            .set_feature("labs", "http-fresh-instances", false)
+            .unwrap()
+            .features
+            .is_empty()
+    );
+    let err = store.set_feature("labs", "warp-drive", true).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(
+        store
+            .set_feature("nope", "http-fresh-instances", true)
+            .is_err()
+    );
+}
+
+#[test]
 fn maintenance_mode_is_toggled() {
     let (_dir, _path, store) = store();
     store.create_app("maint").unwrap();

@@ -197,3 +197,43 @@ pub fn normalize_hostname(hostname: &str) -> Result<String, StoreError> {
     }
     Ok(normalized)
 }
+
+/// Normalizes and checks a network destination: `host` or `host:port`, the host a hostname, an IPv4 address or
+/// an IPv6 address in brackets.
+pub fn check_destination(destination: &str) -> Result<String, StoreError> {
+    let text = destination.trim().to_ascii_lowercase();
+    let invalid = |reason: &str| StoreError::InvalidDestination {
+        destination: destination.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if text.contains("://") || text.contains('/') || text.contains('@') {
+        return Err(invalid("give a host or host:port, not a URL"));
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| invalid("an IPv6 address needs its closing `]`"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid("not an IPv6 address"));
+        }
+        (format!("[{host}]"), after.strip_prefix(':'))
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host.to_string(), Some(port)),
+            None => (text.clone(), None),
+        }
+    };
+    if !host.starts_with('[') && host.parse::<std::net::Ipv4Addr>().is_err() {
+        let name = normalize_hostname(&host).map_err(|_| invalid("not a valid hostname"))?;
+        if name.starts_with("*.") {
+            return Err(invalid("wildcards are not allowed"));
+        }
+    }
+    match port {
+        None => Ok(host),
+        Some(port) => match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(format!("{host}:{p}")),
+            _ => Err(invalid("the port must be a number from 1 to 65535")),
+        },
+    }
+}

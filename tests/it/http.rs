@@ -346,3 +346,140 @@ fn a_sleeping_apps_web_dyno_idles_and_the_next_request_wakes_it() {
     let ps = server.cli(&["ps", "-a", "sleepy", "--json"]).ok().json();
     assert_eq!(ps[0]["state"], "up", "{ps}");
 }
+
+#[test]
+fn the_http_fresh_instances_feature_is_per_app() {
+    let server = Server::start();
+    deploy_probe(&server, "warmapp");
+    deploy_probe(&server, "freshapp");
+    server
+        .cli(&["features:enable", "http-fresh-instances", "-a", "freshapp"])
+        .ok();
+    let list = server.cli(&["features", "-a", "freshapp"]).ok();
+    assert!(list.stdout.contains("[+] http-fresh-instances"), "{list}");
+    let json = server
+        .cli(&["features", "-a", "warmapp", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json[0]["enabled"], false, "{json}");
+
+    // The restarted web dyno takes the feature up: each request gets a new instance; the other app stays warm.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&server, "freshapp.localhost") != 1 || count(&server, "freshapp.localhost") != 1 {
+        assert!(Instant::now() < deadline, "the feature never took effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        assert_eq!(count(&server, "freshapp.localhost"), 1);
+    }
+    let warm: Vec<u64> = (0..3)
+        .map(|_| count(&server, "warmapp.localhost"))
+        .collect();
+    assert!(warm.windows(2).all(|w| w[1] > w[0]), "{warm:?}");
+
+    let out = server
+        .cli(&["features:enable", "no-such-thing", "-a", "freshapp"])
+        .fails();
+    assert!(
+        out.stderr.contains("unknown feature \"no-such-thing\""),
+        "{out}"
+    );
+    assert!(out.stderr.contains("http-fresh-instances"), "{out}");
+}
+
+#[test]
+fn a_guest_reaches_nothing_on_the_network() {
+    let server = Server::start();
+    deploy_probe(&server, "boxed");
+    let api = server.api.strip_prefix("http://").unwrap().to_string();
+    for target in [
+        api.as_str(),
+        server.router.as_str(),
+        "127.0.0.1:9",
+        "10.0.0.1:80",
+    ] {
+        // Outgoing wasi:http: refused by the platform before any connection.
+        let (status, response) = server.get("boxed.localhost", &format!("/fetch?{target}"));
+        assert_eq!(status, 200, "{response}");
+        assert!(
+            body(&response).contains("HttpRequestDenied"),
+            "fetch {target}: {response}"
+        );
+        // wasi:sockets: no address is allowed.
+        let (status, response) = server.get("boxed.localhost", &format!("/connect?{target}"));
+        assert_eq!(status, 200, "{response}");
+        let text = body(&response);
+        assert!(
+            text.contains("error Permission denied") && !text.contains("connected"),
+            "connect {target}: {text}"
+        );
+    }
+}
+
+#[test]
+fn allowed_destinations_are_tried_and_private_addresses_stay_closed() {
+    let server = Server::start();
+    deploy_probe(&server, "netapp");
+    let api = server.api.strip_prefix("http://").unwrap().to_string();
+    server.cli(&["network:allow", &api, "-a", "netapp"]).ok();
+    server
+        .cli(&["network:allow", "no-such-host.invalid:80", "-a", "netapp"])
+        .ok();
+    server
+        .cli(&[
+            "addons:create",
+            "postgres",
+            "--url",
+            "postgres://db.example.invalid:5432/x",
+            "-a",
+            "netapp",
+        ])
+        .ok();
+    let list = server.cli(&["network", "-a", "netapp"]).ok();
+    for want in [
+        api.as_str(),
+        "no-such-host.invalid:80",
+        "db.example.invalid:5432",
+    ] {
+        assert!(list.stdout.contains(want), "{want} missing: {list}");
+    }
+    assert!(list.stdout.contains("addon "), "{list}");
+
+    // The restarted dynos carry the policy. Allowed, yet loopback: refused for its address, not its name.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let (status, response) = server.get("netapp.localhost", &format!("/fetch?{api}"));
+        if status == 200 && !body(&response).contains("HttpRequestDenied") {
+            break body(&response).to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never took effect: {response}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(answer.contains("DestinationIpProhibited"), "{answer}");
+    // Allowed and public-looking: the request is tried (and fails to resolve here).
+    let (_, response) = server.get("netapp.localhost", "/fetch?no-such-host.invalid:80");
+    let text = body(&response);
+    assert!(text.contains("DnsError"), "{text}");
+    // Still never a socket to loopback.
+    let (_, response) = server.get("netapp.localhost", &format!("/connect?{api}"));
+    assert!(body(&response).contains("error"), "{response}");
+
+    // Bad input is told; a removed destination is refused again.
+    let out = server
+        .cli(&["network:allow", "http://x.example/", "-a", "netapp"])
+        .fails();
+    assert!(out.stderr.contains("not a URL"), "{out}");
+    server.cli(&["network:deny", &api, "-a", "netapp"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, response) = server.get("netapp.localhost", &format!("/fetch?{api}"));
+        if body(&response).contains("HttpRequestDenied") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still allowed: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real `wasmdyno` binary, real buildpack scripts, real wasmtime.
 
 mod buildpack;
+mod cache;
 mod components;
 mod drains;
 mod dynos;

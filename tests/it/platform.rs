@@ -426,3 +426,25 @@ fn bad_source_tarballs_are_refused() {
         "nothing was released"
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_gets_no_panic() {
+    let server = Server::start();
+    server.cli(&["apps:create", "chatty"]).ok();
+    server
+        .cli(&["config:set", "-a", "chatty", "A=1", "B=2"])
+        .ok();
+    // Output into a pipe nobody reads any more (as `| head -1` leaves it): every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = server
+        .env
+        .cmd(&["config", "-a", "chatty"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -5,6 +5,8 @@
 //!   /trap        traps before responding
 //!   /spin        loops forever before responding
 //!   /big?n=N     N bytes of 'x', streamed in 64 KiB writes
+//!   /fetch?HOST:PORT    an outgoing wasi:http GET of http://HOST:PORT/: "status N" or "error ..."
+//!   /connect?HOST:PORT  a wasi:sockets TCP connection (std's TcpStream): "connected" or "error ..."
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,6 +61,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 respond(out, 200, b"logged");
             }
             "/trap" => panic!("the probe was asked to trap"),
+            "/fetch" => respond(out, 200, fetch(query).as_bytes()),
+            "/connect" => {
+                let text = match std::net::TcpStream::connect(query) {
+                    Ok(_) => "connected".to_string(),
+                    Err(e) => format!("error {e}"),
+                };
+                respond(out, 200, text.as_bytes());
+            }
             "/spin" => {
                 #[allow(clippy::empty_loop)]
                 loop {}
@@ -89,6 +99,26 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             _ => {
                 let dyno = std::env::var("DYNO").unwrap_or_default();
                 respond(out, 200, format!("count={served} dyno={dyno}\n").as_bytes());
+            }
+        }
+    }
+}
+
+/// GET http://{authority}/ through wasi:http's outgoing handler.
+fn fetch(authority: &str) -> String {
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some("/"));
+    match wasip2::http::outgoing_handler::handle(request, None) {
+        Err(e) => format!("error {e:?}"),
+        Ok(future) => {
+            future.subscribe().block();
+            match future.get() {
+                Some(Ok(Ok(response))) => format!("status {}", response.status()),
+                Some(Ok(Err(e))) => format!("error {e:?}"),
+                other => format!("error {other:?}"),
             }
         }
     }

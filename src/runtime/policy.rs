@@ -1,0 +1,263 @@
+//! The network policy of a dyno: what a guest may connect to.
+//!
+//! A guest reaches nothing by default. An app may allow destinations (`network:allow api.example.com:443`, and the
+//! hosts of its attached add-ons); even then, an address that is loopback, private, link-local, shared (CGNAT),
+//! multicast or unspecified is refused, so a guest never reaches the control API, the router, another app's
+//! dynos or the host's network. Names are resolved by the host when the guest connects, and every address they
+//! resolve to must be public.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Destinations a dyno's guests may connect to: `host` or `host:port` (any port when none is given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetworkPolicy {
+    allowed: Vec<(String, Option<u16>)>,
+}
+
+/// Why a destination was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0} is not an allowed destination of this app (`wasmdyno network:allow` adds one)")]
+    NotAllowed(String),
+    #[error("{host} resolves to {addr}, which is not a public address")]
+    NotPublic { host: String, addr: IpAddr },
+    #[error("cannot resolve {0}")]
+    Unresolved(String),
+}
+
+impl NetworkPolicy {
+    /// A policy allowing `destinations` (`host` or `host:port`, as `network:allow` takes them); entries that do not
+    /// parse are skipped.
+    ///
+    /// ```
+    /// use wasmdyno::runtime::NetworkPolicy;
+    /// let policy = NetworkPolicy::new(["api.example.com:443", "db.example.com"]);
+    /// assert!(policy.allows("API.example.com", 443));
+    /// assert!(!policy.allows("api.example.com", 80));
+    /// assert!(policy.allows("db.example.com", 5432));
+    /// assert!(!NetworkPolicy::default().allows("api.example.com", 443));
+    /// ```
+    pub fn new<S: AsRef<str>>(destinations: impl IntoIterator<Item = S>) -> NetworkPolicy {
+        let allowed = destinations
+            .into_iter()
+            .filter_map(|d| parse_destination(d.as_ref()))
+            .collect();
+        NetworkPolicy { allowed }
+    }
+
+    /// Does the policy name `host` (and `port`)? Addresses are checked separately, by [`NetworkPolicy::resolve`].
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.allowed
+            .iter()
+            .any(|(h, p)| h == host && p.is_none_or(|p| p == port))
+    }
+
+    /// Is nothing allowed?
+    pub fn is_closed(&self) -> bool {
+        self.allowed.is_empty()
+    }
+
+    /// Checks `host:port` against the policy and resolves it; every address must be public.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        if !self.allows(host, port) {
+            return Err(Refusal::NotAllowed(format!("{host}:{port}")));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|_| Refusal::Unresolved(host.to_string()))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Refusal::Unresolved(host.to_string()));
+        }
+        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+            return Err(Refusal::NotPublic {
+                host: host.to_string(),
+                addr: bad.ip(),
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// Resolves every allowed destination now: the addresses a `wasi:sockets` guest may connect to.
+    pub async fn resolve_all(&self) -> Vec<SocketAddr> {
+        let mut all = Vec::new();
+        for (host, port) in &self.allowed {
+            // A destination without a port is resolved with port 0 and matched on the address alone.
+            if let Ok(addrs) = self.resolve(host, port.unwrap_or(0)).await {
+                all.extend(addrs.into_iter().map(|a| {
+                    if port.is_none() {
+                        SocketAddr::new(a.ip(), 0)
+                    } else {
+                        a
+                    }
+                }));
+            }
+        }
+        all
+    }
+}
+
+/// What a component may do with `wasi:sockets`: listen on its loopback `port` (a web component binding `$PORT`)
+/// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port); nothing else.
+pub(crate) fn sockets(
+    builder: &mut wasmtime_wasi::WasiCtxBuilder,
+    port: Option<u16>,
+    reachable: Vec<SocketAddr>,
+) {
+    use wasmtime_wasi::sockets::SocketAddrUse;
+    if port.is_none() && reachable.is_empty() {
+        return; // wasmtime-wasi's default: every address refused
+    }
+    let reachable = std::sync::Arc::new(reachable);
+    let connects = !reachable.is_empty();
+    builder.allow_tcp(true).allow_ip_name_lookup(connects);
+    builder.socket_addr_check(move |addr, usage| {
+        let reachable = reachable.clone();
+        Box::pin(async move {
+            let own_port = port == Some(addr.port()) && addr.ip().is_loopback();
+            match usage {
+                SocketAddrUse::TcpBind => {
+                    own_port || (connects && addr.port() == 0 && addr.ip().is_unspecified())
+                }
+                SocketAddrUse::TcpListen => own_port,
+                // The router's connections, from loopback.
+                SocketAddrUse::TcpAccept => port.is_some() && addr.ip().is_loopback(),
+                SocketAddrUse::TcpConnect => {
+                    is_public(addr.ip())
+                        && reachable.iter().any(|r| {
+                            r.ip() == addr.ip() && (r.port() == 0 || r.port() == addr.port())
+                        })
+                }
+                _ => false,
+            }
+        })
+    });
+}
+
+/// `host` or `host:port` (IPv6 literals in brackets), lowercased.
+fn parse_destination(text: &str) -> Option<(String, Option<u16>)> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.is_empty() || text.contains('/') || text.contains('@') {
+        return None;
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Some((host.to_string(), Some(port.parse().ok()?)))
+        }
+        Some(_) => Some((text.clone(), None)), // a bare IPv6 address
+        None => Some((text.clone(), None)),
+    }
+}
+
+/// Is `ip` a public unicast address (not loopback, private, link-local, shared, multicast, documentation or
+/// unspecified)?
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_never_public() {
+        for addr in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(addr.parse().unwrap()), "{addr}");
+        }
+        for addr in ["8.8.8.8", "93.184.216.34", "2606:4700::1111"] {
+            assert!(is_public(addr.parse().unwrap()), "{addr}");
+        }
+    }
+
+    #[test]
+    fn destinations_parse_with_and_without_ports() {
+        let policy = NetworkPolicy::new([
+            "Api.Example.com:443",
+            "[2606:4700::1111]:53",
+            "db",
+            "bad/path",
+        ]);
+        assert!(policy.allows("api.example.com", 443));
+        assert!(!policy.allows("api.example.com", 444));
+        assert!(policy.allows("[2606:4700::1111]", 53));
+        assert!(policy.allows("db", 1));
+        assert!(!policy.allows("bad", 80));
+    }
+
+    #[tokio::test]
+    async fn allowed_names_that_resolve_privately_are_refused() {
+        let policy = NetworkPolicy::new(["127.0.0.1:8080", "localhost"]);
+        assert_eq!(
+            policy.resolve("127.0.0.1", 8080).await,
+            Err(Refusal::NotPublic {
+                host: "127.0.0.1".into(),
+                addr: "127.0.0.1".parse().unwrap()
+            })
+        );
+        assert!(matches!(
+            policy.resolve("localhost", 80).await,
+            Err(Refusal::NotPublic { .. })
+        ));
+        assert!(matches!(
+            policy.resolve("example.com", 80).await,
+            Err(Refusal::NotAllowed(_))
+        ));
+        assert!(policy.resolve_all().await.is_empty());
+    }
+}
