@@ -5,8 +5,9 @@
 //!
 //!     cargo bench --bench boot [-- RUNS]
 //!
-//! The guest is the WAT probe (`tests/guests/probe.wat`) running `exit 0`; its compiled code is loaded once, as a
-//! release's is.
+//! The guest is the WAT probe (`tests/guests/probe.wat`) running `exit 0`, and a WASI 0.2 command component
+//! (`sample-apps/rust-p2-hello`, built with cargo into target/bench-guests) printing its greeting; compiled code
+//! is loaded once, as a release's is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,7 @@ fn main() {
         .unwrap_or(2000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let probe = wat::parse_file(root.join("tests/guests/probe.wat")).expect("probe.wat compiles");
+    let component = build_component(root);
     let work = tempfile::tempdir().expect("a temporary directory");
 
     let slugs = [
@@ -42,6 +44,14 @@ fn main() {
             make_app(work.path(), "many", &probe, &[], 100_000),
         ),
     ];
+    // The component goes in as the slug's `probe.wasm`, beside 1 MB of data.
+    let component_slug = make_app(
+        work.path(),
+        "component",
+        &component,
+        &[("data.bin", 1 << 20)],
+        0,
+    );
 
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,15 +67,41 @@ fn main() {
         Runtime::new(RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(100))))
             .expect("a pooling runtime");
     let mut baseline = None;
+    let module_argv = ["probe.wasm", "exit", "0"];
+    let component_argv = ["probe.wasm", "bench"];
     let cases = slugs
         .iter()
-        .map(|(name, slug)| (format!("{name}, on demand"), slug, &on_demand))
-        .chain(
-            slugs
-                .iter()
-                .map(|(name, slug)| (format!("{name}, pooling allocator"), slug, &pooled)),
-        );
-    for (name, slug, runtime) in cases {
+        .map(|(name, slug)| {
+            (
+                format!("{name}, on demand"),
+                slug,
+                &on_demand,
+                &module_argv[..],
+            )
+        })
+        .chain(slugs.iter().map(|(name, slug)| {
+            (
+                format!("{name}, pooling allocator"),
+                slug,
+                &pooled,
+                &module_argv[..],
+            )
+        }))
+        .chain([
+            (
+                "component, 1 MB slug, on demand".to_string(),
+                &component_slug,
+                &on_demand,
+                &component_argv[..],
+            ),
+            (
+                "component, 1 MB slug, pooling allocator".to_string(),
+                &component_slug,
+                &pooled,
+                &component_argv[..],
+            ),
+        ]);
+    for (name, slug, runtime, argv) in cases {
         let image = Arc::new(Image::from_slug(slug));
         let (_, wasm) = resolve_module(slug, "probe.wasm").expect("the probe is in the slug");
         let (guest, _) = runtime.load(&wasm).expect("the probe loads");
@@ -74,7 +110,7 @@ fn main() {
         tokio.block_on(async {
             for _ in 0..runs {
                 let spec = RunSpec::new(
-                    vec!["probe.wasm".into(), "exit".into(), "0".into()],
+                    argv.iter().map(|a| a.to_string()).collect(),
                     BTreeMap::new(),
                     DynoSize::default(),
                 )
@@ -98,6 +134,22 @@ fn main() {
             p50.as_secs_f64() / base.as_secs_f64()
         );
     }
+}
+
+/// `sample-apps/rust-p2-hello` built with cargo for wasm32-wasip2.
+fn build_component(root: &Path) -> Vec<u8> {
+    let target = root.join("target/bench-guests");
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .current_dir(root.join("sample-apps/rust-p2-hello"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building sample-apps/rust-p2-hello failed"
+    );
+    std::fs::read(target.join("wasm32-wasip2/release/hello-p2.wasm")).expect("the component")
 }
 
 fn micros(d: Duration) -> f64 {

@@ -91,9 +91,9 @@ pub mod slug;
 mod fsutil;
 
 #[cfg(feature = "platform")]
-pub mod api;
+pub(crate) mod api;
 #[cfg(feature = "platform")]
-pub mod build;
+pub(crate) mod build;
 #[cfg(feature = "platform")]
 #[doc(hidden)]
 pub mod cli;
@@ -102,4 +102,4 @@ pub mod dyno;
 pub(crate) mod git;
 pub mod router;
 #[cfg(feature = "platform")]
-pub mod store;
+pub(crate) mod store;

@@ -73,10 +73,6 @@ impl Frame {
             Frame::Stop => 0,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Reads the next frame; `None` when the stream ends cleanly between frames.
@@ -303,15 +299,21 @@ impl Session {
             write_out.close();
         };
 
+        // The dyno's stdin stays open until the client ends it (or the session ends), not when the reading below
+        // is cancelled: a dyno stopped for idleness must be told by its stop, in order, not by a sudden EOF.
+        let stdin = Arc::new(Mutex::new(Some(stdin)));
+        let read_stdin = stdin.clone();
         let read_out = out.clone();
         let reading = async move {
-            let mut stdin = Some(stdin);
             loop {
                 match read_frame(&mut reader).await {
-                    Ok(Some(Frame::Stdin(data))) if data.is_empty() => stdin = None,
+                    Ok(Some(Frame::Stdin(data))) if data.is_empty() => {
+                        read_stdin.lock().expect("attach stdin").take();
+                    }
                     Ok(Some(Frame::Stdin(data))) => {
                         read_out.touch();
-                        if let Some(tx) = &stdin {
+                        let tx = read_stdin.lock().expect("attach stdin").clone();
+                        if let Some(tx) = tx {
                             // The dyno may have stopped reading for good; its input is then discarded.
                             let _ = tx.send(data).await;
                         }
@@ -352,6 +354,7 @@ impl Session {
             }
         }
         writing.await;
+        drop(stdin);
     }
 }
 

@@ -33,16 +33,6 @@ pub enum ClientError {
     Unexpected { status: u16, body: String },
 }
 
-impl ClientError {
-    /// The API's error id (`not_found`, `conflict`, ...), if the server answered with one.
-    pub fn id(&self) -> Option<&str> {
-        match self {
-            ClientError::Api { id, .. } => Some(id),
-            _ => None,
-        }
-    }
-}
-
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// An API client bound to one server.

@@ -118,8 +118,6 @@ impl BuildRequest {
 #[derive(Debug)]
 pub struct Build {
     pub slug: Packed,
-    /// The name the buildpack's `bin/detect` printed.
-    pub buildpack_name: String,
 }
 
 struct Buildpack {
@@ -253,10 +251,7 @@ pub fn build(req: &BuildRequest, out: &mut dyn FnMut(&str)) -> Result<Build, Bui
         "       Done: {}",
         human_size(packed.bytes.len() as u64)
     ));
-    Ok(Build {
-        slug: packed,
-        buildpack_name: name,
-    })
+    Ok(Build { slug: packed })
 }
 
 struct StepContext<'a> {

@@ -19,7 +19,7 @@ use crate::store::SqliteStore;
 /// stops cleanly on Ctrl-C or SIGTERM. One server per home: a second one refuses to start.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address of the router, which serves apps at http://<app>.localhost:<port>/ (port 0 picks a free port).
+    /// Address of the router, which serves apps at `http://<app>.localhost:<port>/` (port 0 picks a free port).
     #[arg(
         long,
         value_name = "ADDR",

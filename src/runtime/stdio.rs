@@ -82,7 +82,7 @@ impl Input {
     }
 
     /// An input fed by the chunks sent on `chunks`; end of file when every sender is gone. The senders wait
-    /// while the guest has not read what came before (the channel's bound plus [`INPUT_BUFFER`]).
+    /// while the guest has not read what came before (the channel's bound plus 64 KiB).
     pub fn from_channel(chunks: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Input {
         Input::from_reader(ChannelReader {
             chunks,

@@ -25,11 +25,12 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
-pub use validate::{
-    CONFIG_LIMIT, MAX_QUANTITY, check_addon_name, check_app_name, check_config_name,
-    normalize_hostname,
-};
+#[cfg(test)]
+use sqlite::SCHEMA_VERSION;
+pub use sqlite::SqliteStore;
+#[cfg(test)]
+use validate::{CONFIG_LIMIT, MAX_QUANTITY};
+pub use validate::{check_app_name, check_config_name, normalize_hostname};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -513,6 +514,7 @@ fn failpoint_hit(armed: Option<&str>, name: &str) -> bool {
 }
 
 /// Formats unix seconds as an RFC 3339 UTC timestamp, e.g. `2024-05-01T12:00:00Z` (for JSON and logs).
+#[cfg(test)]
 pub fn format_timestamp(secs: i64) -> String {
     let (date, time) = date_time(secs);
     format!("{date}T{time}Z")

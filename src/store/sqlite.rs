@@ -263,6 +263,7 @@ impl SqliteStore {
     }
 
     /// The database file.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

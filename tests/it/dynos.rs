@@ -566,6 +566,10 @@ fn ctrl_c_and_idleness_stop_an_attached_dyno() {
     let out = child.wait_with_output().unwrap();
     drop(held);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("had no input or output"), "{stderr}");
+    let logs = logs(&server, "stopme");
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{logs}");
+    assert!(
+        stderr.contains("had no input or output"),
+        "{stderr}\n{logs}"
+    );
 }
