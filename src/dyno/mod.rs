@@ -506,7 +506,8 @@ impl Inner {
 struct Booted {
     slug: Slug,
     image: Arc<Image>,
-    guests: Mutex<HashMap<String, Guest>>,
+    /// Module path → its compiled guest, loaded once however many dynos boot it at the same moment.
+    guests: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Guest>>>>,
 }
 
 /// Why a dyno could not be started.
@@ -1544,22 +1545,25 @@ impl Supervisor {
         let word = argv.first().cloned().ok_or("the command is empty")?;
         let booted = self.want.booted.clone();
         let (module, wasm) = resolve_module(&booted.slug, &word).map_err(|e| e.to_string())?;
-        if let Some(guest) = booted.guests.lock().expect("guests").get(&module) {
-            let mut argv = argv;
-            argv[0] = module;
-            return Ok((guest.clone(), argv));
-        }
-        let runtime = self.inner.runtime.clone();
-        let guest = tokio::task::spawn_blocking(move || runtime.load(&wasm))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{module}: {e}"))?
-            .0;
-        booted
+        let cell = booted
             .guests
             .lock()
             .expect("guests")
-            .insert(module.clone(), guest.clone());
+            .entry(module.clone())
+            .or_default()
+            .clone();
+        // The first dyno to get here loads (or compiles) the module; the others wait for that one result.
+        let runtime = self.inner.runtime.clone();
+        let guest = cell
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(move || runtime.load(&wasm))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|(guest, _)| guest)
+                    .map_err(|e| format!("{module}: {e}"))
+            })
+            .await?
+            .clone();
         let mut argv = argv;
         argv[0] = module;
         Ok((guest, argv))
