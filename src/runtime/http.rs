@@ -119,8 +119,14 @@ impl WasiHttpView for HttpState {
 
 /// The network policy for outgoing `wasi:http` requests: nothing is reachable.
 /// Outgoing `wasi:http` requests: to the app's allowed destinations on public addresses, nothing else.
-struct Outgoing {
+pub(crate) struct Outgoing {
     policy: Arc<NetworkPolicy>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(policy: Arc<NetworkPolicy>) -> Outgoing {
+        Outgoing { policy }
+    }
 }
 
 type SendResult = wasmtime_wasi_http::Result<(

@@ -506,7 +506,20 @@ struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
     fs: p2fs::FsCtx,
+    /// Outgoing `wasi:http` (a worker calling an API), under the dyno's network policy.
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    outgoing: http::Outgoing,
     limits: DynoLimiter,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for P2State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outgoing,
+        }
+    }
 }
 
 impl p2fs::FsView for P2State {
@@ -567,6 +580,8 @@ impl Runtime {
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
         p2fs::add_to_linker(&mut p2_linker).map_err(RuntimeError::Wasmtime)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut p2_linker)
+            .map_err(RuntimeError::Wasmtime)?;
         let http_linker = http::linker(&engine)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -730,6 +745,8 @@ impl Runtime {
                     wasi: builder.build(),
                     table: ResourceTable::new(),
                     fs: p2fs::FsCtx::new(fs),
+                    http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                    outgoing: http::Outgoing::new(Arc::new(spec.network.clone())),
                     limits,
                 };
                 let mut store = Store::new(&self.engine, state);

@@ -483,3 +483,26 @@ fn allowed_destinations_are_tried_and_private_addresses_stay_closed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_command_component_makes_outgoing_requests_under_the_same_policy() {
+    let server = Server::start();
+    server.cli(&["apps:create", "worker-app"]).ok();
+    let dir = repo().join("tests/guests/fetch-cmd");
+    server
+        .cli(&["deploy", "-a", "worker-app", dir.to_str().unwrap()])
+        .ok();
+    let api = server.api.strip_prefix("http://").unwrap().to_string();
+    // Not allowed: refused by the platform. Allowed but loopback: refused for its address.
+    let out = server
+        .cli(&["run", "-a", "worker-app", "fetch-cmd.wasm", &api])
+        .ok();
+    assert!(out.stdout.contains("HttpRequestDenied"), "{out}");
+    server
+        .cli(&["network:allow", &api, "-a", "worker-app"])
+        .ok();
+    let out = server
+        .cli(&["run", "-a", "worker-app", "fetch-cmd.wasm", &api])
+        .ok();
+    assert!(out.stdout.contains("DestinationIpProhibited"), "{out}");
+}
