@@ -271,7 +271,14 @@ pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
             let slots: u32 = value.trim().parse().map_err(|_| {
                 anyhow::anyhow!("WASMDYNO_POOL_SLOTS={value:?} is not a number of instances")
             })?;
-            Some(crate::runtime::PoolingSettings::new(slots))
+            let mut pool = crate::runtime::PoolingSettings::new(slots);
+            if let Ok(mb) = std::env::var("WASMDYNO_POOL_MEMORY_MB") {
+                let mb: u64 = mb.trim().parse().map_err(|_| {
+                    anyhow::anyhow!("WASMDYNO_POOL_MEMORY_MB={mb:?} is not a number of MiB")
+                })?;
+                pool = pool.with_memory_reservation(mb << 20);
+            }
+            Some(pool)
         }
         _ => None,
     };

@@ -427,6 +427,10 @@ pub struct PoolingSettings {
     pub slots: u32,
     /// Core instances one component may hold; memories and tables are sized from it.
     pub per_component: u32,
+    /// Address space reserved per linear memory, the most one memory can grow to. 4 GiB (the default) lets
+    /// wasmtime elide bounds checks; less packs more slots into the address space (and into `vm.max_map_count`)
+    /// at the cost of explicit checks. The dyno's quota still limits what memories really use.
+    pub memory_reservation: u64,
 }
 
 impl PoolingSettings {
@@ -439,7 +443,19 @@ impl PoolingSettings {
         PoolingSettings {
             slots: slots.max(1),
             per_component: 4,
+            memory_reservation: 4 << 30,
         }
+    }
+
+    /// Reserves `bytes` of address space per linear memory (at least 64 KiB, at most 4 GiB).
+    ///
+    /// ```
+    /// let pool = wasmdyno::PoolingSettings::new(1000).with_memory_reservation(1 << 30);
+    /// assert_eq!(pool.memory_reservation, 1 << 30);
+    /// ```
+    pub fn with_memory_reservation(mut self, bytes: u64) -> PoolingSettings {
+        self.memory_reservation = bytes.clamp(64 << 10, 4 << 30);
+        self
     }
 
     fn allocation_config(&self) -> wasmtime::PoolingAllocationConfig {
@@ -453,8 +469,8 @@ impl PoolingSettings {
             .max_core_instances_per_component(self.per_component)
             .max_memories_per_component(self.per_component)
             .max_tables_per_component(self.per_component)
-            // wasm32 memories reach 4 GiB at most; the dyno's quota limits what they really use.
-            .max_memory_size(4 << 30)
+            // A memory can grow as far as its reservation; the dyno's quota limits what it really uses.
+            .max_memory_size(self.memory_reservation as usize)
             // Go and large Rust programs have big function tables and instance records.
             .table_elements(limits::MAX_TABLE_ELEMENTS)
             .max_core_instance_size(4 << 20);
@@ -550,6 +566,7 @@ fn engine_config() -> wasmtime::Config {
 fn engine_config_with(pooling: Option<&PoolingSettings>) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     if let Some(pooling) = pooling {
+        config.memory_reservation(pooling.memory_reservation);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
             pooling.allocation_config(),
         ));

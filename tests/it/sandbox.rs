@@ -195,4 +195,10 @@ fn the_pooling_allocator_runs_guests_within_the_same_quota() {
         "the same 16 MiB steps fit in eco's 512 MiB either way"
     );
     assert!((28..32).contains(&b), "{b}");
+    // A 1 GiB reservation per memory (denser pools) still holds eco's quota.
+    let dense = Runtime::new(RuntimeConfig::default().with_pooling(Some(
+        PoolingSettings::new(8).with_memory_reservation(1 << 30),
+    )))
+    .unwrap();
+    assert_eq!(steps(&dense), a);
 }
