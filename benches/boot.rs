@@ -9,6 +9,8 @@
 //! (`sample-apps/rust-p2-hello`, built with cargo into target/bench-guests) printing its greeting; compiled code
 //! is loaded once, as a release's is.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ fn main() {
         .unwrap_or(2000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let probe = wat::parse_file(root.join("tests/guests/probe.wat")).expect("probe.wat compiles");
-    let component = build_component(root);
+    let component = common::build_wasip2_sample("rust-p2-hello", "hello-p2.wasm");
     let work = tempfile::tempdir().expect("a temporary directory");
 
     let slugs = [
@@ -134,22 +136,6 @@ fn main() {
             p50.as_secs_f64() / base.as_secs_f64()
         );
     }
-}
-
-/// `sample-apps/rust-p2-hello` built with cargo for wasm32-wasip2.
-fn build_component(root: &Path) -> Vec<u8> {
-    let target = root.join("target/bench-guests");
-    let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
-        .current_dir(root.join("sample-apps/rust-p2-hello"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building sample-apps/rust-p2-hello failed"
-    );
-    std::fs::read(target.join("wasm32-wasip2/release/hello-p2.wasm")).expect("the component")
 }
 
 fn micros(d: Duration) -> f64 {

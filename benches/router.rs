@@ -7,9 +7,10 @@
 //!
 //! Builds `sample-apps/rust-http` for wasm32-wasip2 with cargo first (into target/bench-guests).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5000);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let wasm = build_sample(root);
+    let wasm = common::build_wasip2_sample("rust-http", "rust_http.wasm");
     let work = tempfile::tempdir().expect("a temporary directory");
     let app = work.path().join("app");
     std::fs::create_dir_all(&app).unwrap();
@@ -146,17 +146,4 @@ async fn measure(addr: std::net::SocketAddr, requests: usize) -> (Duration, Dura
     }
     times.sort();
     (times[times.len() / 2], times[times.len() * 99 / 100])
-}
-
-/// The sample's component, built with cargo for wasm32-wasip2.
-fn build_sample(root: &Path) -> Vec<u8> {
-    let target = root.join("target/bench-guests");
-    let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
-        .current_dir(root.join("sample-apps/rust-http"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building sample-apps/rust-http failed");
-    std::fs::read(target.join("wasm32-wasip2/release/rust_http.wasm")).expect("the component")
 }

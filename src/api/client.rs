@@ -51,13 +51,7 @@ impl Client {
         };
         let base = match std::env::var("WASMDYNO_API").ok().filter(|v| !v.is_empty()) {
             Some(url) => url,
-            None => {
-                let text =
-                    std::fs::read_to_string(Announcement::path(home)).map_err(|_| no_server())?;
-                serde_json::from_str::<Announcement>(&text)
-                    .map_err(|_| no_server())?
-                    .api
-            }
+            None => Announcement::read(home).ok_or_else(no_server)?.api,
         };
         let token = match std::env::var("WASMDYNO_TOKEN")
             .ok()
@@ -115,14 +109,7 @@ impl Client {
         if response.status().is_success() {
             return Ok(response);
         }
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Err(error_from(status, &bytes))
+        Err(error_of(response).await)
     }
 
     /// A JSON request and its JSON response, with the response's headers.
@@ -196,20 +183,39 @@ impl Client {
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Err(error_from(status, &bytes));
+            return Err(error_of(response).await);
         }
         let headers = response.headers().clone();
         let upgraded = hyper::upgrade::on(response)
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         Ok((headers, upgraded))
+    }
+
+    /// Sends a source tarball to a builds path (`/apps/{app}/builds?...`) and reads the streamed build: `line` gets
+    /// each output line as it arrives. Ends with the release, or the server's error message, or `None` when the
+    /// stream closed without either.
+    pub async fn build(
+        &self,
+        path: &str,
+        tarball: Vec<u8>,
+        mut line: impl FnMut(&str),
+    ) -> Result<Option<std::result::Result<crate::store::Release, String>>> {
+        let response = self
+            .send(Method::POST, path, "application/gzip", Bytes::from(tarball))
+            .await?;
+        let mut result = None;
+        for_each_line(response.into_body(), |text| {
+            match serde_json::from_slice::<super::BuildEvent>(text) {
+                Ok(super::BuildEvent::Line(text)) => line(&text),
+                Ok(super::BuildEvent::Release(release)) => result = Some(Ok(release)),
+                Ok(super::BuildEvent::Error(e)) => result = Some(Err(e.message)),
+                Err(_) => {}
+            }
+            true
+        })
+        .await;
+        Ok(result)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -257,6 +263,18 @@ pub async fn for_each_line(mut body: hyper::body::Incoming, mut each: impl FnMut
             }
         }
     }
+}
+
+/// The error an unsuccessful response carries in its body.
+async fn error_of(response: hyper::Response<hyper::body::Incoming>) -> ClientError {
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    error_from(status, &bytes)
 }
 
 fn error_from(status: StatusCode, bytes: &[u8]) -> ClientError {

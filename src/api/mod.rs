@@ -36,12 +36,28 @@ pub struct Announcement {
     /// Address of the router, e.g. `127.0.0.1:5000`.
     #[serde(default)]
     pub router: Option<String>,
+    /// The domain apps live under (`WASMDYNO_BASE_DOMAIN`), `localhost` when absent.
+    #[serde(default)]
+    pub base_domain: Option<String>,
     pub pid: u32,
 }
 
 impl Announcement {
     pub fn path(home: &Path) -> PathBuf {
         home.join(SERVER_FILE)
+    }
+
+    /// The server announced in `home`, if one is.
+    pub fn read(home: &Path) -> Option<Announcement> {
+        let text = std::fs::read_to_string(Announcement::path(home)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Where the router serves `app`: `http://<app>.<base domain>:<router port>/`.
+    pub fn app_url(&self, app: &str) -> Option<String> {
+        let port = self.router.as_deref()?.rsplit_once(':')?.1;
+        let domain = self.base_domain.as_deref().unwrap_or("localhost");
+        Some(format!("http://{app}.{domain}:{port}/"))
     }
 }
 

@@ -6,12 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyper::Method;
-use hyper::body::Bytes;
 
 use super::{AppArg, api, block_on};
-use crate::api::BuildEvent;
-use crate::api::client::for_each_line;
 use crate::store::{Release, ReleaseStatus};
 
 /// Build DIR on the server and release it.
@@ -66,28 +62,7 @@ pub(crate) fn deploy(app: &str, dir: &Path, buildpack: Option<&str>) -> anyhow::
         crate::build::human_size(tarball.len() as u64)
     );
     let client = api()?;
-    let outcome = block_on(async {
-        let response = client
-            .send(
-                Method::POST,
-                &path,
-                "application/gzip",
-                Bytes::from(tarball),
-            )
-            .await?;
-        let mut result = None;
-        for_each_line(response.into_body(), |line| {
-            match serde_json::from_slice::<BuildEvent>(line) {
-                Ok(BuildEvent::Line(text)) => eprintln!("{text}"),
-                Ok(BuildEvent::Release(release)) => result = Some(Ok(release)),
-                Ok(BuildEvent::Error(e)) => result = Some(Err(e.message)),
-                Err(_) => {}
-            }
-            true
-        })
-        .await;
-        Ok::<_, crate::api::client::ClientError>(result)
-    })?;
+    let outcome = block_on(client.build(&path, tarball, |text| eprintln!("{text}")))?;
     match outcome {
         Some(Ok(release)) => {
             match release.status {

@@ -9,12 +9,10 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyper::Method;
-use hyper::body::Bytes;
 
 use super::{AppArg, Hint, api, block_on};
-use crate::api::client::{Client, for_each_line};
-use crate::api::{Announcement, BuildEvent, TOKEN_FILE};
+use crate::api::client::Client;
+use crate::api::{Announcement, TOKEN_FILE};
 use crate::git::hook;
 use crate::store::{App, Release, ReleaseStatus};
 
@@ -213,28 +211,7 @@ fn pre_receive(home: &Path, app: &str, input: &str) -> anyhow::Result<Result<(),
     let tarball = archive(&update.new)?;
     let client = Client::discover(home)?;
     let path = format!("/apps/{app}/builds?commit={}", update.new);
-    let outcome = block_on(async {
-        let response = client
-            .send(
-                Method::POST,
-                &path,
-                "application/gzip",
-                Bytes::from(tarball),
-            )
-            .await?;
-        let mut result = None;
-        for_each_line(response.into_body(), |line| {
-            match serde_json::from_slice::<BuildEvent>(line) {
-                Ok(BuildEvent::Line(text)) => say(&text),
-                Ok(BuildEvent::Release(release)) => result = Some(Ok(release)),
-                Ok(BuildEvent::Error(e)) => result = Some(Err(e.message)),
-                Err(_) => {}
-            }
-            true
-        })
-        .await;
-        Ok::<_, crate::api::client::ClientError>(result)
-    });
+    let outcome = block_on(client.build(&path, tarball, say));
     let release: Release = match outcome {
         Ok(Some(Ok(release))) => release,
         Ok(Some(Err(message))) => {
@@ -255,7 +232,7 @@ fn pre_receive(home: &Path, app: &str, input: &str) -> anyhow::Result<Result<(),
         )));
     }
     say(&format!("       Released v{}", release.version));
-    if let Some(url) = app_url(home, app) {
+    if let Some(url) = Announcement::read(home).and_then(|a| a.app_url(app)) {
         say(&format!("       {url} deployed to wasmdyno"));
     }
     Ok(Ok(()))
@@ -286,12 +263,4 @@ fn archive(commit: &str) -> anyhow::Result<Vec<u8>> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&out.stdout)?;
     Ok(gz.finish()?)
-}
-
-/// `http://<app>.localhost:<router port>/`, from the server's announcement.
-fn app_url(home: &Path, app: &str) -> Option<String> {
-    let text = std::fs::read_to_string(Announcement::path(home)).ok()?;
-    let router = serde_json::from_str::<Announcement>(&text).ok()?.router?;
-    let port = router.rsplit(':').next()?;
-    Some(format!("http://{app}.localhost:{port}/"))
 }

@@ -68,6 +68,17 @@ fn is_platform_var(key: &str) -> bool {
     key == "PORT" || key == "DYNO" || key.starts_with("WASMDYNO_")
 }
 
+/// Refuses an environment that names a variable only the platform sets.
+fn refuse_platform_vars(env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    match env.keys().find(|k| is_platform_var(k)) {
+        Some(key) => Err(anyhow::anyhow!(
+            "{key} is set by the platform and cannot be given as a config var"
+        )
+        .context(Hint("remove it from -e / --env-file".into()))),
+        None => Ok(()),
+    }
+}
+
 /// Parses `-e` values: `K=V`, or several separated by `;`.
 pub(crate) fn parse_env_args(values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut env = BTreeMap::new();
@@ -153,16 +164,8 @@ impl RunArgs {
         };
 
         let mut env = slug.manifest().config_vars.clone();
-        if let Some(path) = &self.env_file {
-            env.extend(parse_env_file(path)?);
-        }
-        env.extend(parse_env_args(&self.env)?);
-        if let Some(key) = env.keys().find(|k| is_platform_var(k)) {
-            return Err(anyhow::anyhow!(
-                "{key} is set by the platform and cannot be given as a config var"
-            )
-            .context(Hint("remove it from -e / --env-file".into())));
-        }
+        env.extend(self.given_env()?);
+        refuse_platform_vars(&env)?;
         env.insert("DYNO".into(), format!("run.{}", one_off_number()));
         env.insert("HOME".into(), "/".into());
 
@@ -224,20 +227,21 @@ impl RunArgs {
         std::process::exit(exit.code());
     }
 
-    /// Runs COMMAND as a one-off dyno of `app` in the server, attached over the framed stream of
-    /// [`crate::api::attach`], and exits with its status.
-    fn run_in_server(&self, app: &str) -> anyhow::Result<ExitCode> {
+    /// The config vars given on the command line: --env-file, then -e.
+    fn given_env(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut env = BTreeMap::new();
         if let Some(path) = &self.env_file {
             env.extend(parse_env_file(path)?);
         }
         env.extend(parse_env_args(&self.env)?);
-        if let Some(key) = env.keys().find(|k| is_platform_var(k)) {
-            return Err(anyhow::anyhow!(
-                "{key} is set by the platform and cannot be given as a config var"
-            )
-            .context(Hint("remove it from -e / --env-file".into())));
-        }
+        Ok(env)
+    }
+
+    /// Runs COMMAND as a one-off dyno of `app` in the server, attached over the framed stream of
+    /// [`crate::api::attach`], and exits with its status.
+    fn run_in_server(&self, app: &str) -> anyhow::Result<ExitCode> {
+        let env = self.given_env()?;
+        refuse_platform_vars(&env)?;
         let (command, args) = self.command.split_first().expect("clap requires COMMAND");
         let body = serde_json::json!({
             "command": command,

@@ -64,9 +64,7 @@ pub(crate) async fn serve(
         .open(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        let holder = std::fs::read_to_string(Announcement::path(home))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Announcement>(&t).ok())
+        let holder = Announcement::read(home)
             .map(|a| format!(" (pid {}, API at {})", a.pid, a.api))
             .unwrap_or_default();
         bail!(
@@ -104,6 +102,7 @@ pub(crate) async fn serve(
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
         router: Some(router_addr.to_string()),
+        base_domain: Some(router_settings.base_domain.clone()),
         pid: std::process::id(),
     };
     crate::fsutil::write_atomic(

@@ -101,24 +101,13 @@ fn deploy(name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
             release.version, release.description
         );
     }
-    if let Some(url) = app_url(name) {
+    if let Some(url) =
+        crate::api::Announcement::read(&super::home_dir()).and_then(|a| a.app_url(name))
+    {
         eprintln!("⬢ {name} is served at {url} (Ctrl-C stops following its logs)");
         println!("{url}");
     }
     Ok(())
-}
-
-/// `http://<app>.<base domain>:<router port>/`, from the running server's announcement.
-fn app_url(name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(crate::api::Announcement::path(&super::home_dir())).ok()?;
-    let announced: crate::api::Announcement = serde_json::from_str(&text).ok()?;
-    let port = announced.router?.rsplit_once(':')?.1.to_string();
-    let domain = std::env::var("WASMDYNO_BASE_DOMAIN")
-        .ok()
-        .map(|d| d.trim_matches('.').to_lowercase())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    Some(format!("http://{name}.{domain}:{port}/"))
 }
 
 /// An app name from a directory name: lowercase, dashes for anything else, starting with a letter, 3 to 30

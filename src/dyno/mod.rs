@@ -1234,13 +1234,7 @@ impl Supervisor {
                             self.log(format!("Process exited with status {code}"))
                         }
                         Exit::Trap(trap) => {
-                            // The cause is the last line of wasmtime's report, after the backtrace.
-                            let cause = trap
-                                .lines()
-                                .rev()
-                                .map(str::trim)
-                                .find(|l| !l.is_empty())
-                                .unwrap_or("trap");
+                            let cause = crate::runtime::trap_cause(trap);
                             self.log(format!("Process trapped: {cause}"));
                             if let Some(attach) = &self.attach {
                                 (attach.stderr)(format!("Error: trapped: {trap}\n").as_bytes());

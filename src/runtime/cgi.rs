@@ -149,7 +149,9 @@ impl CgiDyno {
                     drop(permit);
                     guard.disarm();
                     return Err(match run.await {
-                        Ok(Ok(Exit::Trap(trap))) => HttpFailure::Trap(last_line(&trap)),
+                        Ok(Ok(Exit::Trap(trap))) => {
+                            HttpFailure::Trap(super::trap_cause(&trap).to_string())
+                        }
                         Ok(Ok(Exit::Status(code))) => HttpFailure::Trap(format!(
                             "the CGI command exited with status {code} without a complete response head"
                         )),
@@ -181,15 +183,6 @@ impl CgiDyno {
         self.permits.close();
         drained
     }
-}
-
-fn last_line(text: &str) -> String {
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("trap")
-        .to_string()
 }
 
 async fn pump_body<B>(mut body: B, stdin: mpsc::Sender<Vec<u8>>)

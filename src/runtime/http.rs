@@ -324,14 +324,7 @@ impl HttpDyno {
                     Ok(())
                 }
                 Ok(Err(e)) => {
-                    let text = format!("{e:?}");
-                    let cause = text
-                        .lines()
-                        .rev()
-                        .map(str::trim)
-                        .find(|l| !l.is_empty())
-                        .unwrap_or("trap")
-                        .to_string();
+                    let cause = super::trap_cause(&format!("{e:?}")).to_string();
                     (dyno.report)(&format!("Instance trapped and was discarded: {cause}"));
                     Err(HttpFailure::Trap(cause))
                 }

@@ -167,6 +167,17 @@ impl std::str::FromStr for DynoSize {
     }
 }
 
+/// The cause in a trap's report: its last non-empty line, after wasmtime's backtrace (e.g. "wasm trap: wasm
+/// `unreachable` instruction executed").
+pub fn trap_cause(report: &str) -> &str {
+    report
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("trap")
+}
+
 /// Hears a line about a dyno from the platform (for the app's log stream as `wasmdyno[web.1]: ...`).
 pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 

@@ -402,7 +402,12 @@ fn require_app(conn: &Connection, name: &str) -> Result<App, StoreError> {
         .query_row([name], app_from_row)
         .optional()?
         .ok_or_else(|| StoreError::AppNotFound(name.to_owned()))
-        .and_then(|app| with_features(conn, app))
+}
+
+/// [`require_app`] with the app's features: for the calls that return the app, not those that only need it to
+/// exist.
+fn full_app(conn: &Connection, name: &str) -> Result<App, StoreError> {
+    require_app(conn, name).and_then(|app| with_features(conn, app))
 }
 
 /// The app's drains, oldest first.
@@ -684,7 +689,7 @@ impl Store for SqliteStore {
     }
 
     fn app(&self, name: &str) -> Result<App, StoreError> {
-        self.read(|conn| require_app(conn, name))
+        self.read(|conn| full_app(conn, name))
     }
 
     fn apps(&self) -> Result<Vec<App>, StoreError> {
@@ -712,7 +717,7 @@ impl Store for SqliteStore {
 
     fn set_maintenance(&self, app: &str, on: bool) -> Result<App, StoreError> {
         self.write(|tx| {
-            let mut found = require_app(tx, app)?;
+            let mut found = full_app(tx, app)?;
             tx.execute(
                 "UPDATE apps SET maintenance = ?2 WHERE name = ?1",
                 params![app, on],
@@ -739,7 +744,7 @@ impl Store for SqliteStore {
                     params![app, feature],
                 )?;
             }
-            require_app(tx, app)
+            full_app(tx, app)
         })
     }
 
@@ -788,7 +793,7 @@ impl Store for SqliteStore {
 
     fn set_sleep(&self, app: &str, on: bool) -> Result<App, StoreError> {
         self.write(|tx| {
-            let mut found = require_app(tx, app)?;
+            let mut found = full_app(tx, app)?;
             tx.execute(
                 "UPDATE apps SET sleep = ?2 WHERE name = ?1",
                 params![app, on],
