@@ -14,25 +14,9 @@ fn deploy(server: &Server, app: &str, procfile: &str) {
         .ok();
 }
 
-/// The app's log lines (up to 1,500).
-fn logs(server: &Server, app: &str) -> String {
-    server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout
-}
-
-/// Waits until `check` holds on the app's logs (bounded).
+/// Waits until `check` holds on the app's logs (30 s at most).
 fn wait_logs(server: &Server, app: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = logs(server, app);
-        if check(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; logs:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::wait_logs(server, app, what, Duration::from_secs(30), check)
 }
 
 fn states(server: &Server, app: &str) -> Vec<(String, String)> {

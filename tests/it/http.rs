@@ -8,19 +8,25 @@ use crate::support::*;
 
 /// Deploys the http probe as `app` and waits until its web dyno answers.
 fn deploy_probe(server: &Server, app: &str) {
+    deploy_and_get(server, app, "tests/guests/http-probe", "/");
+}
+
+/// Creates `app`, deploys the repository's directory `dir` to it, and waits until a GET of `path` through the
+/// router answers 200; returns that response.
+fn deploy_and_get(server: &Server, app: &str, dir: &str, path: &str) -> String {
     server.cli(&["apps:create", app]).ok();
-    let dir = repo().join("tests/guests/http-probe");
+    let dir = repo().join(dir);
     server
         .cli(&["deploy", "-a", app, dir.to_str().unwrap()])
         .ok();
     let host = format!("{app}.localhost");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, _) = server.get(&host, "/");
+        let (status, response) = server.get(&host, path);
         if status == 200 {
-            return;
+            return response;
         }
-        assert!(Instant::now() < deadline, "the web dyno never answered");
+        assert!(Instant::now() < deadline, "never answered: {response}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -40,19 +46,9 @@ fn count(server: &Server, host: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count in {text:?}"))
 }
 
+/// Waits until `check` holds on the app's logs (20 s at most).
 fn wait_logs(server: &Server, app: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout;
-        if check(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::wait_logs(server, app, what, Duration::from_secs(20), check)
 }
 
 #[test]
@@ -177,26 +173,13 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 #[test]
 fn a_go_net_http_cgi_app_is_served_one_run_per_request() {
     let server = Server::start();
-    server.cli(&["apps:create", "gocgi"]).ok();
-    let dir = repo().join("sample-apps/go-cgi");
-    server
-        .cli(&["deploy", "-a", "gocgi", dir.to_str().unwrap()])
-        .ok();
+    let response = deploy_and_get(&server, "gocgi", "sample-apps/go-cgi", "/hello?a=1");
     let ps = server.cli(&["ps", "-a", "gocgi"]).ok();
     assert!(
         ps.stdout.contains("cgi go-cgi.wasm"),
         "the buildpack's default: {ps}"
     );
     let host = "gocgi.localhost";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let response = loop {
-        let (status, response) = server.get(host, "/hello?a=1");
-        if status == 200 {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "never answered: {response}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
     let text = body(&response);
     assert!(
         text.contains("Hello from Go CGI on wasmdyno (web.1)"),
@@ -283,20 +266,7 @@ fn up_starts_the_platform_deploys_and_prints_the_url() {
 #[test]
 fn a_component_that_binds_port_is_a_web_dyno_and_reaches_nothing_else() {
     let server = Server::start();
-    server.cli(&["apps:create", "p2web"]).ok();
-    let dir = repo().join("sample-apps/rust-p2-web");
-    server
-        .cli(&["deploy", "-a", "p2web", dir.to_str().unwrap()])
-        .ok();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let response = loop {
-        let (status, response) = server.get("p2web.localhost", "/there");
-        if status == 200 {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "never answered: {response}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let response = deploy_and_get(&server, "p2web", "sample-apps/rust-p2-web", "/there");
     let text = body(&response);
     assert!(
         text.contains("Hello from a Rust component on $PORT (web.1)"),

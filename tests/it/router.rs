@@ -7,16 +7,12 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, check: impl FnMut() -> bool) {
+    crate::support::wait_until(what, Duration::from_secs(60), check);
 }
 
 /// The router-probe guest as a slug, built once per run.
@@ -230,10 +226,6 @@ impl Drop for Tail {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn logs(server: &Server, app: &str) -> String {
-    server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout
 }
 
 fn router_logs(server: &Server, app: &str) -> String {

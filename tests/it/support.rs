@@ -327,3 +327,42 @@ impl Drop for Server {
         self.terminate();
     }
 }
+
+/// Waits, polling every 50 ms, until `check` holds; fails naming `what` after `within`.
+pub fn wait_until(what: &str, within: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The app's log lines (up to 1,500).
+pub fn logs(server: &Server, app: &str) -> String {
+    server.cli(&["logs", "-a", app, "-n", "1500"]).ok().stdout
+}
+
+/// Waits until `check` holds on the app's logs; fails with the logs after `within`. Returns them.
+pub fn wait_logs(
+    server: &Server,
+    app: &str,
+    what: &str,
+    within: std::time::Duration,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = logs(server, app);
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; logs:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
