@@ -16,11 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmdyno::runtime::vfs::Image;
-use wasmdyno::runtime::{
-    DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
-};
-use wasmdyno::slug::{Limits, PackOptions, Slug, pack};
+use wasmdyno::Image;
+use wasmdyno::{DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module};
+use wasmdyno::{Limits, PackOptions, Slug, pack};
 
 fn main() {
     let runs: usize = std::env::args()

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use wasmdyno::runtime::http::HttpSettings;
-use wasmdyno::runtime::{DynoSize, RunSpec, Runtime, RuntimeConfig, resolve_module};
-use wasmdyno::slug::{Limits, PackOptions, Slug, pack};
+use wasmdyno::HttpSettings;
+use wasmdyno::{DynoSize, RunSpec, Runtime, RuntimeConfig, resolve_module};
 use wasmdyno::{Edge, EdgeSettings};
+use wasmdyno::{Limits, PackOptions, Slug, pack};
 
 fn main() {
     let requests: usize = std::env::args()

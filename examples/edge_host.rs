@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmdyno::edge::Central;
+use wasmdyno::Central;
 use wasmdyno::{Edge, EdgeSettings, LogLine, Runtime, RuntimeConfig};
 
 struct Args {

@@ -40,23 +40,33 @@ pub enum EdgeError {
     Slug(#[from] SlugError),
     /// The slug's archive does not hash to the sha256 its release names.
     #[error("slug {expected}: the archive's sha256 is {actual}")]
-    Sha256Mismatch { expected: String, actual: String },
+    Sha256Mismatch {
+        /// The sha256 the release names.
+        expected: String,
+        /// The sha256 of the archive received.
+        actual: String,
+    },
     /// Reading a folder or file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The folder or file.
         path: PathBuf,
+        /// What went wrong.
         source: std::io::Error,
     },
     /// Talking to the central server failed.
     #[error("central server: {0}")]
     Central(String),
+    /// The app is unknown, or has no release to change yet: deploy it first.
+    #[error("{0} has no release: deploy it first")]
+    NoRelease(String),
 }
 
 /// What should run, in memory: apps and their current releases, slugs in a folder as `<sha256>.tar.gz`.
 ///
 /// ```
 /// use wasmdyno::{AppSpec, ReleaseSpec, Source};
-/// use wasmdyno::edge::MemorySource;
+/// use wasmdyno::MemorySource;
 ///
 /// let source = MemorySource::new("/var/lib/edge/slugs");
 /// source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, "ab12")));
@@ -99,6 +109,28 @@ impl MemorySource {
         apps.insert(app.name.clone(), (app, release));
     }
 
+    /// Changes an app's current release in place; false (and nothing changed) if the app has no release.
+    ///
+    /// ```
+    /// use wasmdyno::{AppSpec, DynoSize, MemorySource, ReleaseSpec, Source};
+    ///
+    /// let source = MemorySource::new("/var/lib/edge/slugs");
+    /// assert!(!source.update("hello", |release| release.version += 1));
+    /// source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, "ab12")));
+    /// assert!(source.update("hello", |release| *release = release.clone().scale("web", 2, DynoSize::Eco)));
+    /// assert_eq!(source.release("hello").unwrap().unwrap().formation["web"].quantity, 2);
+    /// ```
+    pub fn update(&self, app: &str, change: impl FnOnce(&mut ReleaseSpec)) -> bool {
+        let mut apps = self.apps.write().expect("apps");
+        match apps.get_mut(app).and_then(|(_, release)| release.as_mut()) {
+            Some(release) => {
+                change(release);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Forgets an app; false if there was none.
     ///
     /// ```
@@ -118,11 +150,11 @@ impl MemorySource {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// use wasmdyno::{EdgeError, MemorySource, Source};
     ///
     /// let work = tempfile::tempdir()?;
@@ -406,6 +438,67 @@ impl Edge {
         self.apply(&name).await;
     }
 
+    /// Runs `quantity` dynos of `app`'s process type `kind` at `size`, as `wasmdyno ps:scale kind=quantity:size`
+    /// does: starts the missing ones, stops extra ones (0 stops them all) and replaces those of another size. The
+    /// release stays the same.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), wasmdyno::EdgeError> {
+    /// use wasmdyno::DynoSize;
+    ///
+    /// edge.scale("hello", "worker", 2, DynoSize::Basic).await?;
+    /// edge.scale("hello", "worker", 0, DynoSize::Basic).await?; // stops them
+    /// # Ok(()) }
+    /// ```
+    pub async fn scale(
+        &self,
+        app: &str,
+        kind: &str,
+        quantity: u32,
+        size: DynoSize,
+    ) -> Result<(), EdgeError> {
+        let changed = self.source.update(app, |release| {
+            release
+                .formation
+                .insert(kind.to_string(), Scale::new(quantity, size));
+        });
+        if !changed {
+            return Err(EdgeError::NoRelease(app.to_string()));
+        }
+        self.apply(app).await;
+        Ok(())
+    }
+
+    /// Sets (`Some`) or unsets (`None`) config vars of `app` as a new release, as `wasmdyno config:set` does: its
+    /// dynos restart with them, web dynos with preboot. Returns the new release's version.
+    ///
+    /// ```no_run
+    /// # async fn host(edge: wasmdyno::Edge) -> Result<(), wasmdyno::EdgeError> {
+    /// let version = edge.set_config("hello", [("GREETING", Some("hi")), ("DEBUG", None)]).await?;
+    /// println!("hello is at v{version}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_config<K: Into<String>, V: Into<String>>(
+        &self,
+        app: &str,
+        vars: impl IntoIterator<Item = (K, Option<V>)>,
+    ) -> Result<u64, EdgeError> {
+        let mut version = None;
+        self.source.update(app, |release| {
+            for (name, value) in vars {
+                match value {
+                    Some(value) => release.config.insert(name.into(), value.into()),
+                    None => release.config.remove(&name.into()),
+                };
+            }
+            release.version += 1;
+            version = Some(release.version);
+        });
+        let version = version.ok_or_else(|| EdgeError::NoRelease(app.to_string()))?;
+        self.apply(app).await;
+        Ok(version)
+    }
+
     /// Stops and forgets `app`.
     ///
     /// ```no_run
@@ -567,7 +660,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
-    /// let central = wasmdyno::edge::Central::new("http://10.0.0.1:5001", std::env::var("WASMDYNO_TOKEN")?)?;
+    /// let central = wasmdyno::Central::new("http://10.0.0.1:5001", std::env::var("WASMDYNO_TOKEN")?)?;
     /// loop {
     ///     if edge.follow(&central, "hello").await? {
     ///         println!("hello: new release");
@@ -613,7 +706,7 @@ impl Edge {
 /// A client of a central `wasmdyno serve`'s API, for [`Edge::follow`]: `http://HOST:PORT` and its API token.
 ///
 /// ```
-/// let central = wasmdyno::edge::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
+/// let central = wasmdyno::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
 /// assert_eq!(central.address().port(), 5001);
 /// ```
 #[derive(Debug, Clone)]
@@ -626,7 +719,7 @@ impl Central {
     /// The server at `url` (`http://IP:PORT`, as `wasmdyno serve` announces it).
     ///
     /// ```
-    /// use wasmdyno::edge::Central;
+    /// use wasmdyno::Central;
     /// assert!(Central::new("http://127.0.0.1:5001/", "TOKEN").is_ok());
     /// assert!(Central::new("https://central.example.com", "TOKEN").is_err());
     /// ```
@@ -645,7 +738,7 @@ impl Central {
     /// The server's address.
     ///
     /// ```
-    /// let central = wasmdyno::edge::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
+    /// let central = wasmdyno::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
     /// assert_eq!(central.address().to_string(), "10.0.0.1:5001");
     /// ```
     pub fn address(&self) -> SocketAddr {
@@ -655,7 +748,7 @@ impl Central {
     /// The app and its current release (with formation) as the server has them; `None` if it has no such app.
     ///
     /// ```no_run
-    /// # async fn pull(central: wasmdyno::edge::Central) -> Result<(), wasmdyno::EdgeError> {
+    /// # async fn pull(central: wasmdyno::Central) -> Result<(), wasmdyno::EdgeError> {
     /// if let Some((app, Some(release))) = central.current("hello").await? {
     ///     println!("{} runs v{} of slug {:?}", app.name, release.version, release.slug);
     /// }
@@ -698,7 +791,7 @@ impl Central {
     /// The slug `sha256` of `app`, as bytes (verify them: [`MemorySource::add_slug`]).
     ///
     /// ```no_run
-    /// # async fn pull(central: wasmdyno::edge::Central, source: wasmdyno::MemorySource) -> Result<(), wasmdyno::EdgeError> {
+    /// # async fn pull(central: wasmdyno::Central, source: wasmdyno::MemorySource) -> Result<(), wasmdyno::EdgeError> {
     /// let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     /// let bytes = central.slug("hello", sha).await?;
     /// source.add_slug(&bytes, Some(sha), Default::default())?;

@@ -1,7 +1,8 @@
+#![warn(missing_docs)]
 //! wasmdyno: a Heroku-style platform whose dynos are WebAssembly sandboxes.
 //!
-//! Data flows one way: source → build (buildpacks) → [slug] → release → formation → dynos run by the [runtime],
-//! fronted by the [router] and the [logplex]. The `wasmdyno` binary (feature `platform`, on by default) adds the
+//! Data flows one way: source → build (buildpacks) → [slug](Slug) → release → formation → dynos run by the
+//! [runtime](Runtime), fronted by the [router](Router) and the [logplex](Logplex). The `wasmdyno` binary (feature `platform`, on by default) adds the
 //! state store, the control API, the build system and the command line; without it (`default-features = false`)
 //! the crate is what an edge host embeds, with no SQLite, git or buildpack code.
 //!
@@ -16,15 +17,18 @@
 //! - A [`Source`] says what should run: apps and their current [`ReleaseSpec`] (slug, config vars, formation of
 //!   [`Scale`]s with a [`DynoSize`]). [`MemorySource`] keeps that in memory.
 //! - A [`Manager`] starts and stops the dynos a source asks for ([`Manager::reconcile`]), with supervision,
-//!   restarts, preboot and graceful stop; [`Manager::run_one_off`] runs a one-off dyno, and [`Runtime::run`]
-//!   runs a guest directly and returns its [`Exit`] status.
+//!   restarts, preboot and graceful stop; [`Manager::run_one_off`] runs a one-off dyno of an app.
+//! - [`Runtime::prepare`] readies a slug's command (a process type, a command line or a module) as a one-off dyno,
+//!   and [`Runtime::run`] runs it and returns its [`Exit`] status.
 //! - A [`Router`] serves the web dynos: [`Router::serve`] on a listener, or [`Router::service`] (a hyper
 //!   `Service`) in the host's own hyper server.
 //! - App log lines go to a [`LogSink`] the host gives ([`Edge::logs`]).
 //! - [`Edge`] puts these together for an edge host: a folder of slugs ([`Edge::sync_dir`]) or a central
-//!   `wasmdyno serve` to follow ([`Edge::follow`] with [`edge::Central`]), each new release applied with preboot.
+//!   `wasmdyno serve` to follow ([`Edge::follow`] with [`Central`]), each new release applied with preboot;
+//!   [`Edge::deploy`], [`Edge::scale`] and [`Edge::set_config`] change what runs from the host's own code.
 //!
-//! `wasmdyno serve` is built from the same parts, over a source backed by its state store.
+//! `wasmdyno serve` is built from the same parts, over a source backed by its state store, and `wasmdyno run`
+//! runs a local one-off dyno with [`Runtime::prepare`]. Everything not re-exported here is private to the crate.
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,62 +48,56 @@
 //!
 //! `examples/edge_host.rs` is a complete edge host.
 
-/// The dyno manager and what it runs.
-pub use dyno::{AppSpec, Manager, ReleaseSpec, Scale, Source, SourceError};
-/// An edge host's parts.
-pub use edge::{Edge, EdgeError, EdgeSettings, LogSink, MemorySource};
-/// App log lines.
-pub use logplex::{LogLine, Logplex};
-/// The router.
-pub use router::{Router, RouterService};
-/// The sandbox: a [`Runtime`] runs a guest of a slug once and returns its [`Exit`] status.
-///
-/// ```no_run
-/// # async fn one_off() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::collections::BTreeMap;
-/// use std::sync::Arc;
-/// use wasmdyno::{DynoSize, RunSpec, Runtime, RuntimeConfig, Slug};
-///
-/// let slug = Slug::open("hello.tar.gz".as_ref(), Default::default())?;
-/// let runtime = Runtime::new(RuntimeConfig::default().with_cache_dir(Some("/var/cache/wasmdyno".into())))?;
-/// let (module, wasm) = wasmdyno::runtime::resolve_module(&slug, "hello.wasm")?;
-/// let (guest, _cached) = runtime.load(&wasm)?;
-/// let image = Arc::new(wasmdyno::runtime::vfs::Image::from_slug(&slug));
-/// let spec = RunSpec::new(vec![module], BTreeMap::new(), DynoSize::default())
-///     .with_image(image)
-///     .with_host_stdio();
-/// let exit = runtime.run(&guest, spec).await?;
-/// println!("exit status {}", exit.code());
-/// # Ok(()) }
-/// ```
-pub use runtime::{DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig};
-/// Slugs: [`Slug::open`] reads one and checks the sha256 of every file.
-///
-/// ```no_run
-/// let slug = wasmdyno::Slug::open("hello.tar.gz".as_ref(), wasmdyno::Limits::default())?;
-/// println!("{} runs {:?}", slug.sha256(), slug.manifest().process_types);
-/// # Ok::<(), wasmdyno::slug::SlugError>(())
-/// ```
-pub use slug::{Limits, Slug};
+// The public API is what this file re-exports; the modules behind it stay private.
 
-pub mod edge;
-pub mod logplex;
-pub mod procfile;
-pub mod runtime;
-pub mod slug;
+// Slugs.
+pub use slug::{FileEntry, Limits, Manifest, PackOptions, Packed, Slug, SlugError, pack};
 
+// The sandbox.
+pub use runtime::http::{HttpDyno, HttpFailure, HttpSettings};
+pub use runtime::net::{Connection, Listener, NetError};
+pub use runtime::stdio::{Input, Output};
+pub use runtime::vfs::Image;
+pub use runtime::{
+    CacheOutcome, DynoSize, Exit, Guest, NetworkPolicy, PoolingSettings, Prepared, Report, RunSpec,
+    Runtime, RuntimeConfig, RuntimeError, resolve_module,
+};
+
+// The dyno manager and what it runs.
+pub use dyno::{
+    AppSpec, Attach, DynoError, DynoInfo, Manager, ReleaseSpec, Scale, Settings as ManagerSettings,
+    Source, SourceError, State as DynoState,
+};
+
+// Logs.
+pub use logplex::{
+    Filter, LogLine, Logplex, ParseTimestampError, Session, SessionOptions, Source as LogSource,
+    UnknownSource,
+};
+
+// The router.
+pub use router::{Router, RouterService, Routes, Settings as RouterSettings};
+
+// An edge host's parts.
+pub use edge::{Central, Edge, EdgeError, EdgeSettings, LogSink, MemorySource};
+
+mod dyno;
+mod edge;
 mod fsutil;
+mod logplex;
+mod procfile;
+mod router;
+mod runtime;
+mod slug;
 
 #[cfg(feature = "platform")]
-pub(crate) mod api;
+mod api;
 #[cfg(feature = "platform")]
-pub(crate) mod build;
+mod build;
 #[cfg(feature = "platform")]
 #[doc(hidden)]
 pub mod cli;
-pub mod dyno;
 #[cfg(feature = "platform")]
-pub(crate) mod git;
-pub mod router;
+mod git;
 #[cfg(feature = "platform")]
-pub(crate) mod store;
+mod store;

@@ -5,22 +5,27 @@
 //! references and expanded from the dyno's environment when the dyno starts ([`Command::expand`]). Shell operators
 //! are refused: a dyno runs one WebAssembly module, there is no shell to run pipelines.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "platform")]
+use std::collections::HashMap;
 use std::fmt;
 
 /// The first word that asks for a CGI web dyno: `web: cgi app.wasm`.
 pub const CGI: &str = "cgi";
 
 /// The process type run before a release goes live.
+#[cfg(feature = "platform")]
 pub const RELEASE_TYPE: &str = "release";
 
 /// A parsed Procfile: process type → command, in a stable order.
+#[cfg(feature = "platform")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Procfile {
     pub types: BTreeMap<String, Command>,
 }
 
 /// What was wrong with a Procfile or a command, and where.
+#[cfg(feature = "platform")]
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProcfileError {
     #[error("Procfile line {line}: expected `type: command`, found no colon in {text:?}")]
@@ -41,6 +46,7 @@ pub enum ProcfileError {
     Command { line: usize, reason: CommandError },
 }
 
+#[cfg(feature = "platform")]
 fn line_prefix(line: usize) -> String {
     if line == 0 {
         String::new()
@@ -80,6 +86,7 @@ pub fn is_valid_type(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+#[cfg(feature = "platform")]
 impl Procfile {
     /// Parses a Procfile, naming the line of the first mistake.
     pub fn parse(text: &str) -> Result<Self, ProcfileError> {
@@ -180,6 +187,24 @@ impl Command {
         })
     }
 
+    /// What `wasmdyno run COMMAND ARGS...` runs: `command` is a process type of `process_types` (the slug's
+    /// Procfile), with `args` appended; otherwise, with no `args`, a command line; otherwise literal words.
+    pub fn resolve(
+        process_types: &BTreeMap<String, String>,
+        command: &str,
+        args: &[String],
+    ) -> Result<Self, CommandError> {
+        if let Some(line) = process_types.get(command) {
+            return Ok(Command::parse(line)?.with_args(args));
+        }
+        if args.is_empty() {
+            return Command::parse(command);
+        }
+        let mut argv = vec![command.to_string()];
+        argv.extend(args.iter().cloned());
+        Command::from_argv(&argv)
+    }
+
     /// The command as written.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -191,6 +216,7 @@ impl Command {
     }
 
     /// The word naming the module, when it is literal (it is for every command a build accepts).
+    #[cfg(feature = "platform")]
     pub fn module_word(&self) -> Option<String> {
         self.literal_word(usize::from(self.is_cgi()))
     }
@@ -412,7 +438,7 @@ fn parse_var(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "platform"))]
 mod tests {
     use super::*;
 

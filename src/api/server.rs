@@ -21,10 +21,9 @@ use crate::build::BuildRequest;
 use crate::dyno::{DynoInfo, Manager, Settings};
 use crate::logplex::drain::{DrainSettings, DrainSpec, DrainStatus, Drains};
 use crate::logplex::{Filter, LineWriter, LogLine, Logplex, SessionOptions, Source};
-use crate::procfile::Command;
+use crate::procfile::RELEASE_TYPE;
 use crate::runtime::stdio::Output;
-use crate::runtime::vfs::Image;
-use crate::runtime::{Exit, RunSpec, Runtime, resolve_module};
+use crate::runtime::{Exit, Runtime};
 use crate::slug::{Limits, Slug, SlugStore};
 use crate::store::{
     Addon, App, Drain, ErrorKind, FormationEntry, NewAddon, NewRelease, Release, ScaleChange,
@@ -155,7 +154,7 @@ impl Platform {
                 .open_slug(sha)?
                 .manifest()
                 .process_types
-                .contains_key("release")),
+                .contains_key(RELEASE_TYPE)),
             None => Ok(false),
         }
     }
@@ -241,26 +240,16 @@ impl Platform {
     ) -> Result<(bool, String), String> {
         let sha = release.slug.as_deref().ok_or("the release has no slug")?;
         let slug = self.open_slug(sha).map_err(|e| e.message)?;
-        let command = slug
-            .manifest()
-            .process_types
-            .get("release")
-            .ok_or("no release process type")?;
-        let command = Command::parse(command).map_err(|e| e.to_string())?;
-        let mut env = slug.manifest().config_vars.clone();
-        env.extend(release.config.clone());
+        let mut env = release.config.clone();
         env.insert("DYNO".into(), format!("release.{}", release.version));
         env.insert("WASMDYNO_RELEASE".into(), format!("v{}", release.version));
-        env.insert("HOME".into(), "/".into());
-        let argv = command.expand(&|key| env.get(key).cloned());
-        let word = argv.first().ok_or("the release command is empty")?;
-        let (module, wasm) = resolve_module(&slug, word).map_err(|e| e.to_string())?;
         let runtime = self.runtime.clone();
-        let guest = tokio::task::spawn_blocking(move || runtime.load(&wasm))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{module}: {e}"))?
-            .0;
+        let mut prepared = tokio::task::spawn_blocking(move || {
+            runtime.prepare(&slug, RELEASE_TYPE, &[], env, Default::default())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
 
         let captured = Arc::new(Mutex::new(Vec::new()));
         let sink = captured.clone();
@@ -273,15 +262,11 @@ impl Platform {
                 out(data);
             }
         });
-        let mut argv = argv;
-        argv[0] = module;
-        let mut spec = RunSpec::new(argv, env, Default::default())
-            .with_image(Arc::new(Image::from_slug(&slug)));
-        spec.stdout = capture.clone();
-        spec.stderr = capture;
+        prepared.spec.stdout = capture.clone();
+        prepared.spec.stderr = capture;
         let exit = self
             .runtime
-            .run(&guest, spec)
+            .run(&prepared.guest, prepared.spec)
             .await
             .map_err(|e| e.to_string())?;
         let mut output = String::from_utf8_lossy(&captured.lock().expect("capture")).into_owned();

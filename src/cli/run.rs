@@ -8,11 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::Hint;
-use crate::procfile::Command;
-use std::sync::Arc;
-
-use crate::runtime::vfs::Image;
-use crate::runtime::{CacheOutcome, DynoSize, Exit, RunSpec, resolve_module};
+use crate::runtime::{CacheOutcome, DynoSize, Exit, RuntimeError};
 use crate::slug::Slug;
 
 /// Run a one-off dyno: a process type or a module, attached to this terminal.
@@ -163,34 +159,29 @@ impl RunArgs {
             (None, None) => unreachable!("handled above"),
         };
 
-        let mut env = slug.manifest().config_vars.clone();
-        env.extend(self.given_env()?);
+        let mut env = self.given_env()?;
         refuse_platform_vars(&env)?;
         env.insert("DYNO".into(), format!("run.{}", one_off_number()));
-        env.insert("HOME".into(), "/".into());
-
-        let command = self.command(&slug)?;
-        let lookup = |key: &str| env.get(key).cloned();
-        let argv = command.expand(&lookup);
-        let Some(word) = argv.first().cloned() else {
-            bail!("command {:?} expands to nothing", command.as_str());
-        };
-        let (module_path, wasm) = resolve_module(&slug, &word).map_err(|e| {
-            let types: Vec<_> = slug.manifest().process_types.keys().cloned().collect();
-            anyhow::Error::new(e).context(Hint(format!(
-                "COMMAND is a process type ({}) or a module path in the slug",
-                if types.is_empty() {
-                    "none defined".into()
-                } else {
-                    types.join(", ")
+        let (command, args) = self.command.split_first().expect("clap requires COMMAND");
+        let prepared = runtime
+            .prepare(&slug, command, args, env, self.size)
+            .map_err(|e| match e {
+                RuntimeError::NoSuchModule { .. } => {
+                    let types: Vec<_> = slug.manifest().process_types.keys().cloned().collect();
+                    anyhow::Error::new(e).context(Hint(format!(
+                        "COMMAND is a process type ({}) or a module path in the slug",
+                        if types.is_empty() {
+                            "none defined".into()
+                        } else {
+                            types.join(", ")
+                        }
+                    )))
                 }
-            )))
-        })?;
-        let (guest, outcome) = runtime
-            .load(&wasm)
-            .with_context(|| format!("cannot load {module_path}"))?;
+                e => anyhow::Error::new(e).context(format!("cannot run {command:?}")),
+            })?;
+        let module_path = prepared.spec.argv[0].clone();
         if self.verbose {
-            match &outcome {
+            match &prepared.cache {
                 CacheOutcome::Hit(path) => eprintln!("compiled-code cache hit: {}", path.display()),
                 CacheOutcome::Compiled(path, took) => eprintln!(
                     "compiled-code cache miss: compiled in {:.2}s, stored {}",
@@ -205,13 +196,7 @@ impl RunArgs {
                 }
             }
         }
-
-        // argv[0] names the module that runs, as the guest sees it (`app.wat` in a Procfile runs `app.wasm`).
-        let mut argv = argv;
-        argv[0] = module_path.clone();
-        let spec = RunSpec::new(argv, env, self.size)
-            .with_image(Arc::new(Image::from_slug(&slug)))
-            .with_host_stdio();
+        let (guest, spec) = (prepared.guest, prepared.spec.with_host_stdio());
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -260,20 +245,6 @@ impl RunArgs {
         use std::io::Write;
         let _ = std::io::stdout().flush();
         std::process::exit(status);
-    }
-
-    /// COMMAND is a process type (its command, plus ARGS), one quoted command line (`"app.wasm --x $FOO"`,
-    /// expanded like a Procfile command), or a module and its literal arguments.
-    fn command(&self, slug: &Slug) -> anyhow::Result<Command> {
-        let (first, args) = self.command.split_first().expect("clap requires COMMAND");
-        if let Some(command) = slug.manifest().process_types.get(first) {
-            return Ok(Command::parse(command)?.with_args(args));
-        }
-        if args.is_empty() && first.contains(char::is_whitespace) {
-            return Command::parse(first)
-                .with_context(|| format!("cannot parse command {first:?}"));
-        }
-        Ok(Command::from_argv(&self.command)?)
     }
 }
 

@@ -28,7 +28,7 @@ use crate::slug::{Limits, Slug};
 /// What the dyno manager and the router run: the apps, and each app's current release and formation.
 ///
 /// `wasmdyno serve` implements it over its state store; an edge host over a folder of slugs or a central server
-/// ([`crate::edge`]). Reads are frequent (every reconcile, every routing-table reload) and must be quick: keep the
+/// ([`MemorySource`](crate::MemorySource)). Reads are frequent (every reconcile, every routing-table reload) and must be quick: keep the
 /// state in memory and refresh it elsewhere.
 ///
 /// ```
@@ -233,9 +233,10 @@ pub fn unix_now() -> i64 {
 /// ```
 /// use std::time::Duration;
 ///
-/// let mut settings = wasmdyno::dyno::Settings::default();
+/// let mut settings = wasmdyno::ManagerSettings::default();
+/// assert_eq!(settings.backoff_base, Duration::from_secs(10));
 /// settings.stop_timeout = Duration::from_secs(5);
-/// assert_eq!(settings.backoff(1), Duration::ZERO);
+/// settings.http.max_instances = 4;
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -247,6 +248,7 @@ pub struct Settings {
     pub backoff_cap: Duration,
     /// How long a dyno runs before it is cycled (plus up to `cycle_jitter`).
     pub cycle_after: Duration,
+    /// The most added at random to each dyno's `cycle_after`, so an app's dynos are not all cycled at once.
     pub cycle_jitter: Duration,
     /// How long a stopping dyno has to exit before it is interrupted.
     pub stop_timeout: Duration,
@@ -286,9 +288,17 @@ impl Default for Settings {
 impl Settings {
     /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
     /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
-    /// `WASMDYNO_ATTACH_IDLE_MS`, and for `wasi:http` web
-    /// dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new instance
-    /// per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call).
+    /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`, and for `wasi:http`
+    /// web dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new
+    /// instance per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call). An error names a variable
+    /// whose value does not parse.
+    ///
+    /// ```
+    /// // `WASMDYNO_STOP_TIMEOUT_MS=5000 wasmdyno serve` gives dynos 5 s to stop.
+    /// let settings = wasmdyno::ManagerSettings::from_env()?;
+    /// println!("dynos stop within {:?}", settings.stop_timeout);
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn from_env() -> Result<Settings, String> {
         let mut settings = Settings::default();
         for (var, field) in [
@@ -329,7 +339,7 @@ impl Settings {
     }
 
     /// The delay before restart number `crashes` (1 for the first crash).
-    pub fn backoff(&self, crashes: u32) -> Duration {
+    pub(crate) fn backoff(&self, crashes: u32) -> Duration {
         if crashes <= 1 {
             return Duration::ZERO;
         }
@@ -340,18 +350,36 @@ impl Settings {
     }
 }
 
-/// A dyno's state, as `ps` shows it.
+/// A dyno's state, as `ps` shows it ([`DynoInfo::state`]); it serializes as its name.
+///
+/// ```
+/// use wasmdyno::DynoState;
+///
+/// assert_eq!(serde_json::to_string(&DynoState::Crashed)?, r#""crashed""#);
+/// assert_eq!(serde_json::from_str::<DynoState>(r#""up""#)?, DynoState::Up);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Booting (or restarting, or waking): a listening web dyno stays here until it accepts.
     Starting,
+    /// Running; the router sends requests to web dynos in this state only.
     Up,
+    /// Its process exited or trapped; it is restarted after its backoff.
     Crashed,
+    /// A sleeping app's web dyno with no requests for a while; the next request wakes it.
     Idle,
+    /// Stopped, or a one-off dyno that ended.
     Down,
 }
 
 impl State {
+    /// The state's name: `starting`, `up`, `crashed`, `idle` or `down`.
+    ///
+    /// ```
+    /// assert_eq!(wasmdyno::DynoState::Up.as_str(), "up");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             State::Starting => "starting",
@@ -363,18 +391,33 @@ impl State {
     }
 }
 
-/// What `ps` and the API report about one dyno.
+/// What `ps` and the API report about one dyno ([`Manager::dynos`], [`Manager::run_one_off`]).
+///
+/// ```
+/// let info: wasmdyno::DynoInfo = serde_json::from_str(r#"{
+///     "name": "web.1", "type": "web", "command": "hello.wasm", "size": "standard-1x",
+///     "state": "up", "updated_at": 1700000000, "release": 3
+/// }"#)?;
+/// assert_eq!((info.kind.as_str(), info.state), ("web", wasmdyno::DynoState::Up));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DynoInfo {
-    /// `web.1`, `worker.2`.
+    /// `web.1`, `worker.2`, `run.3`.
     pub name: String,
+    /// Its process type (`run` for a one-off dyno); `type` in JSON.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The command it runs, as the Procfile (or `wasmdyno run`) gives it.
     pub command: String,
+    /// Its size's name (`standard-1x`).
     pub size: String,
+    /// Its state now.
     pub state: State,
     /// Unix seconds of the last state change.
     pub updated_at: i64,
+    /// The version of the release it runs.
     pub release: u64,
 }
 
@@ -409,19 +452,14 @@ struct Dyno {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # // A slug whose `worker` runs a module that exits 0 at once.
 /// # let app = tempfile::tempdir()?;
-/// # std::fs::write(app.path().join("hello.wasm"), [
-/// #     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
-/// #     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
-/// # ])?;
-/// # let options = wasmdyno::slug::PackOptions {
+/// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+/// # let options = wasmdyno::PackOptions {
 /// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// # let packed = wasmdyno::pack(app.path(), options)?;
 /// use std::sync::Arc;
-/// use wasmdyno::dyno::Attach;
-/// use wasmdyno::runtime::stdio::{Input, discard};
-/// use wasmdyno::{AppSpec, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{AppSpec, Attach, Input, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
 ///
 /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 /// tokio.block_on(async {
@@ -433,6 +471,7 @@ struct Dyno {
 ///     let manager = Manager::new(runtime, source, Default::default(), Logplex::new(), Default::default());
 ///
 ///     let (exit, status) = tokio::sync::oneshot::channel();
+///     let discard = || Arc::new(|_: &[u8]| {});
 ///     let attach = Attach { stdin: Input::closed(), stdout: discard(), stderr: discard(), exit };
 ///     let dyno = manager.run_one_off("hello", "worker", &[], Default::default(), Default::default(), Some(attach))?;
 ///     assert_eq!(dyno.name, "run.1");
@@ -511,10 +550,40 @@ struct Booted {
 }
 
 /// Why a dyno could not be started.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use wasmdyno::{AppSpec, DynoError, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+///
+/// let work = tempfile::tempdir()?;
+/// let source = Arc::new(MemorySource::new(work.path()));
+/// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+/// let manager = Manager::new(runtime, source.clone(), Default::default(), Logplex::new(), Default::default());
+/// let run = || manager.run_one_off("hello", "worker", &[], Default::default(), Default::default(), None);
+///
+/// source.set(AppSpec::new("hello"), None);
+/// let err = run().unwrap_err();
+/// assert!(matches!(err, DynoError::Command(_)));
+/// assert_eq!(err.to_string(), "hello has no release with a slug yet: deploy first");
+///
+/// // A release whose slug is not in the source's folder.
+/// source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, "0".repeat(64))));
+/// assert!(matches!(run().unwrap_err(), DynoError::Slug { .. }));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DynoError {
+    /// The release's slug cannot be opened, fails verification, or is not the archive its sha256 names.
     #[error("slug {sha256}: {reason}")]
-    Slug { sha256: String, reason: String },
+    Slug {
+        /// The sha256 the release names.
+        sha256: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The app has no release with a slug, its source cannot be read, or the command does not resolve.
     #[error("{0}")]
     Command(String),
 }
@@ -886,19 +955,8 @@ impl Manager {
             })?;
         let sha = release.slug.clone().expect("filtered");
         let booted = self.booted(&sha)?;
-        let line = match booted.slug.manifest().process_types.get(command) {
-            Some(line) => Command::parse(line)
-                .map_err(|e| DynoError::Command(e.to_string()))?
-                .with_args(args),
-            None if args.is_empty() => {
-                Command::parse(command).map_err(|e| DynoError::Command(e.to_string()))?
-            }
-            None => {
-                let mut argv = vec![command.to_string()];
-                argv.extend(args.iter().cloned());
-                Command::from_argv(&argv).map_err(|e| DynoError::Command(e.to_string()))?
-            }
-        };
+        let line = Command::resolve(&booted.slug.manifest().process_types, command, args)
+            .map_err(|e| DynoError::Command(format!("{command:?}: {e}")))?;
         let mut full_env = booted.slug.manifest().config_vars.clone();
         full_env.extend(release.config.clone());
         full_env.extend(env);
@@ -950,13 +1008,7 @@ impl Manager {
     }
 
     /// The app's web dynos that are up, for the router.
-    /// ```no_run
-    /// # async fn host(manager: wasmdyno::Manager) {
-    /// let serving = manager.web_dynos("hello").len();
-    /// # let _ = serving;
-    /// # }
-    /// ```
-    pub fn web_dynos(&self, app: &str) -> Vec<WebDyno> {
+    pub(crate) fn web_dynos(&self, app: &str) -> Vec<WebDyno> {
         let retiring = self.inner.retiring.lock().expect("retiring");
         let apps = self.inner.apps.lock().expect("apps lock");
         // Preboot: a replaced release's web dynos serve beside the new ones until those are up.
@@ -1143,11 +1195,60 @@ struct Supervisor {
     exit_status: Option<i32>,
 }
 
-/// The terminal of an attached one-off dyno: its standard streams, and where its exit status goes.
+/// The terminal of an attached one-off dyno ([`Manager::run_one_off`]): its standard streams, and where its exit
+/// status goes.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // `ECHO`: a core module that copies its standard input to its standard output.
+/// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("echo.wasm"), ECHO)?;
+/// # let options = wasmdyno::PackOptions {
+/// #     process_types: [("console".to_string(), "echo.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// use std::sync::{Arc, Mutex};
+/// use wasmdyno::{AppSpec, Attach, Input, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+///
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// tokio.block_on(async {
+///     let work = tempfile::tempdir()?;
+///     let source = Arc::new(MemorySource::new(work.path()));
+///     let sha = source.add_slug(&packed.bytes, None, Default::default())?.sha256().to_string();
+///     source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, sha)));
+///     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+///     let manager = Manager::new(runtime, source, Default::default(), Logplex::new(), Default::default());
+///
+///     // `wasmdyno run console`: what is typed goes to its stdin, its output comes back.
+///     let (keys, typed) = tokio::sync::mpsc::channel(8);
+///     let screen = Arc::new(Mutex::new(Vec::new()));
+///     let shown = screen.clone();
+///     let (exit, status) = tokio::sync::oneshot::channel();
+///     let attach = Attach {
+///         stdin: Input::from_channel(typed),
+///         stdout: Arc::new(move |data: &[u8]| shown.lock().unwrap().extend_from_slice(data)),
+///         stderr: Arc::new(|_: &[u8]| {}),
+///         exit,
+///     };
+///     manager.run_one_off("hello", "console", &[], Default::default(), Default::default(), Some(attach))?;
+///     keys.send(b"hi\n".to_vec()).await?;
+///     drop(keys); // end of file: the guest exits
+///     assert_eq!(status.await?, 0);
+///     assert_eq!(*screen.lock().unwrap(), b"hi\n");
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 pub struct Attach {
+    /// Its standard input.
     pub stdin: Input,
+    /// Where its standard output goes.
     pub stdout: Output,
+    /// Where its standard error goes, with the platform's own errors for the user (a trap, R99).
     pub stderr: Output,
+    /// Gets its exit status when it ends (134 for a trap, 137 when interrupted after a stop).
     pub exit: tokio::sync::oneshot::Sender<i32>,
 }
 

@@ -10,7 +10,17 @@ use serde::{Deserialize, Serialize};
 
 use super::time::{ParseTimestampError, Rfc3339, parse_rfc3339};
 
-/// Who wrote a line: the app itself (its dynos' output, API events) or the platform about the app.
+/// Who wrote a line: the app itself (its dynos' output, API events) or the platform about the app. Parses from
+/// its name, as [`as_str`](Self::as_str) gives it.
+///
+/// ```
+/// use wasmdyno::{LogLine, LogSource};
+///
+/// let line = LogLine::platform("web.1", "State changed from starting to up".into());
+/// assert_eq!(line.source(), LogSource::Platform);
+/// assert_eq!("wasmdyno".parse::<LogSource>(), Ok(LogSource::Platform));
+/// assert_eq!(LogSource::App.to_string(), "app");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Source {
     /// `app[web.1]`, `app[api]`.
@@ -23,6 +33,13 @@ pub enum Source {
 
 impl Source {
     /// The name printed in a line: `app` or `wasmdyno`.
+    ///
+    /// ```
+    /// use wasmdyno::LogSource;
+    ///
+    /// assert_eq!(LogSource::App.as_str(), "app");
+    /// assert_eq!(LogSource::Platform.as_str(), "wasmdyno");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Source::App => "app",
@@ -37,7 +54,12 @@ impl fmt::Display for Source {
     }
 }
 
-/// A source name that is neither `app` nor `wasmdyno`.
+/// A source name that is neither `app` nor `wasmdyno`, from parsing a [`Source`](crate::LogSource).
+///
+/// ```
+/// let err = "kernel".parse::<wasmdyno::LogSource>().unwrap_err();
+/// assert_eq!(err.to_string(), r#"unknown log source "kernel" (app or wasmdyno)"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown log source {0:?} (app or wasmdyno)")]
 pub struct UnknownSource(String);
@@ -62,11 +84,11 @@ impl FromStr for Source {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use wasmdyno::{LogLine, logplex::Source};
+/// use wasmdyno::{LogLine, LogSource};
 ///
 /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-/// let line = LogLine::new(at, Source::App, "web.1", "hello");
-/// assert_eq!((line.source(), line.dyno(), line.text()), (Source::App, "web.1", "hello"));
+/// let line = LogLine::new(at, LogSource::App, "web.1", "hello");
+/// assert_eq!((line.source(), line.dyno(), line.text()), (LogSource::App, "web.1", "hello"));
 /// assert!(line.to_string().ends_with(" app[web.1]: hello"), "{line}");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -82,7 +104,7 @@ impl LogLine {
     /// A line with every part given.
     ///
     /// ```
-    /// let line = wasmdyno::LogLine::new(std::time::SystemTime::now(), wasmdyno::logplex::Source::Platform, "router", "at=info");
+    /// let line = wasmdyno::LogLine::new(std::time::SystemTime::now(), wasmdyno::LogSource::Platform, "router", "at=info");
     /// assert_eq!(line.dyno(), "router");
     /// ```
     pub fn new(
@@ -103,7 +125,7 @@ impl LogLine {
     ///
     /// ```
     /// let line = wasmdyno::LogLine::app("api", "Release v3 created".into());
-    /// assert_eq!(line.source(), wasmdyno::logplex::Source::App);
+    /// assert_eq!(line.source(), wasmdyno::LogSource::App);
     /// ```
     pub fn app(dyno: &str, text: String) -> LogLine {
         LogLine::new(SystemTime::now(), Source::App, dyno, text)

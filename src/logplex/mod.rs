@@ -36,7 +36,7 @@ use std::time::SystemTime;
 use tokio::sync::Notify;
 
 pub use line::{LogLine, Source, UnknownSource};
-pub use time::{ParseTimestampError, Rfc3339, parse_rfc3339};
+pub use time::{ParseTimestampError, Rfc3339};
 pub use writer::LineWriter;
 
 /// Lines kept per app, the most a session can ask for.
@@ -53,7 +53,7 @@ pub const LOGPLEX_DYNO: &str = "logplex";
 /// The log streams of every app. Cheap to clone: clones share the streams.
 ///
 /// ```
-/// use wasmdyno::logplex::SessionOptions;
+/// use wasmdyno::SessionOptions;
 /// use wasmdyno::{LogLine, Logplex};
 ///
 /// let logplex = Logplex::new();
@@ -83,7 +83,7 @@ impl Logplex {
         Logplex::default()
     }
 
-    /// Appends `line` to `app`'s stream (splitting text over [`MAX_LINE_BYTES`]) and offers it to the sessions
+    /// Appends `line` to `app`'s stream (splitting text over 10,000 bytes) and offers it to the sessions
     /// reading the app. Never waits for a reader; the stream is created if it does not exist yet.
     ///
     /// ```
@@ -98,13 +98,12 @@ impl Logplex {
     /// the new ones as they are published.
     ///
     /// ```
-    /// use wasmdyno::logplex::{SessionOptions, Source};
-    /// use wasmdyno::{LogLine, Logplex};
+    /// use wasmdyno::{LogLine, LogSource, Logplex, SessionOptions};
     ///
     /// let logplex = Logplex::new();
     /// let mut options = SessionOptions::default();
     /// options.tail = true;
-    /// options.filter.source = Some(Source::App);
+    /// options.filter.source = Some(LogSource::App);
     /// let mut session = logplex.session("hello", options);
     /// assert_eq!(logplex.session_count("hello"), 1);
     /// logplex.publish("hello", LogLine::platform("web.1", "Starting process".into()));
@@ -117,7 +116,7 @@ impl Logplex {
     }
 
     /// Forgets `app`'s stream (apps:destroy): its history goes, its sessions end once they have read what they were
-    /// given, and its [`LineWriter`]s write into nothing. A later line for the same name starts a new stream.
+    /// given, and what its dynos still write goes nowhere. A later line for the same name starts a new stream.
     ///
     /// ```
     /// let logplex = wasmdyno::Logplex::new();
@@ -138,7 +137,7 @@ impl Logplex {
     ///
     /// ```
     /// let logplex = wasmdyno::Logplex::new();
-    /// let mut options = wasmdyno::logplex::SessionOptions::default();
+    /// let mut options = wasmdyno::SessionOptions::default();
     /// options.tail = true;
     /// let session = logplex.session("hello", options);
     /// assert_eq!(logplex.session_count("hello"), 1);
@@ -167,17 +166,17 @@ impl fmt::Debug for Logplex {
     }
 }
 
-/// What a [`Session`] reads: by default the last [`DEFAULT_LINES`] lines, without tail, unfiltered.
+/// What a [`Session`] reads: by default the last 100 lines, without tail, unfiltered.
 ///
 /// ```
-/// let mut options = wasmdyno::logplex::SessionOptions::default();
+/// let mut options = wasmdyno::SessionOptions::default();
 /// options.lines = 10;
 /// options.filter.ps = Some("web".into());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionOptions {
-    /// Lines of history, oldest first (at most [`HISTORY_LINES`]; more is taken as that many).
+    /// Lines of history, oldest first (at most 1,500, the history kept; more is taken as that many).
     pub lines: usize,
     /// After the history, follow the stream until the session is dropped or the app removed.
     pub tail: bool,
@@ -195,8 +194,27 @@ impl Default for SessionOptions {
     }
 }
 
-/// Which lines a session reads: those that pass every condition set.
+/// Which lines a session reads ([`SessionOptions::filter`]): those that pass every condition set.
+///
+/// ```
+/// use wasmdyno::{Filter, LogLine, LogSource, Logplex, SessionOptions};
+///
+/// let logplex = Logplex::new();
+/// logplex.publish("hello", LogLine::app("web.1", "GET /".into()));
+/// logplex.publish("hello", LogLine::platform("web.1", "State changed from starting to up".into()));
+/// logplex.publish("hello", LogLine::app("worker.1", "job done".into()));
+///
+/// let mut options = SessionOptions::default();
+/// options.filter.ps = Some("web".into());
+/// options.filter.source = Some(LogSource::App);
+/// let mut session = logplex.session("hello", options);
+/// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(tokio.block_on(session.next()).unwrap().text(), "GET /");
+/// assert!(tokio.block_on(session.next()).is_none());
+/// assert_eq!(Filter::default(), SessionOptions::default().filter, "unfiltered by default");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Filter {
     /// A process type, matching its dynos (`web`: `web.1`, `web.12`..., not `webby.1`) and a dyno of that very name
     /// (`router`, `api`); or, with a dot, one dyno (`web.1`).
@@ -211,7 +229,7 @@ impl Filter {
     /// Whether `line` passes.
     ///
     /// ```
-    /// use wasmdyno::{LogLine, logplex::Filter};
+    /// use wasmdyno::{Filter, LogLine};
     ///
     /// let mut filter = Filter::default();
     /// filter.ps = Some("web".into());
@@ -238,6 +256,24 @@ fn ps_matches(ps: &str, dyno: &str) -> bool {
 }
 
 /// A reader of one app's stream, made by [`Logplex::session`]. Dropping it detaches it from the stream.
+///
+/// ```
+/// use wasmdyno::{LogLine, Logplex, SessionOptions};
+///
+/// let logplex = Logplex::new();
+/// logplex.publish("hello", LogLine::app("web.1", "before".into()));
+/// let mut options = SessionOptions::default();
+/// options.tail = true;
+/// let mut session = logplex.session("hello", options);
+/// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// tokio.block_on(async {
+///     assert_eq!(session.next().await.unwrap().text(), "before"); // history
+///     logplex.publish("hello", LogLine::app("web.1", "after".into()));
+///     assert_eq!(session.next().await.unwrap().text(), "after"); // tail
+/// });
+/// drop(session);
+/// assert_eq!(logplex.session_count("hello"), 0);
+/// ```
 pub struct Session {
     stream: Arc<AppStream>,
     /// Set while tailing: where the stream puts this session's new lines.
@@ -250,7 +286,29 @@ impl Session {
     /// The next line: history first, then (when tailing) new lines as they come, waiting for them. `None` once the
     /// history is read without tail, or once the app has been removed and the queue is empty.
     ///
-    /// Cancel-safe: dropping the future loses no line.
+    /// Cancel-safe: dropping the future loses no line. A tailing reader that falls 1,000 lines behind loses the
+    /// lines past that; it then reads an `Error L10` line from the platform saying how many.
+    ///
+    /// ```
+    /// use wasmdyno::{LogLine, Logplex, SessionOptions};
+    ///
+    /// let logplex = Logplex::new();
+    /// let mut options = SessionOptions::default();
+    /// options.tail = true;
+    /// let mut session = logplex.session("hello", options);
+    /// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let reader = tokio.spawn(async move {
+    ///     let mut texts = Vec::new();
+    ///     while let Some(line) = session.next().await {
+    ///         texts.push(line.text().to_string());
+    ///     }
+    ///     texts // `None`: the app was removed and every line read
+    /// });
+    /// logplex.publish("hello", LogLine::app("web.1", "one".into()));
+    /// logplex.publish("hello", LogLine::app("web.1", "two".into()));
+    /// logplex.remove_app("hello");
+    /// assert_eq!(tokio.block_on(reader).unwrap(), ["one", "two"]);
+    /// ```
     pub async fn next(&mut self) -> Option<LogLine> {
         loop {
             if let Some(line) = self.pending.pop_front() {

@@ -1,5 +1,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::time::parse_rfc3339;
 use super::*;
 
 /// Generous enough never to fire on a slow machine: these tests assert outcomes, not timings.

@@ -7,14 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// Displays (and serializes) a [`SystemTime`] as RFC 3339 in UTC with microseconds, truncating the nanoseconds.
-///
-/// ```
-/// use std::time::{Duration, UNIX_EPOCH};
-/// use wasmdyno::logplex::Rfc3339;
-///
-/// let t = UNIX_EPOCH + Duration::from_micros(1_795_435_200_123_456);
-/// assert_eq!(Rfc3339(t).to_string(), "2026-11-23T12:00:00.123456+00:00");
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rfc3339(pub SystemTime);
 
@@ -39,7 +31,17 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// A string that [`parse_rfc3339`] could not read.
+/// A timestamp that is not RFC 3339 (`2026-11-23T12:00:00.123456+00:00`), met when a [`LogLine`](crate::LogLine) is
+/// read back from JSON.
+///
+/// ```
+/// let json = r#"{"timestamp":"yesterday","source":"app","dyno":"web.1","text":"hi"}"#;
+/// let err = serde_json::from_str::<wasmdyno::LogLine>(json).unwrap_err();
+/// assert!(err.to_string().contains(r#"not an RFC 3339 timestamp: "yesterday""#), "{err}");
+///
+/// let json = r#"{"timestamp":"2026-11-23T12:00:00Z","source":"app","dyno":"web.1","text":"hi"}"#;
+/// assert_eq!(serde_json::from_str::<wasmdyno::LogLine>(json).unwrap().text(), "hi");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not an RFC 3339 timestamp: {0:?}")]
 pub struct ParseTimestampError(String);

@@ -37,7 +37,9 @@ mod body;
 mod routes;
 
 pub use body::Body;
-pub use routes::{AppRoute, DomainInfo, Routes, TTL};
+#[cfg(feature = "platform")]
+pub use routes::DomainInfo;
+pub use routes::Routes;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -76,7 +78,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// ```
 /// use std::time::Duration;
 ///
-/// let mut settings = wasmdyno::router::Settings::default();
+/// let mut settings = wasmdyno::RouterSettings::default();
 /// settings.request_timeout = Duration::from_secs(10);
 /// settings.base_domain = "apps.example.com".into();
 /// assert_eq!(settings.max_body, None);
@@ -119,7 +121,15 @@ impl Default for Settings {
 impl Settings {
     /// The defaults, overridden by `WASMDYNO_ROUTER_TIMEOUT_MS`, `WASMDYNO_ROUTER_IDLE_TIMEOUT_MS`,
     /// `WASMDYNO_ROUTER_BOOT_TIMEOUT_MS`, `WASMDYNO_ROUTER_MAX_IN_FLIGHT`, `WASMDYNO_ROUTER_MAX_QUEUE`,
-    /// `WASMDYNO_ROUTER_MAX_BODY` (bytes) and `WASMDYNO_BASE_DOMAIN`.
+    /// `WASMDYNO_ROUTER_MAX_BODY` (bytes) and `WASMDYNO_BASE_DOMAIN`. An error names a variable whose value is not
+    /// a number.
+    ///
+    /// ```
+    /// // `WASMDYNO_BASE_DOMAIN=apps.example.com wasmdyno serve` serves apps at `<app>.apps.example.com`.
+    /// let settings = wasmdyno::RouterSettings::from_env()?;
+    /// println!("apps live under {}", settings.base_domain);
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn from_env() -> Result<Settings, String> {
         let mut settings = Settings::default();
         let number = |var: &str| -> Result<Option<u64>, String> {
@@ -284,11 +294,10 @@ impl Router {
     ///
     /// ```no_run
     /// # fn build(manager: wasmdyno::Manager, source: std::sync::Arc<wasmdyno::MemorySource>) -> wasmdyno::Router {
-    /// use wasmdyno::router::{Routes, Settings};
-    /// use wasmdyno::{Logplex, Router};
+    /// use wasmdyno::{Logplex, Router, RouterSettings, Routes};
     ///
     /// let routes = Routes::from_source(source, "apps.example.com");
-    /// Router::new(manager, routes, Logplex::new(), Settings::default())
+    /// Router::new(manager, routes, Logplex::new(), RouterSettings::default())
     /// # }
     /// ```
     pub fn new(manager: Manager, routes: Routes, logplex: Logplex, settings: Settings) -> Router {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "platform")]
 use serde::{Deserialize, Serialize};
 
 use crate::dyno::{Source, SourceError};
@@ -35,6 +36,7 @@ pub struct AppRoute {
     pub released: bool,
 }
 
+#[cfg(feature = "platform")]
 /// One of an app's hostnames, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainInfo {
@@ -46,7 +48,42 @@ pub struct DomainInfo {
     pub app: String,
 }
 
-/// The routing table of one server; cloning shares it.
+/// The routing table of one server: which app a request's Host names. Cloning shares it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use http_body_util::Empty;
+/// use hyper::body::Bytes;
+/// use wasmdyno::{AppSpec, Logplex, Manager, MemorySource, Router, Routes, Runtime, RuntimeConfig};
+///
+/// let work = tempfile::tempdir()?;
+/// let source = Arc::new(MemorySource::new(work.path()));
+/// source.set(AppSpec::new("hello"), None); // an app never released
+/// let routes = Routes::from_source(source.clone(), "apps.example.com");
+/// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+/// let manager = Manager::new(runtime, source, Default::default(), Logplex::new(), Default::default());
+/// let router = Router::new(manager, routes, Logplex::new(), Default::default());
+///
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// tokio.block_on(async {
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     tokio::spawn(router.serve(listener, std::future::pending()));
+///     let status = |host: &'static str| async move {
+///         let stream = tokio::net::TcpStream::connect(addr).await?;
+///         let io = hyper_util::rt::TokioIo::new(stream);
+///         let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+///         tokio::spawn(connection);
+///         let request = hyper::Request::get("/").header("host", host).body(Empty::<Bytes>::new())?;
+///         Ok::<_, Box<dyn std::error::Error>>(sender.send_request(request).await?.status())
+///     };
+///     assert_eq!(status("hello.apps.example.com").await?, 503, "H81: hello has no release yet");
+///     assert_eq!(status("other.apps.example.com").await?, 404, "no such app");
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Routes {
     inner: Arc<Inner>,
@@ -78,7 +115,7 @@ struct Snapshot {
 impl Routes {
     /// A table over `store` for apps at `<app>.<base_domain>`, which also adds and removes custom domains.
     #[cfg(feature = "platform")]
-    pub fn new(store: Arc<dyn Store>, base_domain: &str) -> Routes {
+    pub(crate) fn new(store: Arc<dyn Store>, base_domain: &str) -> Routes {
         // The table never opens slugs: the slug folder of this source is never read.
         let source = crate::store::StoreSource::new(
             store.clone(),
@@ -87,7 +124,25 @@ impl Routes {
         Routes::build(Arc::new(source), Some(store), base_domain)
     }
 
-    /// A read-only table over `source` for apps at `<app>.<base_domain>` (and their [`Source::domains`]).
+    /// A read-only table over `source` for apps at `<app>.<base_domain>` (and their
+    /// [`Source::domains`](crate::Source::domains)). The table is a snapshot of `source`, reloaded once it is
+    /// older than 10 seconds: a change in `source` is seen within that time, or at once after
+    /// [`invalidate`](Self::invalidate).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use wasmdyno::{Logplex, Manager, MemorySource, Router, Routes, Runtime, RuntimeConfig};
+    ///
+    /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));
+    /// // `hello` is served at hello.apps.example.com.
+    /// let routes = Routes::from_source(source.clone(), "apps.example.com");
+    /// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    /// let manager = Manager::new(runtime, source, Default::default(), Logplex::new(), Default::default());
+    /// let router = Router::new(manager, routes, Logplex::new(), Default::default());
+    /// # drop(router);
+    /// # Ok(()) }
+    /// ```
     pub fn from_source(source: Arc<dyn Source>, base_domain: &str) -> Routes {
         #[cfg(feature = "platform")]
         return Routes::build(source, None, base_domain);
@@ -113,22 +168,28 @@ impl Routes {
         }
     }
 
-    pub fn base_domain(&self) -> &str {
-        &self.inner.base_domain
-    }
-
     /// The app's default hostname, `<app>.<base domain>`.
-    pub fn default_host(&self, app: &str) -> String {
+    pub(crate) fn default_host(&self, app: &str) -> String {
         format!("{app}.{}", self.inner.base_domain)
     }
 
-    /// Says that apps, maintenance mode, releases or domains changed in the store: the next lookup reloads.
+    /// Says that apps, maintenance mode, releases or domains changed in the source: the next lookup reloads.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wasmdyno::{AppSpec, MemorySource, Routes};
+    ///
+    /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));
+    /// let routes = Routes::from_source(source.clone(), "apps.example.com");
+    /// source.set(AppSpec::new("hello"), None);
+    /// routes.invalidate(); // the router sees `hello` from its next request on
+    /// ```
     pub fn invalidate(&self) {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The app `host` (lowercase, without a port) routes to, if any.
-    pub fn lookup(&self, host: &str) -> Result<Option<AppRoute>, SourceError> {
+    pub(crate) fn lookup(&self, host: &str) -> Result<Option<AppRoute>, SourceError> {
         let snapshot = self.current()?;
         let host = host.strip_suffix('.').unwrap_or(host);
         let name = snapshot
@@ -214,7 +275,7 @@ impl Routes {
     }
 
     /// The app's hostnames: its default domain, then its custom domains by name.
-    pub fn domains(&self, app: &str) -> Result<Vec<DomainInfo>, StoreError> {
+    pub(crate) fn domains(&self, app: &str) -> Result<Vec<DomainInfo>, StoreError> {
         let custom = self.store().domains(app)?;
         let mut all = vec![DomainInfo {
             hostname: self.default_host(app),
@@ -227,7 +288,7 @@ impl Routes {
     }
 
     /// Routes a custom hostname to `app`, after [`check_domain`](Self::check_domain).
-    pub fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo, StoreError> {
+    pub(crate) fn add_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo, StoreError> {
         self.store().app(app)?;
         let hostname = self.check_domain(app, hostname)?;
         let domain = self.store().add_domain(app, &hostname)?;
@@ -236,7 +297,11 @@ impl Routes {
     }
 
     /// Stops routing a custom hostname to `app`.
-    pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<DomainInfo, StoreError> {
+    pub(crate) fn remove_domain(
+        &self,
+        app: &str,
+        hostname: &str,
+    ) -> Result<DomainInfo, StoreError> {
         let hostname = normalize_hostname(hostname).unwrap_or_else(|_| hostname.to_string());
         self.store().remove_domain(app, &hostname)?;
         self.invalidate();
@@ -257,7 +322,7 @@ impl Routes {
     /// base domain are the apps' default domains: an app may add names under its own (`api.<app>.<base>`), but
     /// `<other>.<base>` and what is under it belong to that app (a conflict, as a domain of another app is), and
     /// the base domain itself is no app's.
-    pub fn check_domain(&self, app: &str, hostname: &str) -> Result<String, StoreError> {
+    pub(crate) fn check_domain(&self, app: &str, hostname: &str) -> Result<String, StoreError> {
         let invalid = |reason: &str| StoreError::InvalidHostname {
             hostname: hostname.to_string(),
             reason: reason.to_string(),

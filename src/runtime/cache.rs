@@ -15,7 +15,21 @@ use wasmtime::component::Component;
 
 use super::{Guest, RuntimeError};
 
-/// Whether a guest came from the cache or was compiled now.
+/// Whether a guest came from the cache or was compiled now, from [`Runtime::load`](crate::Runtime::load).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use wasmdyno::{CacheOutcome, Runtime, RuntimeConfig};
+///
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
+/// let (_, outcome) = Runtime::new(RuntimeConfig::default())?.load(HELLO)?;
+/// match outcome {
+///     CacheOutcome::Uncached(took) => println!("compiled in {took:?}; no cache directory"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheOutcome {
     /// Loaded from the cache file at this path.

@@ -32,7 +32,17 @@ use super::vfs::{Fs, Quota};
 use super::web::AbortOnDrop;
 use super::{RunSpec, RuntimeError};
 
-/// How a `wasi:http` dyno keeps its instances.
+/// How a `wasi:http` dyno keeps its instances ([`Runtime::http_dyno`](crate::Runtime::http_dyno)).
+///
+/// ```
+/// use std::time::Duration;
+/// use wasmdyno::HttpSettings;
+///
+/// let mut settings = HttpSettings::default();
+/// assert_eq!((settings.max_instances, settings.fresh_instances), (16, false));
+/// settings.fresh_instances = true; // per-request isolation
+/// settings.deadline = Duration::from_secs(30);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpSettings {
@@ -57,8 +67,24 @@ impl Default for HttpSettings {
     }
 }
 
-/// Why a request got no response from the dyno.
+/// Why a request got no response from the dyno, from [`HttpDyno::handle`].
+///
+/// ```
+/// use wasmdyno::HttpFailure;
+///
+/// // The status a host answers with when the dyno gave no response.
+/// fn status(failure: &HttpFailure) -> u16 {
+///     match failure {
+///         HttpFailure::Deadline => 504,
+///         HttpFailure::Closed => 503,
+///         _ => 502,
+///     }
+/// }
+/// assert_eq!(status(&HttpFailure::Deadline), 504);
+/// assert_eq!(HttpFailure::NoResponse.to_string(), "the handler returned without a response");
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpFailure {
     /// The instance trapped (or failed) before it set a response.
     #[error("the instance trapped: {0}")]
@@ -179,7 +205,25 @@ struct Warm {
 
 pub use super::Report;
 
-/// One `wasi:http` web dyno: its instances and what they share.
+/// One `wasi:http` web dyno: its instances and what they share. [`Runtime::http_dyno`](crate::Runtime::http_dyno)
+/// makes one of a component exporting `wasi:http/incoming-handler`.
+///
+/// ```
+/// # async fn host(runtime: &wasmdyno::Runtime, guest: &wasmdyno::Guest) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use http_body_util::Empty;
+/// use hyper::body::Bytes;
+/// use wasmdyno::{HttpSettings, RunSpec};
+///
+/// let spec = RunSpec::new(vec!["handler.wasm".into()], Default::default(), Default::default());
+/// if let Some(dyno) = runtime.http_dyno(guest, spec, HttpSettings::default())? {
+///     let request = hyper::Request::get("/").header("host", "hello.localhost").body(Empty::<Bytes>::new())?;
+///     let response = dyno.handle(request).await?;
+///     println!("{}", response.status());
+///     dyno.close(Duration::from_secs(30)).await;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct HttpDyno {
     pre: ProxyPre<HttpState>,
     argv: Vec<String>,
@@ -220,11 +264,6 @@ impl HttpDyno {
         }
     }
 
-    /// Instances kept warm now.
-    pub fn idle_instances(&self) -> usize {
-        self.idle.lock().expect("idle instances").len()
-    }
-
     async fn instantiate(&self) -> Result<Warm, HttpFailure> {
         let mut builder = WasiCtxBuilder::new();
         builder
@@ -263,6 +302,24 @@ impl HttpDyno {
 
     /// Serves one request. The response's body streams from the instance, which goes back to the pool once
     /// `handle` has returned.
+    ///
+    /// ```
+    /// # async fn host(dyno: std::sync::Arc<wasmdyno::HttpDyno>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use http_body_util::{BodyExt, Full};
+    /// use hyper::body::Bytes;
+    /// use wasmdyno::HttpFailure;
+    ///
+    /// let request = hyper::Request::post("/echo").body(Full::new(Bytes::from("hello")))?;
+    /// match dyno.handle(request).await {
+    ///     Ok(response) => {
+    ///         let body = response.into_body().collect().await.map(|body| body.to_bytes());
+    ///         println!("{body:?}");
+    ///     }
+    ///     Err(HttpFailure::Deadline) => println!("504: the handler was too slow"),
+    ///     Err(other) => println!("502: {other}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn handle<B>(
         self: &Arc<Self>,
         request: hyper::Request<B>,
@@ -359,7 +416,18 @@ impl HttpDyno {
         }
     }
 
-    /// Stops taking requests and waits up to `timeout` for those in flight; warm instances are dropped.
+    /// Stops taking requests and waits up to `timeout` for those in flight; warm instances are dropped. True if
+    /// every request in flight finished in time.
+    ///
+    /// ```
+    /// # async fn host(dyno: std::sync::Arc<wasmdyno::HttpDyno>) {
+    /// use std::time::Duration;
+    ///
+    /// if !dyno.close(Duration::from_secs(30)).await {
+    ///     eprintln!("requests were still in flight after 30s");
+    /// }
+    /// # }
+    /// ```
     pub async fn close(&self, timeout: Duration) -> bool {
         self.closed.store(true, Ordering::Release);
         self.idle.lock().expect("idle instances").clear();

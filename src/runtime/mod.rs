@@ -20,7 +20,7 @@ pub mod vfs;
 pub mod web;
 
 pub use cache::CacheOutcome;
-pub use policy::{NetworkPolicy, Refusal, is_public};
+pub use policy::NetworkPolicy;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Errors from loading or running guests.
 ///
 /// ```
-/// use wasmdyno::{Runtime, RuntimeConfig, runtime::RuntimeError};
+/// use wasmdyno::{Runtime, RuntimeConfig, RuntimeError};
 ///
 /// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let err = runtime.load(b"not wasm").err().unwrap();
@@ -55,20 +55,37 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// The bytes are neither a core module nor a component.
     #[error("not a WebAssembly binary (expected a core module or a component)")]
     NotWasm,
+    /// Compiling failed (invalid or unsupported WebAssembly); the text says why.
     #[error("cannot compile module: {0}")]
     Compile(String),
+    /// Instantiating failed: a missing import or export (no `_start`), or the dyno's quota or the instance pool
+    /// is spent.
     #[error("cannot instantiate module: {0}")]
     Instantiate(String),
+    /// No module in the slug answers to a command's first word.
     #[error(
         "module {word:?} is not in the slug{}",
         if available.is_empty() { String::new() } else { format!(" (it has: {})", available.join(", ")) }
     )]
     NoSuchModule {
+        /// The word as given.
         word: String,
+        /// The slug's `.wasm` files.
         available: Vec<String>,
     },
+    /// A command (or the command line of the process type it names) that does not parse, or that expands to
+    /// nothing.
+    #[error("bad command {command:?}: {reason}")]
+    BadCommand {
+        /// The command as given.
+        command: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other error from wasmtime (building the engine or the linkers, serializing compiled code).
     #[error(transparent)]
     Wasmtime(wasmtime::Error),
 }
@@ -90,12 +107,18 @@ pub enum RuntimeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum DynoSize {
+    /// `eco`: 512 MiB.
     Eco,
+    /// `basic`: 512 MiB.
     Basic,
+    /// `standard-1x` (`1X`): 512 MiB, the default.
     #[default]
     Standard1X,
+    /// `standard-2x` (`2X`): 1 GiB.
     Standard2X,
+    /// `performance-m`: 2.5 GiB.
     PerformanceM,
+    /// `performance-l`: 14 GiB.
     PerformanceL,
 }
 
@@ -178,7 +201,21 @@ pub fn trap_cause(report: &str) -> &str {
         .unwrap_or("trap")
 }
 
-/// Hears a line about a dyno from the platform (for the app's log stream as `wasmdyno[web.1]: ...`).
+/// Hears a line about a dyno from the platform (for the app's log stream as `wasmdyno[web.1]: ...`), such as
+/// `Error R14 (Memory quota exceeded)`; [`RunSpec::platform`] is one.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use wasmdyno::{Report, RunSpec};
+///
+/// let lines = Arc::new(Mutex::new(Vec::new()));
+/// let seen = lines.clone();
+/// let report: Report = Arc::new(move |line: &str| seen.lock().unwrap().push(format!("wasmdyno[web.1]: {line}")));
+/// let mut spec = RunSpec::new(vec!["web.wasm".into()], Default::default(), Default::default());
+/// spec.platform = report.clone();
+/// report("Error R14 (Memory quota exceeded)");
+/// assert_eq!(lines.lock().unwrap()[0], "wasmdyno[web.1]: Error R14 (Memory quota exceeded)");
+/// ```
 pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// A compiled guest, from [`Runtime::load`].
@@ -186,13 +223,10 @@ pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
-/// const HELLO: &[u8] = &[
-///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
-///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
-/// ];
+/// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
 /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
 /// let (guest, _) = runtime.load(HELLO)?;
-/// assert!(matches!(guest, wasmdyno::runtime::Guest::Module(_)));
+/// assert!(matches!(guest, wasmdyno::Guest::Module(_)));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -320,7 +354,7 @@ impl RunSpec {
     /// Makes the guest a web dyno that accepts connections on `listener` (see [`RunSpec::listener`]).
     ///
     /// ```
-    /// use wasmdyno::{RunSpec, runtime::net::Listener};
+    /// use wasmdyno::{Listener, RunSpec};
     ///
     /// let spec = RunSpec::new(vec!["web.wasm".into()], Default::default(), Default::default())
     ///     .with_listener(Listener::new(64));
@@ -337,13 +371,13 @@ impl RunSpec {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// use std::sync::Arc;
-    /// use wasmdyno::{RunSpec, Slug, runtime::vfs::Image};
+    /// use wasmdyno::{Image, RunSpec, Slug};
     ///
     /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
     /// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default())
@@ -410,7 +444,7 @@ impl RuntimeConfig {
     /// Uses the pooling allocator with these settings.
     ///
     /// ```
-    /// use wasmdyno::runtime::PoolingSettings;
+    /// use wasmdyno::PoolingSettings;
     /// let config = wasmdyno::RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(1000)));
     /// assert_eq!(config.pooling.unwrap().slots, 1000);
     /// ```
@@ -497,10 +531,7 @@ impl PoolingSettings {
 /// use wasmdyno::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig};
 ///
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
-/// const HELLO: &[u8] = &[
-///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
-///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
-/// ];
+/// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
 /// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let (guest, _cached) = runtime.load(HELLO)?;
 /// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), DynoSize::Eco);
@@ -596,7 +627,7 @@ impl Runtime {
     /// ```
     /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
     /// # drop(runtime);
-    /// # Ok::<(), wasmdyno::runtime::RuntimeError>(())
+    /// # Ok::<(), wasmdyno::RuntimeError>(())
     /// ```
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let engine = Engine::new(&engine_config_with(config.pooling.as_ref()))
@@ -640,14 +671,11 @@ impl Runtime {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use wasmdyno::runtime::CacheOutcome;
+    /// use wasmdyno::CacheOutcome;
     /// use wasmdyno::{Runtime, RuntimeConfig};
     ///
     /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
-    /// const HELLO: &[u8] = &[
-    ///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
-    ///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
-    /// ];
+    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
     /// let cache = tempfile::tempdir()?;
     /// let config = RuntimeConfig::default().with_cache_dir(Some(cache.path().to_path_buf()));
     /// let (_, first) = Runtime::new(config.clone())?.load(HELLO)?;
@@ -667,10 +695,7 @@ impl Runtime {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
-    /// const HELLO: &[u8] = &[
-    ///     0, b'a', b's', b'm', 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 10, 1, 6, b'_', b's', b't', b'a',
-    ///     b'r', b't', 0, 0, 10, 4, 1, 2, 0, 0x0b,
-    /// ];
+    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
     /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
     /// let (guest, _) = runtime.load(HELLO)?;
     /// let spec = wasmdyno::RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default());
@@ -701,10 +726,10 @@ impl Runtime {
     /// ```no_run
     /// # async fn one_off(runtime: &wasmdyno::Runtime) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use wasmdyno::{Exit, RunSpec, Slug, runtime::vfs::Image};
+    /// use wasmdyno::{Exit, Image, RunSpec, Slug};
     ///
     /// let slug = Slug::open("hello.tar.gz".as_ref(), Default::default())?;
-    /// let (module, wasm) = wasmdyno::runtime::resolve_module(&slug, "hello")?;
+    /// let (module, wasm) = wasmdyno::resolve_module(&slug, "hello")?;
     /// let (guest, _) = runtime.load(&wasm)?;
     /// let spec = RunSpec::new(vec![module], Default::default(), Default::default())
     ///     .with_image(Arc::new(Image::from_slug(&slug)))
@@ -839,6 +864,105 @@ pub(crate) fn yield_on_every_tick<T: 'static>(store: &mut Store<T>, deadline: Op
     }
 }
 
+/// A slug's command made ready to run as a one-off dyno, from [`Runtime::prepare`]: its module compiled and
+/// its spec filled in. Change the spec (streams, deadline, network) and give both to [`Runtime::run`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+/// # let options = wasmdyno::PackOptions {
+/// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// use std::time::Duration;
+/// use wasmdyno::{CacheOutcome, Exit, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let mut one_off = runtime.prepare(&slug, "worker", &[], Default::default(), Default::default())?;
+/// assert!(matches!(one_off.cache, CacheOutcome::Uncached(_)));
+/// assert_eq!(one_off.spec.argv, ["hello.wasm"]);
+/// one_off.spec.deadline = Some(Duration::from_secs(60));
+/// let tokio = tokio::runtime::Runtime::new()?;
+/// assert_eq!(tokio.block_on(runtime.run(&one_off.guest, one_off.spec))?, Exit::Status(0));
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
+pub struct Prepared {
+    /// The compiled module or component.
+    pub guest: Guest,
+    /// argv (argv\[0\] the module's path in the slug), the environment, the size and the slug's filesystem.
+    pub spec: RunSpec,
+    /// Where the compiled code came from.
+    pub cache: CacheOutcome,
+}
+
+impl Runtime {
+    /// Prepares a one-off dyno of `slug`, as `wasmdyno run COMMAND ARGS...` does: `command` is a process type of
+    /// the slug's Procfile (with `args` appended), a command line, or a module path. The guest's environment is
+    /// the slug's config vars, then `env`, then `HOME=/` and `DYNO=run.1` unless `env` sets them; variable
+    /// references in the command expand from it. Compiling can take a while for a big module (the first time,
+    /// without a cache): async callers run this on a blocking thread.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+    /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+    /// # let options = wasmdyno::PackOptions {
+    /// #     process_types: [("worker".to_string(), "hello.wasm --from ${GREETING}".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+    /// use std::collections::BTreeMap;
+    /// use wasmdyno::{DynoSize, Exit, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
+    /// let one_off = runtime.prepare(&slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
+    /// assert_eq!(one_off.spec.argv, ["hello.wasm", "--from", "hi", "--once"]);
+    /// assert_eq!(one_off.spec.env["DYNO"], "run.1");
+    /// let exit = tokio::runtime::Runtime::new()?.block_on(runtime.run(&one_off.guest, one_off.spec))?;
+    /// assert_eq!(exit, Exit::Status(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn prepare(
+        &self,
+        slug: &Slug,
+        command: &str,
+        args: &[String],
+        env: BTreeMap<String, String>,
+        size: DynoSize,
+    ) -> Result<Prepared, RuntimeError> {
+        let line = crate::procfile::Command::resolve(&slug.manifest().process_types, command, args)
+            .map_err(|e| RuntimeError::BadCommand {
+                command: command.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut full_env = slug.manifest().config_vars.clone();
+        full_env.extend(env);
+        full_env.entry("HOME".into()).or_insert_with(|| "/".into());
+        full_env
+            .entry("DYNO".into())
+            .or_insert_with(|| "run.1".into());
+        let mut argv = line.expand(&|key| full_env.get(key).cloned());
+        let Some(word) = argv.first() else {
+            return Err(RuntimeError::BadCommand {
+                command: line.as_str().to_string(),
+                reason: "it expands to nothing".into(),
+            });
+        };
+        let (module, wasm) = resolve_module(slug, word)?;
+        let (guest, cache) = self.load(&wasm)?;
+        // argv[0] names the module that runs, as the guest sees it (`app.wat` in a Procfile runs `app.wasm`).
+        argv[0] = module;
+        let spec = RunSpec::new(argv, full_env, size).with_image(Arc::new(Image::from_slug(slug)));
+        Ok(Prepared { guest, spec, cache })
+    }
+}
+
 /// Finds the module a command's first word names: `app.wasm`, `./bin/app.wasm`, `/app/app.wasm`, `app`
 /// (for `app.wasm`), or `app.wat` (built to `app.wasm`). Returns the module's path in the slug and its bytes.
 ///
@@ -846,17 +970,17 @@ pub(crate) fn yield_on_every_tick<T: 'static>(store: &mut Store<T>, deadline: Op
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::slug::PackOptions {
+/// # let options = wasmdyno::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// # let packed = wasmdyno::pack(app.path(), options)?;
 /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
 /// for word in ["hello", "hello.wasm", "hello.wat", "/app/hello.wasm"] {
-///     let (path, _wasm) = wasmdyno::runtime::resolve_module(&slug, word)?;
+///     let (path, _wasm) = wasmdyno::resolve_module(&slug, word)?;
 ///     assert_eq!(path, "hello.wasm");
 /// }
-/// assert!(wasmdyno::runtime::resolve_module(&slug, "other").is_err());
+/// assert!(wasmdyno::resolve_module(&slug, "other").is_err());
 /// # Ok(()) }
 /// ```
 pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), RuntimeError> {
@@ -889,4 +1013,22 @@ pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), Ru
         word: word.to_string(),
         available,
     })
+}
+
+#[cfg(all(test, feature = "platform"))]
+mod tests {
+    /// The doc examples' guests (`tests/guests/doc/*.wasm`) are their `.wat` sources, compiled.
+    #[test]
+    fn doc_guests_match_their_sources() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/doc");
+        for name in ["hello", "echo"] {
+            let source = dir.join(format!("{name}.wat"));
+            let compiled = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+            assert_eq!(
+                wat::parse_file(&source).unwrap(),
+                compiled,
+                "{name}.wasm is stale: wasmdyno wat2wasm {name}.wat {name}.wasm"
+            );
+        }
+    }
 }

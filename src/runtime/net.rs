@@ -25,6 +25,16 @@ use tokio::sync::Notify;
 pub const BUFFER: usize = 64 * 1024;
 
 /// Errors from a [`Listener`].
+///
+/// ```
+/// let listener = wasmdyno::Listener::new(8);
+/// listener.close();
+/// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+/// let err = tokio.block_on(listener.connect()).unwrap_err();
+/// assert_eq!(err, wasmdyno::NetError::Closed);
+/// assert_eq!(err.to_string(), "the dyno's listener is closed");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
@@ -37,6 +47,27 @@ pub enum NetError {
 ///
 /// A listener outlives the guest instances that accept on it, like a socket passed to a restarted process:
 /// connections queued while no instance is accepting wait for the next one. [`Listener::close`] ends it for good.
+///
+/// ```
+/// use tokio::io::AsyncWriteExt;
+/// use wasmdyno::{Listener, RunSpec};
+///
+/// let listener = Listener::new(8);
+/// // A preview-1 guest accepts on it at fd 4.
+/// let spec = RunSpec::new(vec!["web.wasm".into()], Default::default(), Default::default())
+///     .with_listener(listener.clone());
+/// # drop(spec);
+/// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+/// tokio.block_on(async {
+///     // The router's side: a connection waits in the backlog until the guest accepts it.
+///     let mut conn = listener.connect().await?;
+///     conn.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n").await?;
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// listener.close(); // the dyno is stopping
+/// assert!(listener.is_closed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Listener {
     shared: Arc<Shared>,
@@ -67,6 +98,20 @@ struct ListenState {
 
 impl Listener {
     /// A listener that queues up to `backlog` connections (at least one) before [`connect`](Self::connect) waits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let listener = wasmdyno::Listener::new(1);
+    /// let tokio = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    /// tokio.block_on(async {
+    ///     let _first = listener.connect().await.unwrap();
+    ///     // The backlog is full until the guest accepts: the next connection waits.
+    ///     let second = tokio::time::timeout(Duration::from_millis(20), listener.connect()).await;
+    ///     assert!(second.is_err());
+    /// });
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(backlog: usize) -> Listener {
         Listener {
             shared: Arc::new(Shared {
@@ -89,6 +134,18 @@ impl Listener {
     /// `sock_accept`. Waits while the backlog is full; fails once the listener is closed.
     ///
     /// Cancel-safe: dropping the future before it completes queues nothing.
+    ///
+    /// ```
+    /// use wasmdyno::{Listener, NetError};
+    ///
+    /// let listener = Listener::new(8);
+    /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+    /// let conn = tokio.block_on(listener.connect());
+    /// assert!(conn.is_ok());
+    /// listener.close();
+    /// assert_eq!(tokio.block_on(listener.connect()).unwrap_err(), NetError::Closed);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn connect(&self) -> Result<Connection, NetError> {
         loop {
             // Created before the check so that a change between the check and the wait is not missed.
@@ -118,6 +175,25 @@ impl Listener {
     /// end of stream), and the guest's `sock_accept` answers `EINVAL` from now on, as a shut-down listening
     /// socket does. This is a web dyno's graceful stop: Go's `http.Serve` returns an error and a Rust server's
     /// `accept` fails.
+    ///
+    /// ```
+    /// use tokio::io::AsyncReadExt;
+    /// use wasmdyno::{Listener, NetError};
+    ///
+    /// let listener = Listener::new(8);
+    /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+    /// tokio.block_on(async {
+    ///     let mut queued = listener.connect().await?;
+    ///     listener.close();
+    ///     // Never accepted: dropped with the backlog, so it reads end of stream.
+    ///     let mut reply = Vec::new();
+    ///     queued.read_to_end(&mut reply).await?;
+    ///     assert!(reply.is_empty());
+    ///     assert_eq!(listener.connect().await.unwrap_err(), NetError::Closed);
+    ///     Ok::<(), Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         let mut state = self.state();
         state.closed = true;
@@ -132,29 +208,51 @@ impl Listener {
 
     /// How long connections have been waiting with none accepted (`None` when none waits): a guest that does
     /// not accept while this grows has stopped making progress.
-    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+    pub(crate) fn stalled_for(&self) -> Option<std::time::Duration> {
         self.state().waiting_since.map(|since| since.elapsed())
     }
 
     /// Has [`close`](Self::close) been called?
+    ///
+    /// ```
+    /// let listener = wasmdyno::Listener::new(8);
+    /// let clone = listener.clone();
+    /// assert!(!listener.is_closed());
+    /// clone.close();
+    /// assert!(listener.is_closed(), "clones share the listener");
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.state().closed
     }
 
     /// Connections queued and not yet accepted by the guest.
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
         self.state().queue.len()
     }
 
     /// Is the guest accepting? True from the guest's first `sock_accept` on the listener (or first `poll_oneoff`
     /// on it) until the instance goes away, so a restarted dyno has to accept again. This is what Heroku's R10
     /// (boot timeout) watches.
-    pub fn is_accepting(&self) -> bool {
+    pub(crate) fn is_accepting(&self) -> bool {
         self.state().accepting
     }
 
-    /// Waits until the guest is accepting (see [`is_accepting`](Self::is_accepting)). Combine it with a timer
-    /// for a boot timeout; it does not return when the listener closes.
+    /// Waits until the guest is accepting, as it is from its first `sock_accept` on the listener (or first
+    /// `poll_oneoff` on it) until its instance goes away: a restarted dyno has to accept again. This is what
+    /// Heroku's R10 (boot timeout) watches; combine it with a timer. It does not return when the listener closes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let listener = wasmdyno::Listener::new(8);
+    /// let tokio = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    /// // No guest accepts on this listener, so its boot timeout passes.
+    /// let boot_timeout = Duration::from_millis(20);
+    /// let booted = tokio.block_on(async { tokio::time::timeout(boot_timeout, listener.accepting()).await });
+    /// assert!(booted.is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub async fn accepting(&self) {
         loop {
             let changed = self.shared.changed.notified();
@@ -166,13 +264,13 @@ impl Listener {
     }
 
     /// An identity for this listener, shared by its clones (the router keys its per-dyno counts by it).
-    pub fn id(&self) -> usize {
+    pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.shared) as usize
     }
 
     /// Takes `conn` out of the backlog if the guest has not accepted it yet (it then reads as refused); true if
     /// it was still queued.
-    pub fn withdraw(&self, conn: &Connection) -> bool {
+    pub(crate) fn withdraw(&self, conn: &Connection) -> bool {
         let mut state = self.state();
         let withdrawn = state
             .queue
@@ -518,6 +616,25 @@ fn pair() -> (Connection, GuestSocket) {
 /// The host end of a connection to a guest: bytes written here are what the guest reads, and the other way
 /// round. Dropping it is closing the connection; [`shutdown`](tokio::io::AsyncWriteExt::shutdown) closes only
 /// the direction to the guest (the guest reads end of stream) and keeps reading its reply.
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let listener = wasmdyno::Listener::new(8);
+/// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+/// tokio.block_on(async {
+///     let mut conn = listener.connect().await?;
+///     // Buffered for the guest (up to 64 KiB each way) until it reads them.
+///     conn.write_all(b"ping").await?;
+///     conn.shutdown().await?; // the guest reads end of stream after "ping"
+///     listener.close(); // ... but it never accepted: the connection is dropped
+///     let mut reply = Vec::new();
+///     conn.read_to_end(&mut reply).await?;
+///     assert!(reply.is_empty());
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Connection {
     to_guest: Arc<Pipe>,
     from_guest: Arc<Pipe>,
@@ -528,7 +645,7 @@ impl Connection {
     /// [`NetError::Closed`] when it never will: the listener closed (dropping its backlog), or no guest instance
     /// accepts on it any more (it exited or crashed; the connection is then withdrawn). Either way the guest saw
     /// nothing of the connection, so the caller may take its request elsewhere.
-    pub async fn accepted(&self, listener: &Listener) -> Result<(), NetError> {
+    pub(crate) async fn accepted(&self, listener: &Listener) -> Result<(), NetError> {
         loop {
             let changed = listener.shared.changed.notified();
             tokio::pin!(changed);

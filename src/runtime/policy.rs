@@ -8,7 +8,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// Destinations a dyno's guests may connect to: `host` or `host:port` (any port when none is given).
+/// Destinations a dyno's guests may connect to: `host` or `host:port` (any port when none is given). Even an
+/// allowed name is refused when it resolves to an address that is not public (loopback, private, link-local...).
+///
+/// ```
+/// use wasmdyno::{NetworkPolicy, RunSpec};
+///
+/// let mut spec = RunSpec::new(vec!["worker.wasm".into()], Default::default(), Default::default());
+/// assert!(spec.network.is_closed(), "a guest reaches nothing by default");
+/// spec.network = NetworkPolicy::new(["api.example.com:443"]);
+/// assert!(spec.network.allows("api.example.com", 443));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NetworkPolicy {
@@ -31,7 +41,7 @@ impl NetworkPolicy {
     /// parse are skipped.
     ///
     /// ```
-    /// use wasmdyno::runtime::NetworkPolicy;
+    /// use wasmdyno::NetworkPolicy;
     /// let policy = NetworkPolicy::new(["api.example.com:443", "db.example.com"]);
     /// assert!(policy.allows("API.example.com", 443));
     /// assert!(!policy.allows("api.example.com", 80));
@@ -46,7 +56,17 @@ impl NetworkPolicy {
         NetworkPolicy { allowed }
     }
 
-    /// Does the policy name `host` (and `port`)? Addresses are checked separately, by [`NetworkPolicy::resolve`].
+    /// Does the policy name `host` (and `port`)? Names compare without case and without a trailing dot. The
+    /// addresses a name resolves to are checked separately, when a guest connects.
+    ///
+    /// ```
+    /// let policy = wasmdyno::NetworkPolicy::new(["api.example.com:443", "[2606:4700::1111]:53", "db.example.com"]);
+    /// assert!(policy.allows("API.example.com.", 443));
+    /// assert!(!policy.allows("api.example.com", 80));
+    /// assert!(policy.allows("[2606:4700::1111]", 53));
+    /// assert!(policy.allows("db.example.com", 5432), "no port given: any port");
+    /// assert!(!policy.allows("example.com", 443));
+    /// ```
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -56,12 +76,20 @@ impl NetworkPolicy {
     }
 
     /// Is nothing allowed?
+    ///
+    /// ```
+    /// use wasmdyno::NetworkPolicy;
+    ///
+    /// assert!(NetworkPolicy::default().is_closed());
+    /// assert!(NetworkPolicy::new(["not/a destination"]).is_closed(), "entries that do not parse are skipped");
+    /// assert!(!NetworkPolicy::new(["api.example.com"]).is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.allowed.is_empty()
     }
 
     /// Checks `host:port` against the policy and resolves it; every address must be public.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
         if !self.allows(host, port) {
             return Err(Refusal::NotAllowed(format!("{host}:{port}")));
         }
@@ -83,7 +111,7 @@ impl NetworkPolicy {
     }
 
     /// Resolves every allowed destination now: the addresses a `wasi:sockets` guest may connect to.
-    pub async fn resolve_all(&self) -> Vec<SocketAddr> {
+    pub(crate) async fn resolve_all(&self) -> Vec<SocketAddr> {
         let mut all = Vec::new();
         for (host, port) in &self.allowed {
             // A destination without a port is resolved with port 0 and matched on the address alone.

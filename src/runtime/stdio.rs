@@ -16,7 +16,29 @@ struct InputState {
     eof: bool,
 }
 
-/// A readable stream fed by a pump. Cloning shares it.
+/// A guest's standard input ([`RunSpec::stdin`](crate::RunSpec::stdin)): a buffer fed by a pump (a reader on its
+/// own thread, or a channel), which the guest reads and polls without blocking the runtime's threads. Cloning
+/// shares it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // `ECHO`: a core module that copies its standard input to its standard output.
+/// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+/// use std::sync::{Arc, Mutex};
+/// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let (echo, _) = runtime.load(ECHO)?;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let mut spec = RunSpec::new(vec!["echo.wasm".into()], Default::default(), Default::default());
+/// spec.stdin = Input::from_reader(&b"hello\n"[..]);
+/// spec.stdout = Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// assert_eq!(tokio.block_on(runtime.run(&echo, spec))?, Exit::Status(0));
+/// assert_eq!(*seen.lock().unwrap(), b"hello\n");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Input {
     state: Arc<Mutex<InputState>>,
@@ -28,6 +50,26 @@ pub struct Input {
 
 impl Input {
     /// An input that is at end of file from the start (what a dyno without attached stdin reads).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // `ECHO`: a core module that copies its standard input to its standard output.
+    /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+    /// use std::sync::{Arc, Mutex};
+    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let (echo, _) = runtime.load(ECHO)?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let mut spec = RunSpec::new(vec!["echo.wasm".into()], Default::default(), Default::default());
+    /// spec.stdin = Input::closed(); // also what `RunSpec::new` sets
+    /// spec.stdout = Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
+    /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// assert_eq!(tokio.block_on(runtime.run(&echo, spec))?, Exit::Status(0));
+    /// assert!(seen.lock().unwrap().is_empty(), "the guest read end of file at once");
+    /// # Ok(()) }
+    /// ```
     pub fn closed() -> Input {
         let input = Input::new();
         input.state.lock().expect("input lock").eof = true;
@@ -42,7 +84,29 @@ impl Input {
         }
     }
 
-    /// An input read from `source` on its own thread (blocking reads stay off the async runtime).
+    /// An input read from `source` on its own thread (blocking reads stay off the async runtime). End of file (or a
+    /// read error) from `source` is end of file for the guest.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // `ECHO`: a core module that copies its standard input to its standard output.
+    /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+    /// use std::sync::{Arc, Mutex};
+    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let (echo, _) = runtime.load(ECHO)?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let mut spec = RunSpec::new(vec!["echo.wasm".into()], Default::default(), Default::default());
+    /// // Any `Read + Send`: a file, a pipe, this process's stdin (`RunSpec::with_host_stdio`).
+    /// spec.stdin = Input::from_reader(std::io::Cursor::new(b"line one\nline two\n".to_vec()));
+    /// spec.stdout = Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
+    /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// assert_eq!(tokio.block_on(runtime.run(&echo, spec))?, Exit::Status(0));
+    /// assert_eq!(*seen.lock().unwrap(), b"line one\nline two\n");
+    /// # Ok(()) }
+    /// ```
     pub fn from_reader(mut source: impl Read + Send + 'static) -> Input {
         let input = Input::new();
         let pump = input.clone();
@@ -83,6 +147,34 @@ impl Input {
 
     /// An input fed by the chunks sent on `chunks`; end of file when every sender is gone. The senders wait
     /// while the guest has not read what came before (the channel's bound plus 64 KiB).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // `ECHO`: a core module that copies its standard input to its standard output.
+    /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+    /// use std::sync::{Arc, Mutex};
+    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let (echo, _) = runtime.load(ECHO)?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let (chunks, received) = tokio::sync::mpsc::channel(8);
+    /// let mut spec = RunSpec::new(vec!["echo.wasm".into()], Default::default(), Default::default());
+    /// spec.stdin = Input::from_channel(received);
+    /// spec.stdout = Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
+    /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// let exit = tokio.block_on(async {
+    ///     let guest = tokio::spawn(async move { runtime.run(&echo, spec).await });
+    ///     chunks.send(b"typed ".to_vec()).await?;
+    ///     chunks.send(b"at a terminal".to_vec()).await?;
+    ///     drop(chunks); // end of file
+    ///     Ok::<_, Box<dyn std::error::Error>>(guest.await??)
+    /// })?;
+    /// assert_eq!(exit, Exit::Status(0));
+    /// assert_eq!(*seen.lock().unwrap(), b"typed at a terminal");
+    /// # Ok(()) }
+    /// ```
     pub fn from_channel(chunks: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Input {
         Input::from_reader(ChannelReader {
             chunks,
@@ -92,18 +184,18 @@ impl Input {
     }
 
     /// A handle that ends this input from the outside (see [`InputCloser`]).
-    pub fn closer(&self) -> InputCloser {
+    pub(crate) fn closer(&self) -> InputCloser {
         InputCloser(self.clone())
     }
 
     /// Is a read ready now (data buffered or end of file)? With the number of bytes buffered.
-    pub fn ready(&self) -> Option<usize> {
+    pub(crate) fn ready(&self) -> Option<usize> {
         let state = self.state.lock().expect("input lock");
         (!state.buf.is_empty() || state.eof).then_some(state.buf.len())
     }
 
     /// Waits until a read would not block.
-    pub async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         loop {
             let notified = self.readable.notified();
             if self.ready().is_some() {
@@ -114,13 +206,13 @@ impl Input {
     }
 
     /// Reads up to `max` bytes, waiting for at least one; empty at end of file.
-    pub async fn read(&self, max: usize) -> Vec<u8> {
+    pub(crate) async fn read(&self, max: usize) -> Vec<u8> {
         self.wait_ready().await;
         self.try_read(max)
     }
 
     /// Reads what is buffered now, up to `max` bytes.
-    pub fn try_read(&self, max: usize) -> Vec<u8> {
+    pub(crate) fn try_read(&self, max: usize) -> Vec<u8> {
         let mut state = self.state.lock().expect("input lock");
         let n = max.min(state.buf.len());
         let data: Vec<u8> = state.buf.drain(..n).collect();
@@ -155,7 +247,31 @@ impl Read for ChannelReader {
     }
 }
 
-/// Where a dyno's stdout or stderr goes.
+/// Where a dyno's stdout or stderr goes: called with the bytes of each write, in order (not split into lines).
+/// The guest waits while it runs, so it should be quick: a dyno's log writer, a terminal, a buffer.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // `ECHO`: a core module that copies its standard input to its standard output.
+/// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
+/// use std::sync::{Arc, Mutex};
+/// use wasmdyno::{Exit, Input, Output, RunSpec, Runtime, RuntimeConfig};
+///
+/// let captured = Arc::new(Mutex::new(Vec::new()));
+/// let sink = captured.clone();
+/// let output: Output = Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let (echo, _) = runtime.load(ECHO)?;
+/// let mut spec = RunSpec::new(vec!["echo.wasm".into()], Default::default(), Default::default());
+/// spec.stdin = Input::from_reader(&b"to stdout"[..]);
+/// spec.stdout = output.clone();
+/// spec.stderr = output;
+/// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+/// assert_eq!(tokio.block_on(runtime.run(&echo, spec))?, Exit::Status(0));
+/// assert_eq!(*captured.lock().unwrap(), b"to stdout");
+/// # Ok(()) }
+/// ```
 pub type Output = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// An output that writes to this process's stdout.
@@ -191,7 +307,7 @@ impl InputCloser {
 
 impl Input {
     /// An input with nothing to read that stays open until its [`InputCloser`] closes it.
-    pub fn held_open() -> (Input, InputCloser) {
+    pub(crate) fn held_open() -> (Input, InputCloser) {
         let input = Input::new();
         (input.clone(), InputCloser(input))
     }

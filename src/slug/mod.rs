@@ -24,15 +24,15 @@ pub const DEFAULT_MAX_COMPRESSED: u64 = 500 * 1024 * 1024;
 /// Unpacked content is bounded too, so a small archive cannot inflate without limit.
 pub const DEFAULT_MAX_UNPACKED: u64 = 2 * 1024 * 1024 * 1024;
 
-/// Size limits applied when a slug is opened: [`DEFAULT_MAX_COMPRESSED`] compressed bytes and
-/// [`DEFAULT_MAX_UNPACKED`] unpacked bytes unless changed.
+/// Size limits applied when a slug is opened: 500 MiB compressed (Heroku's limit) and 2 GiB unpacked unless
+/// changed.
 ///
 /// ```
 /// use wasmdyno::Limits;
 ///
 /// let limits = Limits::default().with_max_compressed(10 * 1024 * 1024);
 /// assert_eq!(limits.max_compressed, 10 * 1024 * 1024);
-/// assert_eq!(limits.max_unpacked, wasmdyno::slug::DEFAULT_MAX_UNPACKED);
+/// assert_eq!(limits.max_unpacked, 2 * 1024 * 1024 * 1024);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -68,7 +68,7 @@ impl Limits {
 /// Everything that can be wrong with a slug.
 ///
 /// ```
-/// use wasmdyno::{Limits, Slug, slug::SlugError};
+/// use wasmdyno::{Limits, Slug, SlugError};
 ///
 /// let err = Slug::from_bytes(b"not a slug", Limits::default()).unwrap_err();
 /// assert!(matches!(err, SlugError::Archive(_)), "{err}");
@@ -78,30 +78,63 @@ impl Limits {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SlugError {
+    /// The slug file could not be read.
     #[error("cannot read slug {path}: {source}")]
     Read {
+        /// The slug file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The archive is over [`Limits::max_compressed`].
     #[error("slug is {size} bytes compressed, over the limit of {limit} bytes")]
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        /// The archive's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Its files hold more than [`Limits::max_unpacked`].
     #[error("slug unpacks to more than {limit} bytes")]
-    UnpackedTooLarge { limit: u64 },
+    UnpackedTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Not a gzip tar archive, or a truncated or corrupt one.
     #[error("slug is not a valid gzip tar archive: {0}")]
     Archive(std::io::Error),
+    /// An entry a slug may not hold: outside `app/`, escaping it with `..` or a link, a device file...
     #[error("slug entry {path:?} is not allowed: {reason}")]
-    BadEntry { path: String, reason: String },
+    BadEntry {
+        /// The entry's path in the archive.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The archive has no `.wasmdyno/slug.json`.
     #[error("slug has no manifest ({MANIFEST_PATH}); was it built by wasmdyno?")]
     NoManifest,
+    /// The manifest does not parse, is of another format version, or names an invalid process type or command.
     #[error("slug manifest is invalid: {0}")]
     BadManifest(String),
+    /// The files differ from what the manifest lists (sha256, size, missing or extra files, links).
     #[error("slug does not match its manifest: {0}")]
     Mismatch(String),
+    /// [`pack`] met a file a slug cannot hold (a `.wat` source, a special file, a link leaving the app, a name
+    /// that is not UTF-8).
     #[error("cannot pack {path}: {reason}")]
-    Pack { path: PathBuf, reason: String },
+    Pack {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot go into a slug.
+        reason: String,
+    },
+    /// Reading the app's directory (or writing the archive) failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -120,12 +153,12 @@ fn bad(path: &str, reason: impl Into<String>) -> SlugError {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::slug::PackOptions {
+/// # let options = wasmdyno::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
-/// // `packed.bytes`: a slug built by `wasmdyno::slug::pack` (or `wasmdyno build`).
+/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// // `packed.bytes`: a slug built by `wasmdyno::pack` (or `wasmdyno build`).
 /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
 /// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
 /// assert_eq!(&*slug.file("hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
@@ -147,11 +180,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// let path = app.path().join("hello.tar.gz");
     /// std::fs::write(&path, &packed.bytes)?;
     /// let slug = wasmdyno::Slug::open(&path, wasmdyno::Limits::default())?;
@@ -185,11 +218,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
     /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
     ///
@@ -224,11 +257,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// use sha2::Digest;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.sha256(), hex::encode(sha2::Sha256::digest(&packed.bytes)));
@@ -244,11 +277,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
     /// # Ok(()) }
@@ -263,11 +296,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
     /// assert_eq!(slug.manifest().files["hello.wasm"].size, 8);
@@ -289,11 +322,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::slug::PackOptions {
+    /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(&*slug.file("./hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
     /// assert!(slug.file("missing.wasm").is_none());
@@ -509,27 +542,89 @@ fn verify(
     Ok(())
 }
 
-/// What goes into a slug besides the files.
+/// What goes into a slug besides the files: the manifest's other fields.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+/// use wasmdyno::PackOptions;
+///
+/// let options = PackOptions {
+///     process_types: [("web".to_string(), "hello.wasm --port ${PORT}".to_string())].into(),
+///     config_vars: [("GREETING".to_string(), "hi".to_string())].into(),
+///     buildpack: "wasm".into(),
+///     commit: Some("3f2a9c1".into()),
+/// };
+/// let packed = wasmdyno::pack(app.path(), options)?;
+/// assert_eq!(packed.manifest.config_vars["GREETING"], "hi");
+/// assert_eq!(packed.manifest.commit.as_deref(), Some("3f2a9c1"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PackOptions {
+    /// Process type → command (the Procfile's).
     pub process_types: BTreeMap<String, String>,
+    /// Default config vars; a release's own override them.
     pub config_vars: BTreeMap<String, String>,
+    /// Name of the buildpack that built the app.
     pub buildpack: String,
+    /// The source commit, if known.
     pub commit: Option<String>,
 }
 
-/// A packed slug: the archive bytes and its manifest.
+/// A packed slug, from [`pack`]: the archive bytes, their sha256 and the manifest they hold.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+/// use sha2::Digest;
+///
+/// let packed = wasmdyno::pack(app.path(), Default::default())?;
+/// assert_eq!(packed.sha256, hex::encode(sha2::Sha256::digest(&packed.bytes)));
+/// assert_eq!(packed.manifest.files["hello.wasm"].size, 8);
+/// // Store it as `<sha256>.tar.gz`: the same tree always packs to the same bytes.
+/// std::fs::write(app.path().join(format!("{}.tar.gz", packed.sha256)), &packed.bytes)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Packed {
+    /// The gzip tar archive.
     pub bytes: Vec<u8>,
+    /// sha256 of `bytes`, in hex: the slug's identity.
     pub sha256: String,
+    /// The manifest the archive holds.
     pub manifest: Manifest,
 }
 
-/// Packs the directory `app_dir` into a deterministic slug.
+/// Packs the directory `app_dir` into a deterministic slug: the same tree and options always give the same bytes.
 ///
 /// Symbolic links are kept as links and must stay inside the app; other special files and `.wat` sources are
 /// refused (slugs hold compiled `.wasm` only).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use wasmdyno::{PackOptions, Slug, SlugError};
+///
+/// let app = tempfile::tempdir()?;
+/// std::fs::create_dir(app.path().join("bin"))?;
+/// std::fs::write(app.path().join("bin/hello.wasm"), b"\0asm\x01\0\0\0")?;
+/// let options = PackOptions {
+///     process_types: [("web".to_string(), "bin/hello.wasm".to_string())].into(),
+///     ..Default::default()
+/// };
+/// let packed = wasmdyno::pack(app.path(), options.clone())?;
+/// assert_eq!(packed.bytes, wasmdyno::pack(app.path(), options.clone())?.bytes);
+/// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
+/// assert!(slug.file("bin/hello.wasm").is_some());
+///
+/// std::fs::write(app.path().join("hello.wat"), "(module)")?;
+/// let err = wasmdyno::pack(app.path(), options).unwrap_err();
+/// assert!(matches!(err, SlugError::Pack { .. }), "{err}");
+/// # Ok(()) }
+/// ```
 pub fn pack(app_dir: &Path, options: PackOptions) -> Result<Packed, SlugError> {
     let mut tree = Vec::new();
     walk(app_dir, "", &mut tree)?;

@@ -39,9 +39,9 @@ fn probe_slugs() -> &'static (PathBuf, PathBuf) {
                 std::fs::write(dest, slug.file(path).unwrap()).unwrap();
             }
             let pack = |commit: &str| {
-                let packed = wasmdyno::slug::pack(
+                let packed = wasmdyno::pack(
                     &app,
-                    wasmdyno::slug::PackOptions {
+                    wasmdyno::PackOptions {
                         process_types: slug.manifest().process_types.clone(),
                         config_vars: slug.manifest().config_vars.clone(),
                         buildpack: slug.manifest().buildpack.clone(),
@@ -134,6 +134,10 @@ impl Drop for Host {
 
 /// GET / on `addr`; (status, body), status 0 when the connection failed.
 fn get(addr: &str, host: &str) -> (u16, String) {
+    get_path(addr, host, "/")
+}
+
+fn get_path(addr: &str, host: &str, path: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return (0, String::new());
     };
@@ -142,7 +146,7 @@ fn get(addr: &str, host: &str) -> (u16, String) {
         .unwrap();
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -305,4 +309,101 @@ fn an_edge_host_following_a_server_picks_up_a_new_release() {
         reply.1 == "ok web.1 v3"
     });
     assert!(seen.iter().all(|(status, _)| *status == 200), "{seen:?}");
+}
+
+/// The embedding API in-process: an `Edge` scales a process type up and down and sets config vars as a new
+/// release, with real dynos answering through its router on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_edge_scales_a_process_type_and_sets_config_vars() {
+    use wasmdyno::{
+        AppSpec, DynoSize, DynoState, Edge, EdgeError, EdgeSettings, ReleaseSpec, Runtime,
+        RuntimeConfig,
+    };
+
+    let (one, _) = probe_slugs();
+    let work = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let edge = Edge::new(Arc::new(runtime), work.path(), EdgeSettings::default());
+    let slug = edge
+        .source()
+        .add_slug(&std::fs::read(one).unwrap(), None, Default::default())
+        .unwrap();
+    let release = ReleaseSpec::new(1, slug.sha256()).scale("web", 1, DynoSize::Eco);
+    edge.deploy(AppSpec::new("hello"), Some(release)).await;
+    assert!(edge.wait_up("hello", Duration::from_secs(90)).await);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serving = tokio::spawn(
+        edge.router()
+            .clone()
+            .serve(listener, std::future::pending()),
+    );
+    let request = |path: &'static str| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || get_path(&addr, "hello.localhost", path))
+    };
+    let dynos = |edge: &Edge| -> Vec<(String, u64, String, DynoState)> {
+        edge.manager()
+            .dynos("hello")
+            .into_iter()
+            .map(|d| (d.name, d.release, d.size, d.state))
+            .collect()
+    };
+    async fn settle(edge: &Edge, done: impl Fn(&Edge) -> bool) {
+        for _ in 0..900 {
+            if done(edge) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the dynos never settled: {:?}",
+            edge.manager().dynos("hello")
+        );
+    }
+
+    // Up: two web dynos of release 1.
+    edge.scale("hello", "web", 2, DynoSize::Eco).await.unwrap();
+    assert!(edge.wait_up("hello", Duration::from_secs(90)).await);
+    let names: Vec<_> = dynos(&edge).into_iter().map(|d| d.0).collect();
+    assert_eq!(names, ["web.1", "web.2"]);
+    assert_eq!(request("/").await.unwrap().0, 200);
+
+    // Config vars make release 2; the dynos are replaced and see them.
+    let version = edge
+        .set_config("hello", [("GREETING", Some("hi"))])
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
+    settle(&edge, |edge| {
+        let now = dynos(edge);
+        now.len() == 2 && now.iter().all(|d| d.1 == 2 && d.3 == DynoState::Up)
+    })
+    .await;
+    assert_eq!(request("/env/GREETING").await.unwrap(), (200, "hi".into()));
+    assert!(request("/").await.unwrap().1.ends_with(" v2"));
+
+    // Another size replaces them; 0 stops them all.
+    edge.scale("hello", "web", 1, DynoSize::Basic)
+        .await
+        .unwrap();
+    settle(&edge, |edge| {
+        let now = dynos(edge);
+        now.len() == 1 && now[0].2 == "basic" && now[0].3 == DynoState::Up
+    })
+    .await;
+    edge.scale("hello", "web", 0, DynoSize::Basic)
+        .await
+        .unwrap();
+    settle(&edge, |edge| dynos(edge).is_empty()).await;
+
+    // An app without a release cannot be scaled.
+    let err = edge
+        .scale("nope", "web", 1, DynoSize::Eco)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EdgeError::NoRelease(_)), "{err}");
+    serving.abort();
+    edge.shutdown().await;
 }

@@ -216,7 +216,7 @@ fn releases(server: &Server, app: &str) -> Vec<serde_json::Value> {
 fn slug_commit(server: &Server, release: &serde_json::Value) -> Option<String> {
     let sha = release["slug"].as_str().unwrap();
     let path = server.env.home().join(format!("slugs/{sha}.tar.gz"));
-    let slug = wasmdyno::slug::Slug::open(&path, wasmdyno::slug::Limits::default()).unwrap();
+    let slug = wasmdyno::Slug::open(&path, wasmdyno::Limits::default()).unwrap();
     slug.manifest().commit.clone()
 }
 
@@ -226,7 +226,12 @@ fn short(sha: &str) -> &str {
 
 /// A server with an app and a repository whose `wasmdyno` remote points at it.
 fn setup(app: &str) -> (Server, Repo) {
-    let server = Server::start();
+    setup_with(app, &[])
+}
+
+/// [`setup`] with extra environment variables for the server.
+fn setup_with(app: &str, vars: &[(&str, &str)]) -> (Server, Repo) {
+    let server = Server::start_in(TestEnv::new(), vars);
     server.cli(&["apps:create", app]).ok();
     let repo = Repo::init(&server.env, "src");
     let out = repo.wasmdyno(&server, &["git:remote", "-a", app]).ok();
@@ -713,4 +718,15 @@ fn builds_of_one_app_run_one_at_a_time() {
     let all = releases(&server, "one-at-a-time");
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|r| r["status"] == "succeeded"), "{all:#?}");
+}
+
+#[test]
+fn a_push_announces_the_app_under_the_servers_base_domain() {
+    let (server, repo) = setup_with("based", &[("WASMDYNO_BASE_DOMAIN", "apps.test")]);
+    hello_app(&repo, "based");
+    repo.commit("first");
+    let out = repo.git(&["push", "wasmdyno", "main"]).ok();
+    let port = server.router.rsplit(':').next().unwrap();
+    let expected = format!("remote:        http://based.apps.test:{port}/ deployed to wasmdyno");
+    assert!(out.stderr.contains(&expected), "{expected:?} in:\n{out}");
 }

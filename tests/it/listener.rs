@@ -11,12 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use wasmdyno::runtime::net::{Connection, Listener, NetError};
-use wasmdyno::runtime::vfs::Image;
-use wasmdyno::runtime::{
-    DynoSize, Exit, RunSpec, Runtime, RuntimeConfig, RuntimeError, resolve_module,
-};
-use wasmdyno::slug::{Limits, Slug};
+use wasmdyno::Image;
+use wasmdyno::{Connection, Listener, NetError};
+use wasmdyno::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig, RuntimeError, resolve_module};
+use wasmdyno::{Limits, Slug};
 
 use crate::support::*;
 
@@ -81,7 +79,7 @@ impl WebDyno {
         let listener = Listener::new(16);
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
-        let output: wasmdyno::runtime::stdio::Output =
+        let output: wasmdyno::Output =
             Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
         let env = BTreeMap::from([
             ("DYNO".to_string(), "web.1".to_string()),

@@ -105,12 +105,12 @@ fn a_memory_bomb_fails_inside_the_guest() {
 
 /// The probe guest's module, loaded into a fresh runtime.
 fn probe_guest() -> (
-    wasmdyno::runtime::Runtime,
-    wasmdyno::runtime::Guest,
-    std::sync::Arc<wasmdyno::runtime::vfs::Image>,
+    wasmdyno::Runtime,
+    wasmdyno::Guest,
+    std::sync::Arc<wasmdyno::Image>,
 ) {
-    use wasmdyno::runtime::{Runtime, RuntimeConfig, resolve_module, vfs::Image};
-    let slug = wasmdyno::slug::Slug::open(probe_slug(), Default::default()).unwrap();
+    use wasmdyno::{Image, Runtime, RuntimeConfig, resolve_module};
+    let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
     let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
     let (guest, _) = runtime.load(&wasm).unwrap();
@@ -121,7 +121,7 @@ fn probe_guest() -> (
 fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
     use std::collections::BTreeMap;
     use std::time::Duration;
-    use wasmdyno::runtime::{DynoSize, Exit, RunSpec};
+    use wasmdyno::{DynoSize, Exit, RunSpec};
 
     let (runtime, guest, image) = probe_guest();
     let spec = |verb: &[&str]| {
@@ -162,11 +162,10 @@ fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
 #[test]
 fn the_pooling_allocator_runs_guests_within_the_same_quota() {
     use std::collections::BTreeMap;
-    use wasmdyno::runtime::{
-        DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
-        vfs::Image,
+    use wasmdyno::{
+        DynoSize, Exit, Image, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
     };
-    let slug = wasmdyno::slug::Slug::open(probe_slug(), Default::default()).unwrap();
+    let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
     let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
     let image = std::sync::Arc::new(Image::from_slug(&slug));
     let steps = |runtime: &Runtime| {

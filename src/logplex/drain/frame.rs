@@ -142,7 +142,7 @@ fn sanitize(field: &str) -> String {
 }
 
 /// Reads octet-counted frames back: the messages of `bytes`, or `None` if a frame is malformed or cut short.
-/// For tests and the benchmark's receivers.
+#[cfg(test)]
 pub fn parse_frames(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
     let mut messages = Vec::new();
     while !bytes.is_empty() {

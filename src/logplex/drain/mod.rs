@@ -36,8 +36,7 @@ use hyper::body::Bytes;
 use rustls::ClientConfig;
 use serde::Serialize;
 
-pub use http::base64;
-pub use url::{DrainUrl, InvalidDrainUrl, MAX_URL_LEN, Protocol};
+pub use url::{DrainUrl, Protocol};
 
 use super::{
     AppStream, Filter, LOGPLEX_DYNO, LogLine, Logplex, Rfc3339, Session, Source, Subscriber, lock,
@@ -182,6 +181,7 @@ impl Drains {
     /// Makes `app`'s running drains exactly `specs`: starts those not running yet, stops those not listed, and
     /// leaves the others as they are (their buffers and connections). A spec whose URL does not parse is
     /// reported and skipped. Must be called within a Tokio runtime.
+    #[cfg(test)]
     pub fn set(&self, app: &str, specs: Vec<DrainSpec>) {
         let _ = self.sync(app, || Ok::<_, std::convert::Infallible>(specs));
     }
@@ -245,6 +245,7 @@ impl Drains {
     }
 
     /// The specs of `app`'s running drains.
+    #[cfg(test)]
     pub fn running(&self, app: &str) -> Vec<DrainSpec> {
         lock(&self.inner.running)
             .get(app)

@@ -4,6 +4,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 use super::frame::{Encoder, parse_frames, priority};
+use super::http::base64;
+use super::url::MAX_URL_LEN;
 use super::*;
 
 /// Generous enough never to fire on a slow machine: these tests assert outcomes, not timings.

@@ -12,7 +12,6 @@ impl Errno {
     pub const SUCCESS: Errno = Errno(0);
     pub const AGAIN: Errno = Errno(6);
     pub const BADF: Errno = Errno(8);
-    pub const BUSY: Errno = Errno(10);
     pub const EXIST: Errno = Errno(20);
     pub const FAULT: Errno = Errno(21);
     pub const FBIG: Errno = Errno(22);
@@ -51,7 +50,6 @@ impl From<FsError> for Errno {
             FsError::IllegalBytes => Errno::ILSEQ,
             FsError::NotPermitted => Errno::PERM,
             FsError::TooBig => Errno::FBIG,
-            FsError::Busy => Errno::BUSY,
         }
     }
 }

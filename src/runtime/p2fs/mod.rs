@@ -167,7 +167,6 @@ fn error_code(err: FsError) -> ErrorCode {
         FsError::IllegalBytes => ErrorCode::IllegalByteSequence,
         FsError::NotPermitted => ErrorCode::NotPermitted,
         FsError::TooBig => ErrorCode::FileTooLarge,
-        FsError::Busy => ErrorCode::Busy,
     }
 }
 

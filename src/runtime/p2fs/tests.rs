@@ -106,7 +106,6 @@ fn every_vfs_error_has_its_wasi_code() {
         (IllegalBytes, ErrorCode::IllegalByteSequence),
         (NotPermitted, ErrorCode::NotPermitted),
         (TooBig, ErrorCode::FileTooLarge),
-        (Busy, ErrorCode::Busy),
     ];
     for (err, want) in pairs {
         assert_eq!(error_code(err), want, "{err:?}");

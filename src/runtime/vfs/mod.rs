@@ -64,8 +64,6 @@ pub enum FsError {
     /// The file is too large (past `u64` or the quota's reach).
     #[error("file too large")]
     TooBig,
-    #[error("resource busy")]
-    Busy,
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -160,10 +158,37 @@ impl Quota {
     }
 }
 
-/// An immutable `app/` tree, built once per release and shared by its dynos.
+/// An immutable `app/` tree, built once per release ([`Image::from_slug`]) and shared by its dynos: each dyno's
+/// guest sees it as `/`, with its own copy-on-write layer over it, so what one dyno writes no other sees.
 ///
-/// Inodes are numbered from [`ROOT`] in a flat table (breadth-first, each directory's entries in name order);
-/// file contents are the caller's `Arc`s, never copied.
+/// Inodes are numbered from `ROOT` in a flat table (breadth-first, each directory's entries in name order);
+/// file contents are the slug's `Arc`s, never copied.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+/// # let options = wasmdyno::PackOptions {
+/// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// use std::sync::Arc;
+/// use wasmdyno::{Exit, Image, RunSpec, Runtime, RuntimeConfig};
+///
+/// // One image per release, shared by all its dynos; each gets its own copy-on-write layer over it.
+/// let image = Arc::new(Image::from_slug(&slug));
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let (guest, _) = runtime.load(&slug.file("hello.wasm").unwrap())?;
+/// let tokio = tokio::runtime::Runtime::new()?;
+/// for dyno in ["web.1", "web.2"] {
+///     let env = [("DYNO".to_string(), dyno.to_string())].into();
+///     let spec = RunSpec::new(vec!["hello.wasm".into()], env, Default::default()).with_image(image.clone());
+///     assert_eq!(tokio.block_on(runtime.run(&guest, spec))?, Exit::Status(0));
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Image {
     /// Inode `ROOT + i` is `nodes[i]`.
     nodes: Vec<Node>,
@@ -178,7 +203,7 @@ impl Image {
     /// NUL, a component over [`NAME_MAX`] or over [`PATH_MAX`] bytes are left out (no lookup could reach them
     /// anyway), as are empty link targets; a directory wins over a file or link at the same path, and
     /// otherwise the later entry wins.
-    pub fn new(
+    pub(crate) fn new(
         files: impl IntoIterator<Item = (String, Arc<[u8]>)>,
         links: impl IntoIterator<Item = (String, String)>,
         mtime: Timestamp,
@@ -192,6 +217,25 @@ impl Image {
     ///
     /// Slugs carry no timestamps (their archives are deterministic), so every entry is dated
     /// 1980-01-01T00:00:00Z, the earliest time ZIP archives can hold: tools that zip app files keep working.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let app = tempfile::tempdir()?;
+    /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
+    /// # let options = wasmdyno::PackOptions {
+    /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
+    /// #     ..Default::default()
+    /// # };
+    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// use std::sync::Arc;
+    /// use wasmdyno::{Image, RunSpec, Slug};
+    ///
+    /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
+    /// let image = Arc::new(Image::from_slug(&slug));
+    /// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default()).with_image(image);
+    /// # drop(spec);
+    /// # Ok(()) }
+    /// ```
     pub fn from_slug(slug: &crate::slug::Slug) -> Image {
         const SLUG_MTIME: Timestamp = 315_532_800 * 1_000_000_000;
         Image::new(
@@ -697,6 +741,7 @@ impl Fs {
     }
 
     /// Bytes this dyno's layer holds (its share of the quota).
+    #[cfg(test)]
     pub fn used(&self) -> u64 {
         self.charged
     }
