@@ -238,3 +238,40 @@ fn invalid_wasm_fails_the_build() {
     let out = env.run(&["build", app.to_str().unwrap()]).fails();
     assert!(out.stderr.contains("cannot compile ./broken.wat"), "{out}");
 }
+
+/// Relative WASMDYNO_HOME and WASMDYNO_CACHE_DIR are taken from the directory wasmdyno starts in, though
+/// buildpacks run elsewhere: the fixture's build cache persists between builds, and the slug and the compiled
+/// code land under that directory.
+#[test]
+fn relative_home_and_cache_dirs_are_resolved_from_the_working_directory() {
+    let env = TestEnv::new();
+    app(&env);
+    let build = || {
+        let out = env
+            .cmd(&["run", "--dir", "app", "--buildpack", &fixture(), "web"])
+            .current_dir(env.dir.path())
+            .env("WASMDYNO_HOME", "relative-home")
+            .env("WASMDYNO_CACHE_DIR", "relative-cache")
+            .output()
+            .unwrap();
+        Out::from(out).ok()
+    };
+    assert!(build().stderr.contains("build number 1"));
+    let out = build();
+    assert!(out.stderr.contains("build number 2"), "{out}");
+    assert_eq!(out.stdout, "probe.wasm\nargs\nfrom-procfile\n", "{out}");
+    let home = env.path("relative-home");
+    assert_eq!(list(&home.join("slugs")).len(), 1, "{out}");
+    let counts: Vec<_> = list(&home.join("build-cache"))
+        .into_iter()
+        .filter(|p| p.ends_with("count"))
+        .collect();
+    assert_eq!(counts.len(), 1, "{out}");
+    let cached = list(&env.path("relative-cache"));
+    assert!(
+        cached
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "cwasm")),
+        "{cached:?}"
+    );
+}
