@@ -12,7 +12,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 
-use super::{Entry, Slot, Upstream};
+use super::pool::Upstream;
+use super::{Entry, Slot};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -141,9 +142,18 @@ impl ResponseBody {
         }
     }
 
+    /// The response ended some other way than complete: its connection is closed.
     fn end(&mut self) {
         self.slot = None;
         self.upstream = None;
+    }
+
+    /// The response is complete: its connection may serve the dyno's next request.
+    fn finish(&mut self) {
+        if let Some(upstream) = self.upstream.take() {
+            upstream.finish();
+        }
+        self.slot = None;
     }
 }
 
@@ -178,7 +188,7 @@ impl HttpBody for ResponseBody {
             }
             Poll::Ready(None) => {
                 this.entry.ok(this.status, this.bytes);
-                this.end();
+                this.finish();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -212,6 +222,7 @@ impl Drop for ResponseBody {
         // A body with nothing in it (HEAD, 204, 304, an empty one) may be dropped unread: that is its end.
         if !self.entry.is_done() && self.inner.is_end_stream() {
             self.entry.ok(self.status, self.bytes);
+            self.finish();
         }
         // Else the entry logs H27 as it drops: the client went away before the end.
         self.entry.bytes = self.bytes;

@@ -34,7 +34,10 @@
 //! `connect` is the time until the dyno took the connection, `service` the time from then to the end.
 
 mod body;
+mod pool;
 mod routes;
+
+use pool::{ConnPool, Task, Upstream};
 
 pub use body::Body;
 #[cfg(feature = "platform")]
@@ -72,6 +75,9 @@ const BOOT_POLL: Duration = Duration::from_millis(20);
 const QUEUE_POLL: Duration = Duration::from_millis(100);
 /// The pause before a request that every dyno turned away tries them again.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
+/// How long a new connection to a dyno with idle keep-alive connections may wait to be accepted before those are
+/// closed (the guest may serve one connection at a time).
+const POOL_RELEASE_AFTER: Duration = Duration::from_millis(20);
 
 /// Router timers and limits. Every one is a setting, so tests provoke each code in milliseconds.
 ///
@@ -212,6 +218,8 @@ struct Inner {
     settings: Settings,
     /// Requests in flight and queued, per app.
     loads: Mutex<HashMap<String, Arc<AppLoad>>>,
+    /// Idle keep-alive connections to listener dynos.
+    pool: ConnPool,
 }
 
 /// One app's requests: in flight per dyno, and waiting for one.
@@ -247,21 +255,21 @@ impl Drop for Queued {
     }
 }
 
-/// The task driving the connection to a dyno, aborted when the request is done with it.
-pub(crate) struct Upstream(Option<tokio::task::JoinHandle<()>>);
-
-impl Upstream {
-    /// Lets the task finish by itself (it hands an upgraded connection over).
-    fn detach(mut self) {
-        self.0.take();
-    }
+/// A request with the same head as `req` and no body (for one whose body is empty).
+fn bodiless_copy(req: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
+/// What a dyno answered over `upstream`.
+fn forwarded(response: Response<Incoming>, upstream: Upstream) -> Forwarded {
+    Forwarded {
+        response: response.map(|body| body.map_err(Into::into).boxed_unsync()),
+        upstream: Some(upstream),
     }
 }
 
@@ -308,6 +316,7 @@ impl Router {
                 logplex,
                 settings,
                 loads: Mutex::default(),
+                pool: ConnPool::default(),
             }),
         }
     }
@@ -638,11 +647,43 @@ impl Router {
             };
         }
         let listener = &dyno.listener;
+        let mut req = req;
+        // A request without a body goes on an idle keep-alive connection if there is one. The dyno may have
+        // closed that meanwhile (a server may close an idle connection without saying so): then the request,
+        // which can be sent again as it has no body, goes on the next one, and finally on a new connection. A
+        // request with a body always gets a new connection, so it is never lost that way.
+        while req.body().is_end_stream()
+            && let Some((mut sender, task)) = self.inner.pool.take(listener).await
+        {
+            entry.accepted = Some(Instant::now());
+            let again = bodiless_copy(&req);
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let upstream =
+                        Upstream::pooled(task, sender, self.inner.pool.clone(), listener.clone());
+                    return Ok(forwarded(response, upstream));
+                }
+                Err(mut e) => req = e.take_message().unwrap_or(again),
+            }
+        }
         let conn = match listener.connect().await {
             Ok(conn) => conn,
             Err(_) => return Err(Failure::NotTaken(Box::new(req))),
         };
-        if conn.accepted(listener).await.is_err() {
+        // A guest serving one connection at a time may be waiting on an idle keep-alive connection of ours:
+        // if the new one is not taken promptly, close those.
+        let taken = {
+            let accepted = conn.accepted(listener);
+            tokio::pin!(accepted);
+            match tokio::time::timeout(POOL_RELEASE_AFTER, accepted.as_mut()).await {
+                Ok(taken) => taken,
+                Err(_) => {
+                    self.inner.pool.release(listener);
+                    accepted.await
+                }
+            }
+        };
+        if taken.is_err() {
             return Err(Failure::NotTaken(Box::new(req)));
         }
         entry.accepted = Some(Instant::now());
@@ -651,14 +692,20 @@ impl Router {
                 Ok(handshake) => handshake,
                 Err(e) => return Err(Failure::Platform(format!("handshake with a dyno: {e}"))),
             };
-        let upstream = Upstream(Some(tokio::spawn(async move {
+        let task = Task::new(tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
-        })));
+        }));
+        // Upgrades take the connection over; any other request may leave it for the next one.
+        let upgrade = req.headers().contains_key(header::UPGRADE);
         match sender.send_request(req).await {
-            Ok(response) => Ok(Forwarded {
-                response: response.map(|body| body.map_err(Into::into).boxed_unsync()),
-                upstream: Some(upstream),
-            }),
+            Ok(response) => {
+                let upstream = if upgrade {
+                    Upstream::closing(task)
+                } else {
+                    Upstream::pooled(task, sender, self.inner.pool.clone(), listener.clone())
+                };
+                Ok(forwarded(response, upstream))
+            }
             Err(_) => Err(Failure::Closed),
         }
     }

@@ -226,7 +226,6 @@ impl Listener {
     }
 
     /// Connections queued and not yet accepted by the guest.
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.state().queue.len()
     }
@@ -257,6 +256,17 @@ impl Listener {
         loop {
             let changed = self.shared.changed.notified();
             if self.is_accepting() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until the listener is closed (its dyno is stopping).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let changed = self.shared.changed.notified();
+            if self.is_closed() {
                 return;
             }
             changed.await;

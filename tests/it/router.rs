@@ -990,3 +990,80 @@ fn a_spinning_dyno_stalls_only_itself() {
         get(&server, &spinner, "/env/DYNO").status == 200
     });
 }
+
+/// The (conn, req) numbers of a router-probe `/conn` answer: `conn C req R`.
+fn conn_and_request(reply: &Reply) -> (u64, u64) {
+    let text = reply.text();
+    let words: Vec<&str> = text.split(' ').collect();
+    match words[..] {
+        ["conn", c, "req", r] => (c.parse().unwrap(), r.parse().unwrap()),
+        _ => panic!("not a /conn answer: {reply:?}"),
+    }
+}
+
+#[test]
+fn connections_to_a_dyno_are_kept_alive_without_holding_up_a_one_connection_server() {
+    // A stop timeout long enough that only a dyno stuck on an idle connection would hit it.
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_STOP_TIMEOUT_MS", "20000")]);
+    let host = probe_app(&server, "alive", &["KEEP_ALIVE=1"], true);
+
+    // One client after the other: their requests go over one connection to the dyno.
+    let seen: Vec<(u64, u64)> = (0..10)
+        .map(|_| conn_and_request(&get(&server, &host, "/conn")))
+        .collect();
+    assert!(
+        seen.windows(2).all(|w| w[1] == (w[0].0, w[0].1 + 1)),
+        "{seen:?}"
+    );
+
+    // Many at once: the dyno serves one connection at a time, and still every request is answered (idle
+    // connections it might be waiting on are closed when a new one is not taken).
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (router, host, failures) = (server.router.clone(), host.clone(), failures.clone());
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    if raw_get(&router, &host, "/conn").status != 200 {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    // A request with a body is answered too (it always gets a connection of its own).
+    let reply = send(
+        &server,
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        )
+        .as_bytes(),
+    );
+    assert_eq!((reply.status, reply.text().as_str()), (200, "hello"));
+
+    // Stopping it is graceful: its idle connections close with its listener, so it sees the listener close.
+    server.cli(&["ps:scale", "-a", "alive", "web=0"]).ok();
+    wait_until("the dyno to stop", || {
+        logs(&server, "alive").contains("Process exited with status 0")
+    });
+    let logs = logs(&server, "alive");
+    assert!(logs.contains("accept failed"), "{logs}");
+    assert!(!logs.contains("R12"), "{logs}");
+}
+
+#[test]
+fn a_dyno_that_closes_connections_without_saying_so_fails_no_request() {
+    let server = Server::start();
+    let host = probe_app(&server, "quiet", &["CLOSE_QUIETLY=1"], true);
+    for _ in 0..50 {
+        let reply = get(&server, &host, "/conn");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(conn_and_request(&reply).1, 1, "one request per connection");
+    }
+    let logs = router_logs(&server, "quiet");
+    assert!(!logs.contains("H13"), "{logs}");
+}
