@@ -674,6 +674,7 @@ async fn update_feature(
                 }
             ),
         );
+        p.routes.invalidate();
         p.manager.restart(&app, Some("web")).await;
     }
     let info = features_of(&after)

@@ -75,6 +75,9 @@ const BOOT_POLL: Duration = Duration::from_millis(20);
 const QUEUE_POLL: Duration = Duration::from_millis(100);
 /// The pause before a request that every dyno turned away tries them again.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
+/// The app feature (Heroku's name) that turns keep-alive connections to the app's dynos off.
+pub(crate) const NO_KEEPALIVE_FEATURE: &str = "http-disable-keepalive-to-dyno";
+
 /// How long a new connection to a dyno with idle keep-alive connections may wait to be accepted before those are
 /// closed (the guest may serve one connection at a time).
 const POOL_RELEASE_AFTER: Duration = Duration::from_millis(20);
@@ -560,7 +563,7 @@ impl Router {
             entry.dyno = slot.dyno.name.clone();
             let deadline = *deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + settings.request_timeout);
-            let forwarding = self.forward(&slot.dyno, req, &mut entry);
+            let forwarding = self.forward(&slot.dyno, req, app.keep_alive, &mut entry);
             match tokio::time::timeout_at(deadline, forwarding).await {
                 Err(_) => return entry.fail("H12", "Request timeout"),
                 Ok(Ok(forwarded)) => break (slot, forwarded),
@@ -632,6 +635,7 @@ impl Router {
         &self,
         dyno: &WebDyno,
         req: Request<Body>,
+        keep_alive: bool,
         entry: &mut Entry,
     ) -> Result<Forwarded, Failure> {
         if let Some(handler) = &dyno.handler {
@@ -652,7 +656,8 @@ impl Router {
         // closed that meanwhile (a server may close an idle connection without saying so): then the request,
         // which can be sent again as it has no body, goes on the next one, and finally on a new connection. A
         // request with a body always gets a new connection, so it is never lost that way.
-        while req.body().is_end_stream()
+        while keep_alive
+            && req.body().is_end_stream()
             && let Some((mut sender, task)) = self.inner.pool.take(listener).await
         {
             entry.accepted = Some(Instant::now());
@@ -699,7 +704,7 @@ impl Router {
         let upgrade = req.headers().contains_key(header::UPGRADE);
         match sender.send_request(req).await {
             Ok(response) => {
-                let upstream = if upgrade {
+                let upstream = if upgrade || !keep_alive {
                     Upstream::closing(task)
                 } else {
                     Upstream::pooled(task, sender, self.inner.pool.clone(), listener.clone())

@@ -34,6 +34,9 @@ pub struct AppRoute {
     pub maintenance: bool,
     /// Has a current release with a slug (else H81).
     pub released: bool,
+    /// Connections to its listening dynos are kept alive between requests (unless the app has the
+    /// `http-disable-keepalive-to-dyno` feature).
+    pub keep_alive: bool,
 }
 
 #[cfg(feature = "platform")]
@@ -256,6 +259,7 @@ impl Routes {
                 AppRoute {
                     released: release.is_some_and(|r| r.slug.is_some()),
                     maintenance: app.maintenance,
+                    keep_alive: !app.features.contains(super::NO_KEEPALIVE_FEATURE),
                     name: app.name,
                 },
             );

@@ -58,11 +58,18 @@ pub struct App {
 }
 
 /// App features (`features`, `features:enable NAME`), as Heroku Labs has them: name and what it does.
-pub const FEATURES: &[(&str, &str)] = &[(
-    "http-fresh-instances",
-    "A new wasi:http instance for every request (per-request isolation) instead of warm instances that serve \
-     many requests in turn",
-)];
+pub const FEATURES: &[(&str, &str)] = &[
+    (
+        "http-fresh-instances",
+        "A new wasi:http instance for every request (per-request isolation) instead of warm instances that serve \
+         many requests in turn",
+    ),
+    (
+        crate::router::NO_KEEPALIVE_FEATURE,
+        "A new connection from the router to a web dyno that listens for every request, closed after the \
+         response, instead of keep-alive connections",
+    ),
+];
 
 /// Where a release is in its life. A release without a release phase is [`Succeeded`](Self::Succeeded) at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

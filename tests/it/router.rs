@@ -1053,6 +1053,25 @@ fn connections_to_a_dyno_are_kept_alive_without_holding_up_a_one_connection_serv
     let logs = logs(&server, "alive");
     assert!(logs.contains("accept failed"), "{logs}");
     assert!(!logs.contains("R12"), "{logs}");
+
+    // Heroku's feature turns keep-alive to the dynos off: a connection per request.
+    server
+        .cli(&[
+            "features:enable",
+            "http-disable-keepalive-to-dyno",
+            "-a",
+            "alive",
+        ])
+        .ok();
+    server.cli(&["ps:scale", "-a", "alive", "web=1"]).ok();
+    wait_until("the dyno to answer again", || {
+        get(&server, &host, "/").status == 200
+    });
+    let seen: Vec<(u64, u64)> = (0..5)
+        .map(|_| conn_and_request(&get(&server, &host, "/conn")))
+        .collect();
+    assert!(seen.windows(2).all(|w| w[1].0 > w[0].0), "{seen:?}");
+    assert!(seen.iter().all(|(_, request)| *request == 1), "{seen:?}");
 }
 
 #[test]
