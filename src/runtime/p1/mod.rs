@@ -469,10 +469,25 @@ impl P1Ctx {
             return Err(Errno::BADF);
         }
         let (ino, start) = (file.ino, at.unwrap_or(file.pos));
-        let want = abi::total_len(&vecs).min(u32::MAX as usize);
-        let mut data = vec![0u8; want];
-        let got = self.fs().read(ino, start, &mut data)?;
-        let copied = mem.scatter(&vecs, &data[..got])?;
+        // Straight from the file into the guest's buffers, one after the other until the file ends.
+        let mut copied = 0usize;
+        {
+            let fs = self.fs();
+            for (buf, len) in vecs {
+                let room = len.min(u32::MAX - copied as u32);
+                if room == 0 {
+                    if len == 0 {
+                        continue;
+                    }
+                    break;
+                }
+                let got = fs.read(ino, start + copied as u64, mem.slice_mut(buf, room)?)?;
+                copied += got;
+                if got < room as usize {
+                    break;
+                }
+            }
+        }
         if at.is_none() {
             self.file(fd)?.pos = start + copied as u64;
         }
@@ -487,7 +502,7 @@ impl P1Ctx {
         n: u32,
         at: Option<u64>,
     ) -> abi::Result<u32> {
-        let data = mem.gather(iovs, n)?;
+        let vecs = mem.iovecs(iovs, n)?;
         let file = self.file(fd)?;
         if file.base & rights::FD_WRITE == 0 {
             return Err(Errno::BADF);
@@ -498,7 +513,26 @@ impl P1Ctx {
             None if file.flags & abi::FDFLAGS_APPEND != 0 => None,
             None => Some(file.pos),
         };
-        let written = self.fs().write(ino, offset, &data)?;
+        // Straight from the guest's buffers into the file. A buffer that does not fit (the quota) after others
+        // did ends the write short, as POSIX has it.
+        let mut written = 0usize;
+        {
+            let mut fs = self.fs();
+            for (buf, len) in vecs {
+                if len == 0 {
+                    continue;
+                }
+                if len > u32::MAX - written as u32 {
+                    break;
+                }
+                let at = offset.map(|start| start + written as u64);
+                match fs.write(ino, at, mem.slice(buf, len)?) {
+                    Ok(n) => written += n,
+                    Err(e) if written == 0 => return Err(e.into()),
+                    Err(_) => break,
+                }
+            }
+        }
         if at.is_none() {
             let end = match offset {
                 Some(start) => start + written as u64,

@@ -386,6 +386,64 @@ fn fd_read_fd_seek_fd_tell_on_a_slug_file() {
     assert_eq!(ran.errno(), Errno::INVAL, "unknown whence");
 }
 
+/// `path_open(3, follow, "new.txt", O_CREAT, read|seek|tell|write, 0, 0, out=16)`.
+const CREATE_NEW: &str = "(call $path_open (i32.const 3) (i32.const 1) (i32.const 100) (i32.const 7) (i32.const 1) (i64.const 102) (i64.const 0) (i32.const 0) (i32.const 16))";
+
+#[test]
+fn fd_write_and_fd_read_move_every_iovec_and_stop_short_at_the_quota() {
+    let imports = [
+        PATH_OPEN,
+        ("fd_read", "i32 i32 i32 i32"),
+        ("fd_write", "i32 i32 i32 i32"),
+        ("fd_seek", "i32 i64 i32 i32"),
+    ];
+    // Write "abc" and "defg" in one call, then read them back into buffers of 2 and 10 bytes.
+    let (writes, reads) = (
+        iovec(200, 3) + &iovec(210, 4),
+        iovec(300, 2) + &iovec(310, 10),
+    );
+    let data = [
+        (100, "new.txt"),
+        (200, "abc"),
+        (210, "defg"),
+        (0, writes.as_str()),
+        (40, reads.as_str()),
+    ];
+    let body = format!(
+        "(drop {CREATE_NEW})
+         (drop (call $fd_write (i32.load (i32.const 16)) (i32.const 0) (i32.const 2) (i32.const 24)))
+         (drop (call $fd_seek (i32.load (i32.const 16)) (i64.const 0) (i32.const 0) (i32.const 32)))
+         (call $fd_read (i32.load (i32.const 16)) (i32.const 40) (i32.const 2) (i32.const 56))"
+    );
+    let ran = run(&imports, &data, &body);
+    assert_eq!(ran.errno(), Errno::SUCCESS);
+    assert_eq!((ran.u32(24), ran.u32(56)), (7, 7));
+    assert_eq!(
+        (ran.bytes(300, 2), ran.bytes(310, 5)),
+        (&b"ab"[..], &b"cdefg"[..])
+    );
+
+    // 40 iovecs over one 40,000-byte buffer are 1.6 MB, more than the 1 MiB quota: the write stops short after
+    // the buffers that fit; the next write fails (EFBIG: the file would outgrow the whole quota).
+    let many = iovec(1000, 40_000).repeat(40);
+    let data = [(100, "new.txt"), (400, many.as_str())];
+    let body = format!(
+        "(drop {CREATE_NEW})
+         (drop (call $fd_write (i32.load (i32.const 16)) (i32.const 400) (i32.const 40) (i32.const 24)))
+         (call $fd_write (i32.load (i32.const 16)) (i32.const 400) (i32.const 1) (i32.const 28))"
+    );
+    let ran = run(&imports, &data, &body);
+    let written = ran.u32(24);
+    assert!(written > 0 && written < 1 << 20, "{written}");
+    assert_eq!(written % 40_000, 0, "whole buffers: {written}");
+    let expected = if written + 40_000 > 1 << 20 {
+        Errno::FBIG
+    } else {
+        Errno::NOSPC
+    };
+    assert_eq!(ran.errno(), expected, "after {written} bytes");
+}
+
 #[test]
 fn fd_renumber() {
     let imports = [PATH_OPEN, ("fd_renumber", TWO), ("fd_prestat_get", TWO)];
