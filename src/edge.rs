@@ -60,6 +60,9 @@ pub enum EdgeError {
     /// The app is unknown, or has no release to change yet: deploy it first.
     #[error("{0} has no release: deploy it first")]
     NoRelease(String),
+    /// A config var or process type that cannot be used; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What should run, in memory: apps and their current releases, slugs in a folder as `<sha256>.tar.gz`.
@@ -457,6 +460,21 @@ impl Edge {
         quantity: u32,
         size: DynoSize,
     ) -> Result<(), EdgeError> {
+        let release = self.source.release(app).ok().flatten();
+        let sha = release
+            .and_then(|r| r.slug)
+            .ok_or_else(|| EdgeError::NoRelease(app.to_string()))?;
+        let booted = self
+            .manager
+            .slug(&sha)
+            .map_err(|e| EdgeError::Invalid(e.to_string()))?;
+        if !booted.manifest().process_types.contains_key(kind) {
+            let types: Vec<_> = booted.manifest().process_types.keys().cloned().collect();
+            return Err(EdgeError::Invalid(format!(
+                "{app} has no process type {kind:?} (it has: {})",
+                types.join(", ")
+            )));
+        }
         let changed = self.source.update(app, |release| {
             release
                 .formation
@@ -483,12 +501,30 @@ impl Edge {
         app: &str,
         vars: impl IntoIterator<Item = (K, Option<V>)>,
     ) -> Result<u64, EdgeError> {
+        let mut changes = Vec::new();
+        for (name, value) in vars {
+            let (name, value) = (name.into(), value.map(Into::into));
+            if !crate::dyno::is_config_name(&name) {
+                return Err(EdgeError::Invalid(format!(
+                    "{name:?} is not a config var name: use letters, digits and _, not starting with a digit"
+                )));
+            }
+            if crate::dyno::is_platform_var(&name) {
+                return Err(EdgeError::Invalid(format!("{name} is set by the platform")));
+            }
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(EdgeError::Invalid(format!(
+                    "the value of {name} contains a NUL character"
+                )));
+            }
+            changes.push((name, value));
+        }
         let mut version = None;
         self.source.update(app, |release| {
-            for (name, value) in vars {
+            for (name, value) in changes {
                 match value {
-                    Some(value) => release.config.insert(name.into(), value.into()),
-                    None => release.config.remove(&name.into()),
+                    Some(value) => release.config.insert(name, value),
+                    None => release.config.remove(&name),
                 };
             }
             release.version += 1;

@@ -59,14 +59,9 @@ pub(crate) struct RunArgs {
     command: Vec<String>,
 }
 
-/// Variables only the platform sets.
-fn is_platform_var(key: &str) -> bool {
-    key == "PORT" || key == "DYNO" || key.starts_with("WASMDYNO_")
-}
-
 /// Refuses an environment that names a variable only the platform sets.
 fn refuse_platform_vars(env: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    match env.keys().find(|k| is_platform_var(k)) {
+    match env.keys().find(|k| crate::dyno::is_platform_var(k)) {
         Some(key) => Err(anyhow::anyhow!(
             "{key} is set by the platform and cannot be given as a config var"
         )
@@ -160,6 +155,7 @@ impl RunArgs {
         };
 
         let mut env = self.given_env()?;
+        refuse_platform_vars(&slug.manifest().config_vars)?;
         refuse_platform_vars(&env)?;
         env.insert("DYNO".into(), format!("run.{}", one_off_number()));
         let (command, args) = self.command.split_first().expect("clap requires COMMAND");

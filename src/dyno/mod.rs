@@ -221,6 +221,20 @@ impl Scale {
     }
 }
 
+/// Is `name` a config var name (`[A-Za-z_][A-Za-z0-9_]*`)?
+pub(crate) fn is_config_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Is `name` a variable only the platform sets (`PORT`, `DYNO`, `WASMDYNO_*`)?
+pub(crate) fn is_platform_var(name: &str) -> bool {
+    name == "PORT" || name == "DYNO" || name.starts_with("WASMDYNO_")
+}
+
 /// The current time in unix seconds.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -1079,6 +1093,11 @@ impl Manager {
         Ok(desired)
     }
 
+    /// The slug `sha` (opened and verified once per release, then shared with its dynos).
+    pub(crate) fn slug(&self, sha: &str) -> Result<Slug, DynoError> {
+        Ok(self.booted(sha)?.slug.clone())
+    }
+
     fn booted(&self, sha: &str) -> Result<Arc<Booted>, DynoError> {
         if let Some(booted) = self.inner.releases.lock().expect("releases lock").get(sha) {
             return Ok(booted.clone());
@@ -1262,6 +1281,16 @@ enum Ended {
     /// Its app sleeps and nobody asked for it for a while: it goes idle until a request wakes it.
     Sleep,
     Failed(String),
+}
+
+impl Drop for Supervisor {
+    /// However the dyno ended (a stop during a crash backoff returns early), its listener is closed: whatever
+    /// holds a clone (the router's connection pool) sees it go.
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.close();
+        }
+    }
 }
 
 impl Supervisor {

@@ -37,7 +37,7 @@ mod body;
 mod pool;
 mod routes;
 
-use pool::{ConnPool, Task, Upstream};
+use pool::{Conn, ConnPool, Task, Upstream};
 
 pub use body::Body;
 #[cfg(feature = "platform")]
@@ -652,23 +652,28 @@ impl Router {
         }
         let listener = &dyno.listener;
         let mut req = req;
-        // A request without a body goes on an idle keep-alive connection if there is one. The dyno may have
-        // closed that meanwhile (a server may close an idle connection without saying so): then the request,
-        // which can be sent again as it has no body, goes on the next one, and finally on a new connection. A
-        // request with a body always gets a new connection, so it is never lost that way.
-        while keep_alive
+        // A request without a body (and no upgrade) goes on an idle keep-alive connection if there is one. The
+        // dyno may have closed that meanwhile (a server may close an idle connection without saying so): if it
+        // read none of the request, the request goes on the next one, and finally on a new connection. Once the
+        // dyno has read any of it, a failure is the dyno's answer (H13): nothing is sent twice.
+        let reusable = keep_alive
             && req.body().is_end_stream()
-            && let Some((mut sender, task)) = self.inner.pool.take(listener).await
-        {
+            && !req.headers().contains_key(header::UPGRADE);
+        while reusable && let Some(mut conn) = self.inner.pool.take(listener).await {
             entry.accepted = Some(Instant::now());
             let again = bodiless_copy(&req);
-            match sender.try_send_request(req).await {
+            let read_before = conn.reads.count();
+            match conn.sender.try_send_request(req).await {
                 Ok(response) => {
                     let upstream =
-                        Upstream::pooled(task, sender, self.inner.pool.clone(), listener.clone());
+                        Upstream::Pooled(conn, self.inner.pool.clone(), listener.clone());
                     return Ok(forwarded(response, upstream));
                 }
-                Err(mut e) => req = e.take_message().unwrap_or(again),
+                Err(mut e) => match e.take_message() {
+                    Some(never_sent) => req = never_sent,
+                    None if conn.reads.count() == read_before => req = again,
+                    None => return Err(Failure::Closed),
+                },
             }
         }
         let conn = match listener.connect().await {
@@ -692,6 +697,7 @@ impl Router {
             return Err(Failure::NotTaken(Box::new(req)));
         }
         entry.accepted = Some(Instant::now());
+        let reads = conn.guest_reads();
         let (mut sender, connection) =
             match hyper::client::conn::http1::handshake(TokioIo::new(conn)).await {
                 Ok(handshake) => handshake,
@@ -700,17 +706,19 @@ impl Router {
         let task = Task::new(tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
         }));
-        // Upgrades take the connection over; any other request may leave it for the next one.
-        let upgrade = req.headers().contains_key(header::UPGRADE);
         match sender.send_request(req).await {
-            Ok(response) => {
-                let upstream = if upgrade || !keep_alive {
-                    Upstream::closing(task)
-                } else {
-                    Upstream::pooled(task, sender, self.inner.pool.clone(), listener.clone())
+            // A connection that carried a body or an upgrade is not reused: the dyno may answer before it has
+            // read all of a body, and an upgraded one is no longer HTTP.
+            Ok(response) if reusable => {
+                let conn = Conn {
+                    sender,
+                    task,
+                    reads,
                 };
+                let upstream = Upstream::Pooled(conn, self.inner.pool.clone(), listener.clone());
                 Ok(forwarded(response, upstream))
             }
+            Ok(response) => Ok(forwarded(response, Upstream::Closing(task))),
             Err(_) => Err(Failure::Closed),
         }
     }

@@ -10,15 +10,28 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 use tokio::task::JoinHandle;
 
 use super::body::Body;
-use crate::runtime::net::Listener;
+use crate::runtime::net::{GuestReads, Listener};
 
 /// Idle connections kept per dyno; more are closed.
 const MAX_IDLE_PER_DYNO: usize = 32;
+
+/// How long a pooled connection may take to be ready for its next request (it is at once, unless something is
+/// wrong with it); past that it is closed.
+const READY_WITHIN: Duration = Duration::from_millis(100);
+
+/// A connection to a dyno the router can send requests on.
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<Body>,
+    pub(crate) task: Task,
+    /// What the guest has read of everything sent on it: unchanged after a failed send, the dyno saw nothing.
+    pub(crate) reads: GuestReads,
+}
 
 /// Idle keep-alive connections to listener dynos, by listener id. Cloning shares it.
 #[derive(Clone, Default)]
@@ -28,15 +41,9 @@ pub(crate) struct ConnPool {
 
 #[derive(Default)]
 struct PoolState {
-    idle: HashMap<usize, Vec<Idle>>,
+    idle: HashMap<usize, Vec<Conn>>,
     /// Listeners with a task that empties their pool when they close.
     watched: HashSet<usize>,
-}
-
-/// An idle connection: its sender, and the task driving it (aborted, closing the connection, when dropped).
-struct Idle {
-    sender: SendRequest<Body>,
-    task: Task,
 }
 
 /// The task driving one connection to a dyno; aborted (the connection closed) when dropped, unless detached.
@@ -62,8 +69,12 @@ impl Drop for Task {
 }
 
 impl ConnPool {
-    /// An idle connection to the dyno of `listener`, ready for a request, if there is one.
-    pub(crate) async fn take(&self, listener: &Listener) -> Option<(SendRequest<Body>, Task)> {
+    /// An idle connection to the dyno of `listener`, ready for a request, if there is one (none for a dyno that
+    /// is stopping, or that has a new connection waiting to be accepted).
+    pub(crate) async fn take(&self, listener: &Listener) -> Option<Conn> {
+        if listener.is_closed() || listener.queued() > 0 {
+            return None;
+        }
         loop {
             let conn = {
                 let mut state = self.state.lock().expect("connection pool");
@@ -74,19 +85,19 @@ impl ConnPool {
                 }
                 conn?
             };
-            let Idle { mut sender, task } = conn;
+            let mut conn = conn;
             // A connection just handed back may not have settled into waiting for the next request yet; one the
             // dyno closed meanwhile fails here.
-            if sender.ready().await.is_ok() {
-                return Some((sender, task));
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WITHIN, conn.sender.ready()).await {
+                return Some(conn);
             }
         }
     }
 
     /// Keeps a connection whose response ended cleanly for the dyno's next request; closes it instead when the
     /// dyno is going away, already has enough idle ones, or has a new connection waiting to be accepted.
-    pub(crate) fn put(&self, listener: &Listener, sender: SendRequest<Body>, task: Task) {
-        if sender.is_closed() || listener.is_closed() || listener.queued() > 0 {
+    pub(crate) fn put(&self, listener: &Listener, conn: Conn) {
+        if conn.sender.is_closed() || listener.is_closed() || listener.queued() > 0 {
             return;
         }
         // The watcher below needs a runtime (a body dropped outside one just closes its connection).
@@ -113,7 +124,7 @@ impl ConnPool {
         }
         let conns = state.idle.entry(id).or_default();
         if conns.len() < MAX_IDLE_PER_DYNO {
-            conns.push(Idle { sender, task });
+            conns.push(conn);
         }
     }
 
@@ -131,40 +142,25 @@ impl ConnPool {
 }
 
 /// The connection a response is coming over: back to the pool if the response ends cleanly, else closed.
-pub(crate) struct Upstream {
-    task: Task,
-    /// Set for a connection that may take another request once this response is done.
-    reuse: Option<(SendRequest<Body>, ConnPool, Listener)>,
+pub(crate) enum Upstream {
+    /// A connection that closes when its response ends.
+    Closing(Task),
+    /// A connection that goes back to the pool when its response ends cleanly.
+    Pooled(Conn, ConnPool, Listener),
 }
 
 impl Upstream {
-    /// A connection that closes when its response ends.
-    pub(crate) fn closing(task: Task) -> Upstream {
-        Upstream { task, reuse: None }
-    }
-
-    /// A connection that goes back to `pool` when its response ends cleanly.
-    pub(crate) fn pooled(
-        task: Task,
-        sender: SendRequest<Body>,
-        pool: ConnPool,
-        listener: Listener,
-    ) -> Upstream {
-        Upstream {
-            task,
-            reuse: Some((sender, pool, listener)),
-        }
-    }
-
     /// Lets the connection's task finish by itself (it hands an upgraded connection over).
     pub(crate) fn detach(self) {
-        self.task.detach();
+        match self {
+            Upstream::Closing(task) | Upstream::Pooled(Conn { task, .. }, ..) => task.detach(),
+        }
     }
 
     /// The response was read to its end: the connection may serve the dyno's next request.
     pub(crate) fn finish(self) {
-        if let Some((sender, pool, listener)) = self.reuse {
-            pool.put(&listener, sender, self.task);
+        if let Upstream::Pooled(conn, pool, listener) = self {
+            pool.put(&listener, conn);
         }
     }
 }

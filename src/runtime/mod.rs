@@ -902,7 +902,7 @@ pub struct Prepared {
 impl Runtime {
     /// Prepares a one-off dyno of `slug`, as `wasmdyno run COMMAND ARGS...` does: `command` is a process type of
     /// the slug's Procfile (with `args` appended), a command line, or a module path. The guest's environment is
-    /// the slug's config vars, then `env`, then `HOME=/` and `DYNO=run.1` unless `env` sets them; variable
+    /// the slug's config vars, then `env`, with `HOME=/` and `DYNO` from `env` or else `run.1`; variable
     /// references in the command expand from it. Compiling can take a while for a big module (the first time,
     /// without a cache): async callers run this on a blocking thread.
     ///
@@ -941,12 +941,12 @@ impl Runtime {
                 command: command.to_string(),
                 reason: e.to_string(),
             })?;
+        let dyno = env.get("DYNO").cloned().unwrap_or_else(|| "run.1".into());
         let mut full_env = slug.manifest().config_vars.clone();
         full_env.extend(env);
-        full_env.entry("HOME".into()).or_insert_with(|| "/".into());
-        full_env
-            .entry("DYNO".into())
-            .or_insert_with(|| "run.1".into());
+        // As every dyno has them: `/` is home, and DYNO is the caller's or `run.1` (never a config var's).
+        full_env.insert("HOME".into(), "/".into());
+        full_env.insert("DYNO".into(), dyno);
         let mut argv = line.expand(&|key| full_env.get(key).cloned());
         let Some(word) = argv.first() else {
             return Err(RuntimeError::BadCommand {

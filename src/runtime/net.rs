@@ -464,6 +464,8 @@ struct PipeState {
     read_closed: bool,
     /// The guest took the connection from the listener's backlog (set on the guest → host pipe).
     accepted: bool,
+    /// Bytes the reading end has taken so far.
+    taken: u64,
     readers: Wakers,
     writers: Wakers,
 }
@@ -485,6 +487,7 @@ impl Pipe {
             return Some(state.buf.iter().take(n).copied().collect());
         }
         let data: Vec<u8> = state.buf.drain(..n).collect();
+        state.taken += n as u64;
         let writers = std::mem::take(&mut state.writers);
         drop(state);
         writers.wake_all();
@@ -650,7 +653,22 @@ pub struct Connection {
     from_guest: Arc<Pipe>,
 }
 
+/// How many bytes the guest has read from a [`Connection`], which it may already have handed over.
+pub(crate) struct GuestReads(Arc<Pipe>);
+
+impl GuestReads {
+    /// The bytes the guest has read from the host so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.state().taken
+    }
+}
+
 impl Connection {
+    /// A counter of the bytes the guest reads from this connection, kept after the connection is handed over.
+    pub(crate) fn guest_reads(&self) -> GuestReads {
+        GuestReads(self.to_guest.clone())
+    }
+
     /// Waits until the guest has taken this connection from `listener`'s backlog. Fails with
     /// [`NetError::Closed`] when it never will: the listener closed (dropping its backlog), or no guest instance
     /// accepts on it any more (it exited or crashed; the connection is then withdrawn). Either way the guest saw

@@ -398,6 +398,18 @@ async fn an_embedded_edge_scales_a_process_type_and_sets_config_vars() {
         .unwrap();
     settle(&edge, |edge| dynos(edge).is_empty()).await;
 
+    // Unknown process types and config vars the platform sets are refused.
+    let err = edge
+        .scale("hello", "clock", 1, DynoSize::Eco)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EdgeError::Invalid(_)), "{err}");
+    let err = edge
+        .set_config("hello", [("PORT", Some("80"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EdgeError::Invalid(_)), "{err}");
+
     // An app without a release cannot be scaled.
     let err = edge
         .scale("nope", "web", 1, DynoSize::Eco)

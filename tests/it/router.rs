@@ -1086,3 +1086,20 @@ fn a_dyno_that_closes_connections_without_saying_so_fails_no_request() {
     let logs = router_logs(&server, "quiet");
     assert!(!logs.contains("H13"), "{logs}");
 }
+
+#[test]
+fn a_request_a_dyno_read_on_a_kept_alive_connection_is_never_sent_again() {
+    let server = Server::start();
+    let host = probe_app(&server, "once", &["KEEP_ALIVE=1"], true);
+    // The connection the probe's answer came over is now idle in the pool; the crash goes over it.
+    assert_eq!(get(&server, &host, "/conn").status, 200);
+    let reply = get(&server, &host, "/crash");
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.text().contains("(H13)"), "{reply:?}");
+    // The dyno restarts at once after a first crash: a request sent again would crash it again.
+    wait_until("the dyno to be back", || {
+        get(&server, &host, "/").status == 200
+    });
+    let logs = logs(&server, "once");
+    assert_eq!(logs.matches("crashing").count(), 1, "{logs}");
+}
