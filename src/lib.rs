@@ -84,6 +84,7 @@ pub use edge::{Central, Edge, EdgeError, EdgeSettings, LogSink, MemorySource};
 mod dyno;
 mod edge;
 mod fsutil;
+mod ids;
 mod logplex;
 mod procfile;
 mod router;

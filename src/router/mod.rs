@@ -1160,17 +1160,8 @@ fn request_id(req: &Request<Incoming>) -> String {
     {
         return given.to_string();
     }
-    let mut bytes = [0u8; 16];
-    let _ = getrandom::fill(&mut bytes);
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    // Without randomness (never on the systems wasmdyno runs on) a request still gets an id, the nil UUID.
+    crate::ids::uuid_v4().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into())
 }
 
 /// The error page of a router code.

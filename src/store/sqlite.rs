@@ -429,22 +429,9 @@ fn load_drains(conn: &Connection, app: &str) -> Result<Vec<Drain>, StoreError> {
     Ok(drains)
 }
 
-/// A random (version 4) UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+/// A random (version 4) UUID for a new row.
 fn new_uuid() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StoreError::Corrupt(format!("no randomness for an id: {e}")))?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
+    crate::ids::uuid_v4().map_err(|e| StoreError::Corrupt(format!("no randomness for an id: {e}")))
 }
 
 /// A `release_view` row as stored, before its JSON and status are decoded.
