@@ -1,15 +1,14 @@
 //! The embedding API through `examples/edge_host.rs`: a folder of slugs served with a slug swapped under load, and
 //! an edge host following a real `wasmdyno serve`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::support::{Server, TestEnv, repo};
+use crate::support::{Server, TestEnv, assert_switched_without_failures, body_of, exchange, repo};
 
 fn wait_until(what: &str, check: impl FnMut() -> bool) {
     crate::support::wait_until(what, Duration::from_secs(90), check);
@@ -138,29 +137,11 @@ fn get(addr: &str, host: &str) -> (u16, String) {
 }
 
 fn get_path(addr: &str, host: &str, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    match exchange(addr, request.as_bytes(), Duration::from_secs(60)) {
+        Ok((status, response)) => (status, body_of(&response).to_string()),
+        Err(_) => (0, String::new()),
+    }
 }
 
 #[test]
@@ -214,22 +195,7 @@ fn the_edge_host_example_serves_a_folder_and_swaps_a_slug_without_failing_a_requ
     for client in clients {
         client.join().unwrap();
     }
-    let replies = replies.lock().unwrap();
-    let failed: Vec<_> = replies
-        .iter()
-        .filter(|(status, _)| *status != 200)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        replies.len(),
-        &failed[..failed.len().min(5)]
-    );
-    let old = replies.iter().filter(|(_, t)| t == "ok web.1 v1").count();
-    let new = replies.iter().filter(|(_, t)| t == "ok web.1 v2").count();
-    assert_eq!(old + new, replies.len());
-    assert!(old > 0 && new > 0, "old {old}, new {new}");
+    assert_switched_without_failures(&replies.lock().unwrap(), "ok web.1 v1", "ok web.1 v2");
     // The app's log lines are printed: the router's, and the dyno manager's.
     wait_until("log lines on stdout", || {
         let out = host.output();

@@ -419,28 +419,12 @@ fn only_main_and_master_deploy() {
 
 /// A raw request to the API listener; returns (status, the whole response).
 fn raw_get(server: &Server, path: &str, authorization: Option<&str>) -> (u16, String) {
-    use std::io::Write;
     let addr = server.api.strip_prefix("http://").unwrap();
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    exchange(addr, request.as_bytes(), Duration::from_secs(30)).unwrap()
 }
 
 fn basic(user: &str, password: &str) -> String {

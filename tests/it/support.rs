@@ -262,24 +262,8 @@ impl Server {
 
     /// A GET through the router with `Host: <host>`; returns (status, headers and body).
     pub fn get(&self, host: &str, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.router).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, response)
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        exchange(&self.router, request.as_bytes(), STEP).unwrap()
     }
 
     /// A raw HTTP/1.1 request to the API; returns (status, body).
@@ -290,36 +274,72 @@ impl Server {
         token: Option<&str>,
         body: impl AsRef<[u8]>,
     ) -> (u16, String) {
-        use std::io::{Read, Write};
         let body = body.as_ref();
         let addr = self.api.strip_prefix("http://").unwrap();
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        write!(
-            stream,
+        let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
-        .unwrap();
-        stream.write_all(body).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        .into_bytes();
+        request.extend_from_slice(body);
+        let (status, response) = exchange(addr, &request, STEP).unwrap();
+        (status, body_of(&response).to_string())
     }
+}
+
+/// Checks the (status, body) replies of requests sent while an app moved from the `old` answer to the `new`: none
+/// failed, each came from one of the two, and some from each.
+pub fn assert_switched_without_failures(replies: &[(u16, String)], old: &str, new: &str) {
+    let failed: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        replies.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let from_old = replies.iter().filter(|(_, body)| body == old).count();
+    let from_new = replies.iter().filter(|(_, body)| body == new).count();
+    assert_eq!(from_old + from_new, replies.len());
+    assert!(
+        from_old > 0 && from_new > 0,
+        "old {from_old}, new {from_new}"
+    );
+}
+
+/// How long a raw exchange may wait for the server to answer and close.
+const STEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends a raw HTTP/1.1 `request` to `addr` and reads until the server closes the connection, waiting at most
+/// `timeout` for each read; returns (status, the whole response). The status is 0 when the answer is no HTTP.
+pub fn exchange(
+    addr: &str,
+    request: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(request)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, response))
+}
+
+/// The body of a whole HTTP response (empty if it has none).
+pub fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
 
 impl Drop for Server {
