@@ -76,7 +76,7 @@ impl ConnPool {
             return None;
         }
         loop {
-            let conn = {
+            let mut conn = {
                 let mut state = self.state.lock().expect("connection pool");
                 let conns = state.idle.get_mut(&listener.id())?;
                 let conn = conns.pop();
@@ -85,7 +85,6 @@ impl ConnPool {
                 }
                 conn?
             };
-            let mut conn = conn;
             // A connection just handed back may not have settled into waiting for the next request yet; one the
             // dyno closed meanwhile fails here.
             if let Ok(Ok(())) = tokio::time::timeout(READY_WITHIN, conn.sender.ready()).await {
@@ -105,14 +104,8 @@ impl ConnPool {
             return;
         };
         let mut state = self.state.lock().expect("connection pool");
-        if state.idle.len() > 1024 {
-            // Forget dynos whose connections all closed (stopped ones, mostly).
-            state.idle.retain(|_, conns| {
-                conns.retain(|c| !c.sender.is_closed());
-                !conns.is_empty()
-            });
-        }
         let id = listener.id();
+        // A dyno's entry goes when its listener closes, which it does however the dyno ends.
         if state.watched.insert(id) {
             let (pool, listener) = (self.clone(), listener.clone());
             runtime.spawn(async move {

@@ -428,13 +428,10 @@ impl Fs {
             return Err(FsError::Invalid);
         };
         let bytes = file.to_mut(capacity);
-        if bytes.len() < start {
-            bytes.resize(start, 0); // a hole
+        if bytes.len() < end {
+            bytes.resize(end, 0);
         }
-        // Overwrite what exists, append the rest: each byte is written once (no zero fill first).
-        let overwritten = bytes.len().min(end) - start;
-        bytes[start..start + overwritten].copy_from_slice(&data[..overwritten]);
-        bytes.extend_from_slice(&data[overwritten..]);
+        bytes[start..end].copy_from_slice(data);
         node.modified(now);
         Ok(data.len())
     }
