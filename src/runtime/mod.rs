@@ -913,6 +913,7 @@ impl Runtime {
     /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
     /// # let options = wasmdyno::PackOptions {
     /// #     process_types: [("worker".to_string(), "hello.wasm --from ${GREETING}".to_string())].into(),
+    /// #     config_vars: [("HOME".to_string(), "/app".to_string())].into(),
     /// #     ..Default::default()
     /// # };
     /// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
@@ -924,6 +925,7 @@ impl Runtime {
     /// let one_off = runtime.prepare(&slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
     /// assert_eq!(one_off.spec.argv, ["hello.wasm", "--from", "hi", "--once"]);
     /// assert_eq!(one_off.spec.env["DYNO"], "run.1");
+    /// assert_eq!(one_off.spec.env["HOME"], "/", "as every dyno has it, whatever the config vars say");
     /// let exit = tokio::runtime::Runtime::new()?.block_on(runtime.run(&one_off.guest, one_off.spec))?;
     /// assert_eq!(exit, Exit::Status(0));
     /// # Ok(()) }
