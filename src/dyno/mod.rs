@@ -24,6 +24,9 @@ use crate::runtime::vfs::Image;
 use crate::runtime::web::WebHandler;
 use crate::runtime::{DynoSize, Exit, Guest, RunSpec, Runtime, resolve_module};
 use crate::slug::{Limits, Slug};
+use launch::PlatformVars;
+
+pub(crate) mod launch;
 
 /// What the dyno manager and the router run: the apps, and each app's current release and formation.
 ///
@@ -279,6 +282,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// A sleeping app's web dynos go idle after this long without a request.
     pub sleep_after: Duration,
+    /// A release phase still running after this long fails its release (Heroku gives it an hour).
+    pub release_phase_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -295,6 +300,7 @@ impl Default for Settings {
             attach_idle: Duration::from_secs(3600),
             http: HttpSettings::default(),
             sleep_after: Duration::from_secs(30 * 60),
+            release_phase_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -302,7 +308,8 @@ impl Default for Settings {
 impl Settings {
     /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
     /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
-    /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`, and for `wasi:http`
+    /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`,
+    /// `WASMDYNO_RELEASE_PHASE_TIMEOUT` (seconds; or `WASMDYNO_RELEASE_PHASE_TIMEOUT_MS`), and for `wasi:http`
     /// web dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new
     /// instance per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call). An error names a variable
     /// whose value does not parse.
@@ -326,6 +333,10 @@ impl Settings {
             ("WASMDYNO_ATTACH_IDLE_MS", &mut settings.attach_idle),
             ("WASMDYNO_HTTP_DEADLINE_MS", &mut settings.http.deadline),
             ("WASMDYNO_SLEEP_AFTER_MS", &mut settings.sleep_after),
+            (
+                "WASMDYNO_RELEASE_PHASE_TIMEOUT_MS",
+                &mut settings.release_phase_timeout,
+            ),
         ] {
             if let Ok(value) = std::env::var(var) {
                 let ms: u64 = value
@@ -334,6 +345,17 @@ impl Settings {
                     .map_err(|_| format!("{var}={value:?} is not a number of milliseconds"))?;
                 *field = Duration::from_millis(ms);
             }
+        }
+        if let Ok(value) = std::env::var("WASMDYNO_RELEASE_PHASE_TIMEOUT") {
+            settings.release_phase_timeout = value
+                .trim()
+                .trim_end_matches('s')
+                .parse::<f64>()
+                .ok()
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                .ok_or_else(|| {
+                    format!("WASMDYNO_RELEASE_PHASE_TIMEOUT={value:?} is not a number of seconds")
+                })?;
         }
         if let Ok(value) = std::env::var("WASMDYNO_HTTP_INSTANCES") {
             settings.http.max_instances =
@@ -1413,20 +1435,29 @@ impl Supervisor {
         }
     }
 
+    /// The dyno's platform variables; `port` is its `$PORT`, if it serves HTTP.
+    fn platform_vars(&self, port: Option<u16>) -> PlatformVars {
+        PlatformVars {
+            dyno: self.name.clone(),
+            release: format!("v{}", self.want.release),
+            port,
+        }
+    }
+
     /// Boots and runs the process once.
     async fn run_once(&mut self) -> Ended {
-        let guest_and_argv = self.boot().await;
-        let (guest, argv) = match guest_and_argv {
+        // Web dynos served on a listener (or as handlers) say port 5000; a component that binds `$PORT` itself
+        // gets a real loopback port below, and its command line is expanded again with it.
+        let listener_port = self.listener.is_some().then_some(launch::LISTENER_PORT);
+        let (guest, module) = match self.boot(listener_port).await {
             Ok(ready) => ready,
             Err(reason) => return Ended::Failed(reason),
         };
-        let mut env = self.want.env.clone();
-        env.insert("DYNO".into(), self.name.clone());
-        env.insert("HOME".into(), "/".into());
-        env.insert("WASMDYNO_RELEASE".into(), format!("v{}", self.want.release));
-        if self.listener.is_some() {
-            env.insert("PORT".into(), "5000".into());
-        }
+        let env = self
+            .platform_vars(listener_port)
+            .environment(&self.want.env);
+        let mut argv = launch::argv(&self.want.line, &env);
+        argv[0] = module.clone();
         let mut spec =
             RunSpec::new(argv, env, self.want.size).with_image(self.want.booted.image.clone());
         spec.network = self
@@ -1497,7 +1528,9 @@ impl Supervisor {
                 Ok(addr) => {
                     port = Some(addr.port());
                     spec.port = port;
-                    spec.env.insert("PORT".into(), addr.port().to_string());
+                    spec.env = self.platform_vars(port).environment(&self.want.env);
+                    spec.argv = launch::argv(&self.want.line, &spec.env);
+                    spec.argv[0] = module;
                 }
                 Err(e) => return Ended::Failed(format!("no loopback port for $PORT: {e}")),
             }
@@ -1660,13 +1693,14 @@ impl Supervisor {
         why_stop
     }
 
-    /// The compiled module and argv for this dyno's command.
-    async fn boot(&self) -> Result<(Guest, Vec<String>), String> {
-        let argv = self
-            .want
-            .line
-            .expand(&|key| self.want.env.get(key).cloned());
-        let word = argv.first().cloned().ok_or("the command is empty")?;
+    /// The compiled module this dyno's command names, and its path in the slug. The first word is expanded
+    /// in the dyno's environment (with `port` as `$PORT`), as the whole command line is when it runs.
+    async fn boot(&self, port: Option<u16>) -> Result<(Guest, String), String> {
+        let env = self.platform_vars(port).environment(&self.want.env);
+        let word = launch::argv(&self.want.line, &env)
+            .into_iter()
+            .next()
+            .ok_or("the command is empty")?;
         let booted = self.want.booted.clone();
         let (module, wasm) = resolve_module(&booted.slug, &word).map_err(|e| e.to_string())?;
         let cell = booted
@@ -1688,9 +1722,7 @@ impl Supervisor {
             })
             .await?
             .clone();
-        let mut argv = argv;
-        argv[0] = module;
-        Ok((guest, argv))
+        Ok((guest, module))
     }
 
     /// The dyno's stdout and stderr, line by line into the app's stream.

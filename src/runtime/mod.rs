@@ -902,8 +902,9 @@ pub struct Prepared {
 impl Runtime {
     /// Prepares a one-off dyno of `slug`, as `wasmdyno run COMMAND ARGS...` does: `command` is a process type of
     /// the slug's Procfile (with `args` appended), a command line, or a module path. The guest's environment is
-    /// the slug's config vars, then `env`, with `HOME=/` and `DYNO` from `env` or else `run.1`; variable
-    /// references in the command expand from it. Compiling can take a while for a big module (the first time,
+    /// the slug's config vars, then `env`, with `HOME=/`, `DYNO` from `env` or else `run.1`, and
+    /// `WASMDYNO_RELEASE` from `env` or else the slug's short hash; variable references in the command expand
+    /// from the finished environment. Compiling can take a while for a big module (the first time,
     /// without a cache): async callers run this on a blocking thread.
     ///
     /// ```
@@ -925,6 +926,7 @@ impl Runtime {
     /// let one_off = runtime.prepare(&slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
     /// assert_eq!(one_off.spec.argv, ["hello.wasm", "--from", "hi", "--once"]);
     /// assert_eq!(one_off.spec.env["DYNO"], "run.1");
+    /// assert_eq!(one_off.spec.env["WASMDYNO_RELEASE"], &slug.sha256()[..7]);
     /// assert_eq!(one_off.spec.env["HOME"], "/", "as every dyno has it, whatever the config vars say");
     /// let exit = tokio::runtime::Runtime::new()?.block_on(runtime.run(&one_off.guest, one_off.spec))?;
     /// assert_eq!(exit, Exit::Status(0));
@@ -943,13 +945,20 @@ impl Runtime {
                 command: command.to_string(),
                 reason: e.to_string(),
             })?;
-        let dyno = env.get("DYNO").cloned().unwrap_or_else(|| "run.1".into());
-        let mut full_env = slug.manifest().config_vars.clone();
-        full_env.extend(env);
-        // As every dyno has them: `/` is home, and DYNO is the caller's or `run.1` (never a config var's).
-        full_env.insert("HOME".into(), "/".into());
-        full_env.insert("DYNO".into(), dyno);
-        let mut argv = line.expand(&|key| full_env.get(key).cloned());
+        // As every dyno has them: `/` is home, DYNO is the caller's or `run.1`, WASMDYNO_RELEASE the caller's or
+        // the slug's short hash, PORT only the caller's; never a config var's.
+        let platform = crate::dyno::launch::PlatformVars {
+            dyno: env.get("DYNO").cloned().unwrap_or_else(|| "run.1".into()),
+            release: env
+                .get("WASMDYNO_RELEASE")
+                .cloned()
+                .unwrap_or_else(|| crate::dyno::launch::local_release(slug.sha256())),
+            port: env.get("PORT").and_then(|port| port.parse().ok()),
+        };
+        let mut layered = slug.manifest().config_vars.clone();
+        layered.extend(env);
+        let full_env = platform.environment(&layered);
+        let mut argv = crate::dyno::launch::argv(&line, &full_env);
         let Some(word) = argv.first() else {
             return Err(RuntimeError::BadCommand {
                 command: line.as_str().to_string(),

@@ -6,6 +6,7 @@ mod components;
 mod drains;
 mod dynos;
 mod edge;
+mod env;
 mod git;
 mod http;
 mod listener;
