@@ -1,5 +1,6 @@
-//! A dyno's resource limits as wasmtime sees them: linear memory draws from the same [`Quota`] as the dyno's
-//! filesystem layer, so a dyno of size standard-1x holds 512 MiB of memory and files together.
+//! A dyno's resource limits as wasmtime sees them: linear memory and tables draw from the same [`Quota`] as the
+//! dyno's filesystem layer, so a dyno of size standard-1x holds 512 MiB of memory, tables and files together; and
+//! one store holds a small, fixed number of instances, memories and tables.
 
 use std::sync::Arc;
 
@@ -11,9 +12,19 @@ use super::vfs::Quota;
 /// Most table elements one instance may hold (function tables of large Go and Rust programs stay far below).
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// What one table element costs the host (a `funcref` or `externref` is a pointer).
+const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Most core instances one store may create: a component of a few dozen core modules (an interpreter and its
+/// libraries, say) fits; a guest cannot make the host hold thousands.
+const MAX_INSTANCES: usize = 100;
+/// Most linear memories and tables one store may hold, each.
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 100;
+
 pub(crate) struct DynoLimiter {
     quota: Arc<Quota>,
-    /// Bytes of linear memory this store has taken from the quota; returned when the store is dropped.
+    /// Bytes of linear memory and tables this store has taken from the quota; returned when the store is dropped.
     memory: u64,
     /// Hears the R14 line, once per store.
     report: Option<Report>,
@@ -26,6 +37,32 @@ impl DynoLimiter {
             memory: 0,
             report: None,
         }
+    }
+
+    /// Takes `growth` bytes of `what` from the quota, or says R14 (once) and refuses.
+    fn take(&mut self, growth: u64, what: &str) -> bool {
+        if self.quota.try_take(growth) {
+            self.memory += growth;
+            return true;
+        }
+        if let Some(report) = self.report.take() {
+            const MIB: u64 = 1024 * 1024;
+            report(&format!(
+                "Error R14 (Memory quota exceeded) -> growing {what} by {} MiB would pass the dyno's {} MiB \
+                 (memory, tables and files together; {} MiB in use)",
+                growth.div_ceil(MIB),
+                self.quota.limit() / MIB,
+                self.quota.used() / MIB
+            ));
+        }
+        tracing::debug!(
+            growth,
+            what,
+            limit = self.quota.limit(),
+            used = self.quota.used(),
+            "memory quota exceeded"
+        );
+        false
     }
 
     /// Says `Error R14 (Memory quota exceeded)` to `report` the first time a `memory.grow` is refused.
@@ -42,39 +79,32 @@ impl ResourceLimiter for DynoLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current) as u64;
-        if self.quota.try_take(growth) {
-            self.memory += growth;
-            Ok(true)
-        } else {
-            if let Some(report) = self.report.take() {
-                const MIB: u64 = 1024 * 1024;
-                report(&format!(
-                    "Error R14 (Memory quota exceeded) -> growing memory by {} MiB would pass the dyno's {} MiB \
-                     (memory and files together; {} MiB in use)",
-                    growth.div_ceil(MIB),
-                    self.quota.limit() / MIB,
-                    self.quota.used() / MIB
-                ));
-            }
-            tracing::debug!(
-                current,
-                desired,
-                limit = self.quota.limit(),
-                used = self.quota.used(),
-                "memory quota exceeded"
-            );
-            Ok(false)
-        }
+        Ok(self.take(desired.saturating_sub(current) as u64, "memory"))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.take(growth, "a table"))
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 

@@ -336,13 +336,6 @@ fn run_detached_sends_a_one_off_dynos_output_to_the_logs() {
     });
 }
 
-/// The server's peak resident memory, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_flooding_dyno_never_waits_on_a_stalled_reader() {
     use std::io::BufRead;

@@ -3,6 +3,7 @@
 mod buildpack;
 mod cache;
 mod components;
+mod containment;
 mod drains;
 mod dynos;
 mod edge;

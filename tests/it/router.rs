@@ -16,7 +16,7 @@ fn wait_until(what: &str, check: impl FnMut() -> bool) {
 }
 
 /// The router-probe guest as a slug, built once per run.
-fn probe() -> &'static Path {
+pub(crate) fn probe() -> &'static Path {
     static SLUG: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &SLUG
         .get_or_init(|| {
@@ -31,7 +31,7 @@ fn probe() -> &'static Path {
 }
 
 /// Uploads a slug and releases it, as a deploy does after its build; the first release scales `web=1`.
-fn release_slug(server: &Server, app: &str, slug: &Path) {
+pub(crate) fn release_slug(server: &Server, app: &str, slug: &Path) {
     let token = server.token();
     let (status, body) = server.raw(
         "POST",

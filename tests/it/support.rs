@@ -386,3 +386,10 @@ pub fn wait_logs(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A process's peak resident memory, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -205,11 +205,15 @@ impl Mem<'_> {
         std::str::from_utf8(self.slice(ptr, len)?).map_err(|_| Errno::ILSEQ)
     }
 
-    /// An `iovec`/`ciovec` array: (buf, len) pairs, each checked against the memory.
+    /// An `iovec`/`ciovec` array: (buf, len) pairs, each checked against the memory. At most [`IOV_MAX`]
+    /// entries are taken (the rest make the transfer short, as POSIX allows), so the host never holds more
+    /// than a small, fixed list whatever count the guest passes.
     pub fn iovecs(&self, ptr: u32, count: u32) -> Result<Vec<(u32, u32)>> {
-        let bytes = count.checked_mul(8).ok_or(Errno::FAULT)?;
-        let raw = self.slice(ptr, bytes)?;
-        let mut vecs = Vec::with_capacity(count as usize);
+        let taken = count.min(IOV_MAX);
+        let raw = self.slice(ptr, taken * 8)?;
+        // The entries past the ones taken must still be in memory, as in a host that reads them all.
+        self.slice(ptr, count.checked_mul(8).ok_or(Errno::FAULT)?)?;
+        let mut vecs = Vec::with_capacity(taken as usize);
         for pair in raw.chunks_exact(8) {
             let buf = u32::from_le_bytes(pair[..4].try_into().expect("4 bytes"));
             let len = u32::from_le_bytes(pair[4..].try_into().expect("4 bytes"));
@@ -219,11 +223,19 @@ impl Mem<'_> {
         Ok(vecs)
     }
 
-    /// The bytes of a `ciovec` array, concatenated.
+    /// The bytes of a `ciovec` array, concatenated, up to [`MAX_IO`]: iovecs may overlap, so their lengths can
+    /// add up to far more than the guest's memory; a host copy of that would cost the platform, not the dyno.
+    /// The caller reports a short transfer.
     pub fn gather(&self, ptr: u32, count: u32) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        for (buf, len) in self.iovecs(ptr, count)? {
-            out.extend_from_slice(self.slice(buf, len)?);
+        let vecs = self.iovecs(ptr, count)?;
+        let mut out = Vec::with_capacity(total_len(&vecs).min(MAX_IO));
+        for (buf, len) in vecs {
+            let room = MAX_IO - out.len();
+            if room == 0 {
+                break;
+            }
+            let bytes = self.slice(buf, len)?;
+            out.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         Ok(out)
     }
@@ -243,6 +255,12 @@ impl Mem<'_> {
         Ok(copied)
     }
 }
+
+/// The most bytes one read or write of a stream or socket moves through the host (a short count beyond it).
+pub const MAX_IO: usize = 1 << 20;
+
+/// The most iovecs one call takes (Linux's `IOV_MAX`).
+pub const IOV_MAX: u32 = 1024;
 
 /// Total length of an iovec array (saturating: a guest may pass lengths that overlap).
 pub fn total_len(iovs: &[(u32, u32)]) -> usize {

@@ -40,6 +40,9 @@ const MODULE: &str = "wasi_snapshot_preview1";
 /// Most descriptors one dyno may hold open.
 const MAX_FDS: usize = 4096;
 
+/// The most subscriptions one `poll_oneoff` takes: one per descriptor the guest may have, and a clock.
+const MAX_SUBSCRIPTIONS: u32 = MAX_FDS as u32 + 1;
+
 /// The descriptor of a web dyno's listener, announced to the guest as `WASMDYNO_LISTEN_FD`.
 pub const LISTEN_FD: u32 = 4;
 
@@ -545,7 +548,10 @@ impl P1Ctx {
 
     /// `fd_read`: done at once, or a read from stdin or a socket that may have to wait.
     fn fd_read(&mut self, mem: &mut Mem, fd: u32, iovs: u32, n: u32) -> abi::Result<Io> {
-        let want = |mem: &Mem| -> abi::Result<usize> { Ok(abi::total_len(&mem.iovecs(iovs, n)?)) };
+        // Bounded: overlapping iovecs can claim far more than the guest's memory.
+        let want = |mem: &Mem| -> abi::Result<usize> {
+            Ok(abi::total_len(&mem.iovecs(iovs, n)?).min(abi::MAX_IO))
+        };
         match self.desc(fd)? {
             Desc::Stdin { flags } => Ok(Io::Stdin {
                 input: self.stdin.clone(),
@@ -634,7 +640,7 @@ impl P1Ctx {
         }
         Ok(Io::Recv {
             socket: socket.clone(),
-            want: abi::total_len(&mem.iovecs(iovs, n)?),
+            want: abi::total_len(&mem.iovecs(iovs, n)?).min(abi::MAX_IO),
             flags: RecvFlags {
                 peek: riflags & abi::RECV_PEEK != 0,
                 wait_all: riflags & abi::RECV_WAITALL != 0,
@@ -684,7 +690,8 @@ impl P1Ctx {
         };
         mem.slice(buf, len)?;
         let fs = self.fs();
-        let mut out = Vec::with_capacity(len as usize);
+        // Grows only as far as the directory's entries do (the filesystem is under the dyno's quota).
+        let mut out = Vec::with_capacity((len as usize).min(64 << 10));
         let mut after = cookie;
         'fill: while out.len() < len as usize {
             let batch = fs.read_dir(dir, after, 128)?;
@@ -910,6 +917,10 @@ impl P1Ctx {
     }
 
     fn parse_subscriptions(&self, mem: &Mem, ptr: u32, n: u32) -> abi::Result<Vec<Subscription>> {
+        // As poll(2) refuses more descriptors than a process may open: the host's list stays small.
+        if n > MAX_SUBSCRIPTIONS {
+            return Err(Errno::INVAL);
+        }
         let raw = mem.slice(ptr, n.checked_mul(48).ok_or(Errno::FAULT)?)?;
         let now = Instant::now();
         let mut subs = Vec::with_capacity(n as usize);
