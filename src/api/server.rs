@@ -51,6 +51,8 @@ pub struct Platform {
     log_sessions: Mutex<HashMap<String, (String, SessionOptions, std::time::Instant)>>,
     /// One release at a time per app: a release phase holds its app's lock until it has finished.
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The running release phase of each app, told to stop when its app is destroyed.
+    release_phases: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -92,6 +94,7 @@ impl Platform {
             drains,
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
+            release_phases: Mutex::default(),
             build_locks: Mutex::default(),
         }
     }
@@ -117,6 +120,32 @@ impl Platform {
                 })
                 .collect())
         })
+    }
+
+    /// Fails every release whose release phase never finished (the server stopped while it ran): none is left
+    /// pending, so the next release can be made. Runs when the server starts, before it takes requests.
+    pub fn fail_interrupted_releases(&self) -> Result<(), StoreError> {
+        for app in self.store.apps()? {
+            for release in self.store.releases(&app.name)? {
+                if release.status == crate::store::ReleaseStatus::Pending {
+                    let why = "release phase interrupted: the server stopped before it finished\n";
+                    self.store.record_release_result(
+                        &app.name,
+                        release.version,
+                        false,
+                        why.into(),
+                    )?;
+                    self.api_log(
+                        &app.name,
+                        format!(
+                            "Release v{} failed: the server stopped during its release phase",
+                            release.version
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A line from the API into the app's stream (`app[api]: ...`).
@@ -180,6 +209,12 @@ impl Platform {
         self.api_log(app, release.description.clone());
         self.api_log(app, format!("Release v{} created", release.version));
         let release = if release.status == crate::store::ReleaseStatus::Pending {
+            // Should this request go away mid-phase (its client gone), the release fails rather than stay pending.
+            let unfinished = Unfinished {
+                store: self.store.clone(),
+                app: app.to_string(),
+                version: Some(release.version),
+            };
             let (succeeded, output) = match self.release_phase(app, &release, out).await {
                 Ok(result) => result,
                 Err(e) => (false, format!("release phase could not start: {e}\n")),
@@ -193,6 +228,7 @@ impl Platform {
                     ),
                 );
             }
+            unfinished.finished();
             self.store
                 .record_release_result(app, release.version, succeeded, output)?
         } else {
@@ -231,7 +267,8 @@ impl Platform {
         Ok(())
     }
 
-    /// Runs the slug's `release` command as a one-off dyno with the release's config.
+    /// Runs the slug's `release` command as a one-off dyno with the release's config, for at most the release
+    /// phase timeout, keeping the tail of its output; destroying the app stops it.
     async fn release_phase(
         &self,
         app: &str,
@@ -251,12 +288,12 @@ impl Platform {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
 
-        let captured = Arc::new(Mutex::new(Vec::new()));
+        let captured = Arc::new(Mutex::new(OutputTail::default()));
         let sink = captured.clone();
         let dyno = format!("release.{}", release.version);
         let stream = Mutex::new(LineWriter::new(self.logplex.clone(), app, &dyno));
         let capture: Output = Arc::new(move |data: &[u8]| {
-            sink.lock().expect("capture").extend_from_slice(data);
+            sink.lock().expect("capture").push(data);
             stream.lock().expect("release stream").write(data);
             if let Some(out) = &out {
                 out(data);
@@ -264,20 +301,111 @@ impl Platform {
         });
         prepared.spec.stdout = capture.clone();
         prepared.spec.stderr = capture;
-        let exit = self
-            .runtime
-            .run(&prepared.guest, prepared.spec)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut output = String::from_utf8_lossy(&captured.lock().expect("capture")).into_owned();
-        match &exit {
-            Exit::Status(0) => {}
-            Exit::Status(code) => {
-                output.push_str(&format!("release command exited with status {code}\n"))
+        let stop = Arc::new(tokio::sync::Notify::new());
+        self.release_phases
+            .lock()
+            .expect("release phases")
+            .insert(app.to_string(), stop.clone());
+        let timeout = self.manager.settings().release_phase_timeout;
+        let ended = tokio::select! {
+            exit = self.runtime.run(&prepared.guest, prepared.spec) => Some(exit.map_err(|e| e.to_string())?),
+            () = tokio::time::sleep(timeout) => None,
+            () = stop.notified() => {
+                self.release_phases.lock().expect("release phases").remove(app);
+                return Err("the app is being destroyed".into());
             }
-            Exit::Trap(trap) => output.push_str(&format!("release command trapped: {trap}\n")),
+        };
+        self.release_phases
+            .lock()
+            .expect("release phases")
+            .remove(app);
+        let mut output = captured.lock().expect("capture").text();
+        let succeeded = match &ended {
+            Some(Exit::Status(0)) => true,
+            Some(Exit::Status(code)) => {
+                output.push_str(&format!("release command exited with status {code}\n"));
+                false
+            }
+            Some(Exit::Trap(trap)) => {
+                output.push_str(&format!("release command trapped: {trap}\n"));
+                false
+            }
+            None => {
+                let line = format!(
+                    "release command still running after {} seconds (WASMDYNO_RELEASE_PHASE_TIMEOUT): stopped",
+                    timeout.as_secs_f64()
+                );
+                self.logplex
+                    .publish(app, LogLine::platform(&dyno, line.clone()));
+                output.push_str(&line);
+                output.push('\n');
+                false
+            }
+        };
+        Ok((succeeded, output))
+    }
+}
+
+/// Fails a pending release when dropped before [`Unfinished::finished`]: the request running its release phase
+/// went away, and the ledger must not keep a release pending forever.
+struct Unfinished {
+    store: Arc<dyn Store>,
+    app: String,
+    version: Option<u64>,
+}
+
+impl Unfinished {
+    fn finished(mut self) {
+        self.version = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(version) = self.version {
+            let why = "release phase interrupted: the request that ran it went away\n";
+            if let Err(e) = self
+                .store
+                .record_release_result(&self.app, version, false, why.into())
+            {
+                tracing::warn!(
+                    app = self.app,
+                    version,
+                    "cannot fail the interrupted release: {e}"
+                );
+            }
         }
-        Ok((exit == Exit::Status(0), output))
+    }
+}
+
+/// The last [`OutputTail::LIMIT`] bytes of a release phase's output: what its release record keeps.
+#[derive(Default)]
+struct OutputTail {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl OutputTail {
+    const LIMIT: usize = 64 * 1024;
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > 2 * Self::LIMIT {
+            let cut = self.bytes.len() - Self::LIMIT;
+            self.bytes.drain(..cut);
+            self.dropped += cut as u64;
+        }
+    }
+
+    fn text(&self) -> String {
+        let start = self.bytes.len().saturating_sub(Self::LIMIT);
+        let dropped = self.dropped + start as u64;
+        let tail = String::from_utf8_lossy(&self.bytes[start..]);
+        if dropped == 0 {
+            tail.into_owned()
+        } else {
+            format!("[{dropped} earlier bytes of output not kept]\n{tail}")
+        }
     }
 }
 
@@ -536,6 +664,10 @@ async fn destroy_app(
     Path(app): Path<String>,
 ) -> ApiResult<Json<App>> {
     let found = p.store.app(&app)?;
+    // A release phase still running holds the release lock: stop it first.
+    if let Some(phase) = p.release_phases.lock().expect("release phases").get(&app) {
+        phase.notify_one();
+    }
     let lock = p.release_lock(&app);
     let _no_release_running = lock.lock().await;
     p.store.destroy_app(&app)?;
@@ -544,6 +676,10 @@ async fn destroy_app(
     p.drains.stop_app(&app);
     p.logplex.remove_app(&app);
     p.release_locks.lock().expect("lock table").remove(&app);
+    p.release_phases
+        .lock()
+        .expect("release phases")
+        .remove(&app);
     crate::git::remove_repo(&p.home, &app);
     Ok(Json(found))
 }

@@ -99,6 +99,9 @@ pub(crate) async fn serve(
     platform.routes =
         crate::router::Routes::new(platform.store.clone(), &router_settings.base_domain);
     let platform = Arc::new(platform);
+    platform
+        .fail_interrupted_releases()
+        .context("cannot fail the releases a stopped server left pending")?;
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
         router: Some(router_addr.to_string()),

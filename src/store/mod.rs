@@ -12,9 +12,10 @@
 //! event; a release's [`ReleaseStatus`] is the status of its latest event.
 //!
 //! - The **current release** is the newest release that succeeded: what dynos run.
-//! - The **base release** is the newest release that did not fail: what the next release starts from. A pending
-//!   release's config is carried forward (its release phase is likely to pass, and a second `config:set` while it
-//!   runs must not lose the first), a failed one's is not.
+//! - The **base release** is the newest release that did not fail: what the next release starts from. While the
+//!   newest release is pending, no release can be made (a release is never based on an unfinished one, and a second
+//!   `config:set` must not lose the first); a failed release's config and slug are not carried forward. A release
+//!   phase that never finished (the server stopped, the request went away) is recorded as failed.
 //!
 //! Every operation is atomic: it either happens entirely or not at all, and concurrent writers (threads, or
 //! processes sharing the database file) never see each other's partial work or collide on version numbers.
@@ -349,6 +350,11 @@ pub enum StoreError {
         status: ReleaseStatus,
     },
     #[error(
+        "release v{version} of {app:?} is still running its release phase; try again when it has finished \
+         (`wasmdyno releases` shows its status)"
+    )]
+    ReleasePending { app: String, version: u64 },
+    #[error(
         "invalid config var name {0:?}: names use letters, digits and underscores and do not start with a digit"
     )]
     InvalidConfigName(String),
@@ -455,6 +461,7 @@ impl StoreError {
             | TooManyDrains { .. }
             | AddonConfigConflict { .. }
             | ReleaseNotPending { .. }
+            | ReleasePending { .. }
             | RollbackToFailed { .. }
             | NoPreviousRelease => ErrorKind::Conflict,
             InvalidAppName { .. }

@@ -530,7 +530,20 @@ fn current_release(conn: &Connection, app: &str) -> Result<Option<Release>, Stor
     Ok(query_releases(conn, app, "AND status = 'succeeded'", Some(1), None)?.pop())
 }
 
-/// The newest release that did not fail: what the next release starts from.
+/// What a new release starts from: the newest release that did not fail. Refused while the newest release is
+/// still pending: a release is never based on one whose release phase has not finished.
+fn next_release_base(conn: &Connection, app: &str) -> Result<Release, StoreError> {
+    let base = base_release(conn, app)?;
+    if base.status == ReleaseStatus::Pending {
+        return Err(StoreError::ReleasePending {
+            app: app.to_owned(),
+            version: base.version,
+        });
+    }
+    Ok(base)
+}
+
+/// The newest release that did not fail: the config the app has.
 fn base_release(conn: &Connection, app: &str) -> Result<Release, StoreError> {
     query_releases(conn, app, "AND status <> 'failed'", Some(1), None)?
         .pop()
@@ -793,7 +806,7 @@ impl Store for SqliteStore {
     fn create_release(&self, app: &str, release: NewRelease) -> Result<Release, StoreError> {
         self.write_release(|tx| {
             require_app(tx, app)?;
-            let base = base_release(tx, app)?;
+            let base = next_release_base(tx, app)?;
             insert_release(
                 tx,
                 app,
@@ -831,7 +844,7 @@ impl Store for SqliteStore {
         let description = describe_config_change(&changes);
         self.write_release(|tx| {
             require_app(tx, app)?;
-            let base = base_release(tx, app)?;
+            let base = next_release_base(tx, app)?;
             let mut config = base.config;
             for (name, value) in changes {
                 match value {
@@ -859,6 +872,7 @@ impl Store for SqliteStore {
     ) -> Result<Release, StoreError> {
         self.write_release(|tx| {
             require_app(tx, app)?;
+            next_release_base(tx, app)?;
             let target = match version {
                 Some(version) => {
                     let target = load_release(tx, app, version)?;
@@ -1016,7 +1030,7 @@ impl Store for SqliteStore {
                     name: addon.name,
                 });
             }
-            let base = base_release(tx, app)?;
+            let base = next_release_base(tx, app)?;
             let mut config = base.config;
             for (var, value) in &addon.config {
                 if config.contains_key(var) {
@@ -1069,7 +1083,7 @@ impl Store for SqliteStore {
                     name: name.to_owned(),
                 })
                 .and_then(decode_addon)?;
-            let base = base_release(tx, app)?;
+            let base = next_release_base(tx, app)?;
             let mut config = base.config;
             for var in addon.config.keys() {
                 config.remove(var);

@@ -382,11 +382,33 @@ fn release_status_comes_from_events_and_decides_the_current_release() {
         Err(StoreError::ReleaseNotFound { version: 9, .. })
     ));
 
-    // A pending config change is the base of the next change; a failed one is not.
+    // No release is based on an unfinished one: while v4 is pending, the next change is refused.
     let v4 = store
         .set_config("phases", changes(&[("PENDING", Some("1"))]), true)
         .unwrap();
     assert_eq!(v4.status, ReleaseStatus::Pending);
+    for refused in [
+        store.set_config("phases", changes(&[("FAILS", Some("1"))]), true),
+        store.rollback("phases", Some(2), false),
+        store.create_release(
+            "phases",
+            NewRelease {
+                slug: Some("s9".into()),
+                config: None,
+                description: "Deploy s9".into(),
+                pending: false,
+            },
+        ),
+    ] {
+        assert!(
+            matches!(refused, Err(StoreError::ReleasePending { version: 4, .. })),
+            "{refused:?}"
+        );
+    }
+    store
+        .record_release_result("phases", 4, true, String::new())
+        .unwrap();
+    // A succeeded config change is the base of the next change; a failed one is not.
     let v5 = store
         .set_config("phases", changes(&[("FAILS", Some("1"))]), true)
         .unwrap();
@@ -423,7 +445,7 @@ fn release_status_comes_from_events_and_decides_the_current_release() {
             (7, Failed),
             (6, Succeeded),
             (5, Failed),
-            (4, Pending),
+            (4, Succeeded),
             (3, Succeeded),
             (2, Succeeded),
             (1, Succeeded)
@@ -521,6 +543,13 @@ fn rollback_copies_an_earlier_release() {
         store.current_release("rollbacks").unwrap().unwrap().version,
         6
     );
+    assert!(matches!(
+        store.rollback("rollbacks", None, false),
+        Err(StoreError::ReleasePending { version: 8, .. })
+    ));
+    store
+        .record_release_result("rollbacks", 8, false, String::new())
+        .unwrap();
     assert_eq!(
         store
             .rollback("rollbacks", None, false)
@@ -717,6 +746,9 @@ fn addons_attach_and_detach_with_releases() {
             ReleaseStatus::Pending
         )
     );
+    store
+        .record_release_result("with-db", r.version, true, String::new())
+        .unwrap();
 
     // Invalid add-ons are refused before anything is written.
     let mut bad = postgres();

@@ -12,6 +12,7 @@ mod git;
 mod http;
 mod listener;
 mod platform;
+mod release_phase;
 mod router;
 mod run;
 mod rust_offline;

@@ -1,0 +1,118 @@
+//! The release phase cannot hold an app hostage: it has a deadline, keeps only the tail of its output, stops when
+//! its app is destroyed, and a phase the server never finished fails its release instead of staying pending.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn app_dir(server: &Server, name: &str, procfile: &str) -> String {
+    let dir = server.env.path(name);
+    probe_app(&dir, procfile);
+    dir.to_str().unwrap().to_string()
+}
+
+fn release_status(server: &Server, app: &str, version: u64) -> Option<String> {
+    let json = server.cli(&["releases", "-a", app, "--json"]).ok().json();
+    json.as_array()?
+        .iter()
+        .find(|r| r["version"].as_u64() == Some(version))
+        .map(|r| r["status"].as_str().unwrap().to_string())
+}
+
+/// Starts a deploy of a release phase that spins forever; returns the CLI process once v2 is pending.
+fn deploy_spinning_phase(server: &Server, app: &str) -> std::process::Child {
+    server.cli(&["apps:create", app]).ok();
+    let dir = app_dir(server, &format!("{app}-src"), "release: probe.wasm spin\n");
+    let child = server
+        .env
+        .cmd(&["deploy", "-a", app, &dir])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the release phase to start",
+        Duration::from_secs(60),
+        || release_status(server, app, 2).as_deref() == Some("pending"),
+    );
+    child
+}
+
+#[test]
+fn a_release_phase_past_its_deadline_fails_and_frees_the_app() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_RELEASE_PHASE_TIMEOUT", "1.5")]);
+    server.cli(&["apps:create", "stuck"]).ok();
+    let dir = app_dir(&server, "stuck-src", "release: probe.wasm spin\n");
+    let out = server.cli(&["deploy", "-a", "stuck", &dir]).fails();
+    assert!(out.stderr.contains("v2 failed"), "{out}");
+    let output = server.cli(&["releases:output", "-a", "stuck", "v2"]).ok();
+    assert!(
+        output
+            .stdout
+            .contains("release command still running after 1.5 seconds"),
+        "{output}"
+    );
+    // The app's lock is free again.
+    server.cli(&["config:set", "-a", "stuck", "AFTER=1"]).ok();
+}
+
+#[test]
+fn a_flooding_release_phase_keeps_only_its_tail() {
+    let server = Server::start();
+    server.cli(&["apps:create", "chatty"]).ok();
+    let dir = app_dir(&server, "chatty-src", "release: probe.wasm flood 200000\n");
+    server.cli(&["deploy", "-a", "chatty", &dir]).ok();
+    let output = server
+        .cli(&["releases:output", "-a", "chatty", "v2"])
+        .ok()
+        .stdout;
+    assert!(output.len() < 70 * 1024, "{} bytes kept", output.len());
+    assert!(
+        output.starts_with('[') && output.contains("earlier bytes of output not kept]"),
+        "{}",
+        &output[..200]
+    );
+    assert!(output.ends_with("flood line\n"));
+}
+
+#[test]
+fn destroying_an_app_stops_its_release_phase() {
+    let server = Server::start();
+    let mut deploy = deploy_spinning_phase(&server, "doomed");
+    let out = server
+        .cli(&["apps:destroy", "-a", "doomed", "--confirm", "doomed"])
+        .ok();
+    assert!(out.stderr.contains("done"), "{out}");
+    let status = deploy.wait().unwrap();
+    assert!(!status.success(), "the deploy fails with its release");
+    server.cli(&["apps:info", "-a", "doomed"]).fails();
+}
+
+#[test]
+fn a_release_phase_the_server_never_finished_fails_on_restart() {
+    let server = Server::start();
+    let mut deploy = deploy_spinning_phase(&server, "killed");
+    std::process::Command::new("kill")
+        .args(["-9", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = deploy.wait();
+    let server = Server::start_in(server.stop(), &[]);
+    assert_eq!(
+        release_status(&server, "killed", 2).as_deref(),
+        Some("failed")
+    );
+    let output = server.cli(&["releases:output", "-a", "killed", "v2"]).ok();
+    assert!(
+        output
+            .stdout
+            .contains("the server stopped before it finished"),
+        "{output}"
+    );
+    // The next release is based on v1, and is made at once.
+    server.cli(&["config:set", "-a", "killed", "NEXT=1"]).ok();
+    assert_eq!(
+        release_status(&server, "killed", 3).as_deref(),
+        Some("succeeded")
+    );
+}
