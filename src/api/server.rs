@@ -159,6 +159,21 @@ impl Platform {
     }
 
     fn open_slug(&self, sha256: &str) -> Result<Slug, ApiError> {
+        // A slug id names a file: only a sha256 in lowercase hex may become one.
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_params",
+                format!(
+                    "slug {:?} is not a slug id: ids are the sha256 of the slug, 64 lowercase hex digits",
+                    sha256.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
         Slug::open(&self.slugs.path(sha256), self.limits).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -936,7 +951,7 @@ async fn create_release(
             p.open_slug(&slug)?;
             let description = request
                 .description
-                .unwrap_or_else(|| format!("Deploy {}", &slug[..slug.len().min(7)]));
+                .unwrap_or_else(|| format!("Deploy {}", &slug[..7]));
             let new = NewRelease {
                 slug: Some(slug.clone()),
                 config: None,

@@ -85,6 +85,7 @@ pub(crate) fn build_app(
     runtime: &Runtime,
 ) -> anyhow::Result<Built> {
     let home = super::home_dir();
+    super::private_home(&home)?;
     let source = dir
         .canonicalize()
         .with_context(|| format!("cannot build {}: no such directory", dir.display()))?;

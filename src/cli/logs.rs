@@ -69,7 +69,7 @@ pub(crate) fn stream(app: &str, request: &serde_json::Value, json: bool) -> anyh
             let written = if json {
                 std::io::stdout().write_all(line)
             } else if let Ok(line) = serde_json::from_slice::<LogLine>(line) {
-                writeln!(std::io::stdout(), "{line}")
+                writeln!(std::io::stdout(), "{}", for_terminal(&line))
             } else {
                 Ok(())
             };
@@ -82,6 +82,27 @@ pub(crate) fn stream(app: &str, request: &serde_json::Value, json: bool) -> anyh
     Ok(())
 }
 
+/// A line as a terminal should show it: an app's text cannot move the cursor, rewrite what came before (a `\r`
+/// over the line's prefix fakes a platform line), reverse its direction, or send escape sequences (OSC 52 writes
+/// the clipboard). Such characters are shown escaped, as Rust's `{:?}` does; `--json` keeps the exact text.
+fn for_terminal(line: &LogLine) -> String {
+    let mut text = String::with_capacity(line.text().len());
+    for c in line.text().chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\t') || bidi {
+            text.extend(c.escape_debug());
+        } else {
+            text.push(c);
+        }
+    }
+    format!(
+        "{} {}[{}]: {text}",
+        crate::logplex::time::Rfc3339(line.timestamp()),
+        line.source(),
+        line.dyno()
+    )
+}
+
 /// Follows `app`'s stream from its last few lines on (what `up` shows).
 pub(crate) fn follow(app: &str) -> anyhow::Result<()> {
     stream(
@@ -89,4 +110,25 @@ pub(crate) fn follow(app: &str) -> anyhow::Result<()> {
         &serde_json::json!({ "lines": 20, "tail": true }),
         false,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let line = LogLine::app(
+            "web.1",
+            "ok\r2026 wasmdyno[web.1]: fake \u{1b}]52;c;aGk=\u{7}\tdone\u{202e}".into(),
+        );
+        let shown = for_terminal(&line);
+        assert!(
+            shown.ends_with(
+                "app[web.1]: ok\\r2026 wasmdyno[web.1]: fake \\u{1b}]52;c;aGk=\\u{7}\tdone\\u{202e}"
+            ),
+            "{shown}"
+        );
+        assert_eq!(for_terminal(&line).lines().count(), 1);
+    }
 }

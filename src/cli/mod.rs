@@ -17,9 +17,10 @@ mod run;
 mod serve;
 mod up;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// A Heroku-style platform whose dynos are WebAssembly sandboxes.
@@ -231,6 +232,27 @@ pub(crate) fn home_dir() -> PathBuf {
     user_home().join(".local/share/wasmdyno")
 }
 
+/// Creates `home` readable by its owner only (0700), and tightens one that others can read, with a warning:
+/// it holds the API token, every app's config vars and their slugs.
+pub(crate) fn private_home(home: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)
+        .with_context(|| format!("cannot create {}", home.display()))?;
+    let mode = std::fs::metadata(home)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        eprintln!(
+            "warning: {} was readable by other users (mode {mode:o}); making it 0700",
+            home.display()
+        );
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", home.display()))?;
+    }
+    Ok(())
+}
+
 /// The per-user compiled-code cache: `$WASMDYNO_CACHE_DIR`, or `$XDG_CACHE_HOME/wasmdyno`, or `~/.cache/wasmdyno`.
 pub(crate) fn code_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WASMDYNO_CACHE_DIR").filter(|d| !d.is_empty()) {
@@ -289,7 +311,6 @@ pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
 }
 
 fn wat2wasm(input: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
-    use anyhow::Context;
     let wasm =
         wat::parse_file(input).with_context(|| format!("cannot compile {}", input.display()))?;
     // `wat` checks syntax only; validate here so the error names the source file, not the output.

@@ -55,7 +55,7 @@ pub(crate) async fn serve(
     home: &Path,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    super::private_home(home)?;
     let lock_path = home.join(LOCK_FILE);
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -74,6 +74,11 @@ pub(crate) async fn serve(
     }
 
     let store = SqliteStore::open(&home.join("state.db")).context("cannot open the state store")?;
+    // SQLite creates its files with the umask's mode: the ledger and its journal are the owner's alone.
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(home.join(file), std::fs::Permissions::from_mode(0o600));
+    }
     let runtime = Arc::new(super::runtime()?);
     let token = new_token();
     write_private(&home.join(TOKEN_FILE), &token)?;

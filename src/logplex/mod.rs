@@ -22,7 +22,7 @@
 #[cfg(feature = "drains")]
 pub mod drain;
 mod line;
-mod time;
+pub(crate) mod time;
 mod writer;
 
 #[cfg(test)]

@@ -499,8 +499,9 @@ impl Router {
             logplex: self.inner.logplex.clone(),
             app: app.name.clone(),
             request: format!(
-                "method={} path=\"{path}\" host={host} request_id={request_id} fwd=\"{}\"",
+                "method={} path=\"{path}\" host={} request_id={request_id} fwd=\"{}\"",
                 req.method(),
+                logfmt_value(&host),
                 client.peer.ip()
             ),
             dyno: String::new(),
@@ -855,7 +856,8 @@ impl Router {
                 LogLine::platform(
                     "router",
                     format!(
-                        "at=error desc=\"Request header too large\" method={method} path=\"{path}\" host={host} request_id= fwd=\"{}\" dyno= connect=0ms service=0ms status=431 bytes=0 protocol=http",
+                        "at=error desc=\"Request header too large\" method={method} path=\"{path}\" host={} request_id= fwd=\"{}\" dyno= connect=0ms service=0ms status=431 bytes=0 protocol=http",
+                        logfmt_value(&host),
                         client.peer.ip()
                     ),
                 ),
@@ -1099,6 +1101,29 @@ fn host_name(host: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A logfmt value: bare when it is one plain word (as Heroku logs `host=app.herokuapp.com`), else quoted with
+/// `"` and `\` escaped and control characters shown escaped, so that a crafted `Host` cannot add fields or lines.
+fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\');
+    if !value.is_empty() && value.chars().all(plain) {
+        return value.into();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c if c.is_control() => quoted.extend(c.escape_debug()),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted.into()
+}
+
 /// Does the request ask to switch protocols (`Connection: upgrade` and an `Upgrade` header)?
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -1223,6 +1248,17 @@ mod tests {
         assert_eq!(headers[header::CONNECTION], "upgrade");
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert!(!headers.contains_key("x-private"));
+    }
+
+    #[test]
+    fn logfmt_values_are_bare_words_or_quoted() {
+        assert_eq!(logfmt_value("app.localhost"), "app.localhost");
+        assert_eq!(
+            logfmt_value("x status=200 dyno=web.9"),
+            "\"x status=200 dyno=web.9\""
+        );
+        assert_eq!(logfmt_value("a\"b\\c\r"), "\"a\\\"b\\\\c\\r\"");
+        assert_eq!(logfmt_value(""), "\"\"");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod dynos;
 mod edge;
 mod env;
 mod git;
+mod hardening;
 mod http;
 mod listener;
 mod platform;
