@@ -76,7 +76,7 @@ pub use logplex::{
 };
 
 // The router.
-pub use router::{Router, RouterService, Routes, Settings as RouterSettings};
+pub use router::{ConnectionLimits, Router, RouterService, Routes, Settings as RouterSettings};
 
 // An edge host's parts.
 pub use edge::{Central, Edge, EdgeError, EdgeSettings, LogSink, MemorySource};

@@ -15,6 +15,7 @@
 
 pub mod attach;
 pub mod client;
+pub(crate) mod listener;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -582,9 +582,10 @@ async fn authenticate(State(platform): State<Arc<Platform>>, req: Request, next:
             "missing or wrong API token (the CLI reads it from $WASMDYNO_HOME/token)",
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        // A client without the token gets no kept-alive connection to hold open.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
 }

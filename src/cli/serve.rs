@@ -91,7 +91,23 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen on {router_addr} for the router"))?;
     let router_addr = router_listener.local_addr()?;
-    let router_settings = crate::router::Settings::from_env().map_err(anyhow::Error::msg)?;
+    let mut router_settings = crate::router::Settings::from_env().map_err(anyhow::Error::msg)?;
+    // Connections are files: take what the system allows, and keep the router's share within it, so that a flood
+    // of clients runs into the router's cap (a 503) before the process runs out of descriptors.
+    match crate::router::raise_open_file_limit() {
+        Ok(files) => {
+            let share = usize::try_from(files / 2).unwrap_or(usize::MAX).max(64);
+            if router_settings.connections.total > share {
+                tracing::info!(
+                    files,
+                    share,
+                    "router connections capped by the open-file limit"
+                );
+                router_settings.connections.total = share;
+            }
+        }
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
     let mut platform = Platform::new(
         home.to_path_buf(),
         Arc::new(store),
@@ -147,6 +163,17 @@ pub(crate) async fn serve(
 
     let manager = platform.manager.clone();
     let (store, logplex) = (platform.store.clone(), platform.logplex.clone());
+    let first_head = match std::env::var("WASMDYNO_API_HEADER_TIMEOUT_MS") {
+        Ok(ms) => std::time::Duration::from_millis(ms.trim().parse().map_err(|_| {
+            anyhow::anyhow!("WASMDYNO_API_HEADER_TIMEOUT_MS={ms:?} is not a number of milliseconds")
+        })?),
+        Err(_) => crate::api::listener::FIRST_HEAD_TIMEOUT,
+    };
+    let listener = crate::api::listener::LimitedListener::new(
+        listener,
+        crate::api::listener::API_CONNECTIONS,
+        first_head,
+    );
     let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
         shutdown_signal(stop).await;
         eprintln!("wasmdyno serve: shutting down");

@@ -33,10 +33,18 @@
 //! dyno=web.1 connect=0ms service=2ms status=200 bytes=13 protocol=http`, written when the response has ended:
 //! `connect` is the time until the dyno took the connection, `service` the time from then to the end.
 
+mod admission;
 mod body;
 mod pool;
 mod routes;
 
+use admission::Admission;
+pub use admission::ConnectionLimits;
+#[cfg(feature = "platform")]
+pub(crate) use admission::{
+    Admission as ConnectionAdmission, Permit as ConnectionPermit, raise_open_file_limit,
+    refuse as refuse_connection,
+};
 use pool::{Conn, ConnPool, Task, Upstream};
 
 pub use body::Body;
@@ -111,6 +119,13 @@ pub struct Settings {
     pub max_body: Option<u64>,
     /// The domain apps live under: `<app>.<base_domain>` (`WASMDYNO_BASE_DOMAIN`, `localhost`).
     pub base_domain: String,
+    /// A client must send a whole request head within this time of connecting or of its previous response, or
+    /// its connection is closed: slow heads and idle keep-alive connections both end
+    /// (`WASMDYNO_ROUTER_HEADER_TIMEOUT_MS`, 30 s, as Heroku's router).
+    pub header_timeout: Duration,
+    /// Open client connections, in all (`WASMDYNO_ROUTER_MAX_CONNECTIONS`, 10,000) and per client address
+    /// (`WASMDYNO_ROUTER_MAX_CONNECTIONS_PER_CLIENT`, 512); one more is answered 503 and closed.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -123,6 +138,11 @@ impl Default for Settings {
             max_queue: 200,
             max_body: None,
             base_domain: "localhost".into(),
+            header_timeout: Duration::from_secs(30),
+            connections: ConnectionLimits {
+                total: 10_000,
+                per_client: 512,
+            },
         }
     }
 }
@@ -130,7 +150,8 @@ impl Default for Settings {
 impl Settings {
     /// The defaults, overridden by `WASMDYNO_ROUTER_TIMEOUT_MS`, `WASMDYNO_ROUTER_IDLE_TIMEOUT_MS`,
     /// `WASMDYNO_ROUTER_BOOT_TIMEOUT_MS`, `WASMDYNO_ROUTER_MAX_IN_FLIGHT`, `WASMDYNO_ROUTER_MAX_QUEUE`,
-    /// `WASMDYNO_ROUTER_MAX_BODY` (bytes) and `WASMDYNO_BASE_DOMAIN`. An error names a variable whose value is not
+    /// `WASMDYNO_ROUTER_MAX_BODY` (bytes), `WASMDYNO_ROUTER_HEADER_TIMEOUT_MS`, `WASMDYNO_ROUTER_MAX_CONNECTIONS`,
+    /// `WASMDYNO_ROUTER_MAX_CONNECTIONS_PER_CLIENT` and `WASMDYNO_BASE_DOMAIN`. An error names a variable whose value is not
     /// a number.
     ///
     /// ```
@@ -161,6 +182,10 @@ impl Settings {
                 "WASMDYNO_ROUTER_BOOT_TIMEOUT_MS",
                 &mut settings.boot_timeout,
             ),
+            (
+                "WASMDYNO_ROUTER_HEADER_TIMEOUT_MS",
+                &mut settings.header_timeout,
+            ),
         ] {
             if let Some(ms) = number(var)? {
                 *field = Duration::from_millis(ms);
@@ -169,6 +194,14 @@ impl Settings {
         for (var, field) in [
             ("WASMDYNO_ROUTER_MAX_IN_FLIGHT", &mut settings.max_in_flight),
             ("WASMDYNO_ROUTER_MAX_QUEUE", &mut settings.max_queue),
+            (
+                "WASMDYNO_ROUTER_MAX_CONNECTIONS",
+                &mut settings.connections.total,
+            ),
+            (
+                "WASMDYNO_ROUTER_MAX_CONNECTIONS_PER_CLIENT",
+                &mut settings.connections.per_client,
+            ),
         ] {
             if let Some(n) = number(var)? {
                 *field = usize::try_from(n).unwrap_or(usize::MAX);
@@ -223,6 +256,8 @@ struct Inner {
     loads: Mutex<HashMap<String, Arc<AppLoad>>>,
     /// Idle keep-alive connections to listener dynos.
     pool: ConnPool,
+    /// Client connections open, against [`Settings::connections`].
+    admission: Admission,
 }
 
 /// One app's requests: in flight per dyno, and waiting for one.
@@ -317,6 +352,7 @@ impl Router {
                 manager,
                 routes,
                 logplex,
+                admission: Admission::new(settings.connections),
                 settings,
                 loads: Mutex::default(),
                 pool: ConnPool::default(),
@@ -421,9 +457,17 @@ impl Router {
                 },
                 () = &mut shutdown => return,
             };
+            let permit = match self.inner.admission.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(why) => {
+                    admission::refuse(stream, why);
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let router = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let client = Arc::new(Client::new(peer, port));
                 let io = Recorder {
                     stream,
@@ -441,6 +485,8 @@ impl Router {
                 let conn = hyper::server::conn::http1::Builder::new()
                     .max_buf_size(MAX_HEAD)
                     .keep_alive(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(router.inner.settings.header_timeout)
                     .serve_connection(TokioIo::new(io), service)
                     .with_upgrades();
                 if let Err(e) = conn.await {

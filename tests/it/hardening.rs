@@ -81,3 +81,136 @@ fn logs_show_an_apps_control_characters_escaped_and_json_keeps_them() {
         .any(|l| l["text"] == text);
     assert!(exact, "{json}");
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (the whole of 127/8 is loopback on Linux).
+fn connect_from(from: &str, addr: &str) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    let remote: std::net::SocketAddr = addr.parse().unwrap();
+    socket.connect(&remote.into()).unwrap();
+    socket.into()
+}
+
+/// Raises this test process's open-file limit: it holds a thousand sockets.
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct given.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+#[test]
+fn idle_and_half_sent_connections_cannot_lock_out_apps_or_the_operator() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    raise_open_files();
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[
+            ("WASMDYNO_ROUTER_HEADER_TIMEOUT_MS", "8000"),
+            ("WASMDYNO_ROUTER_MAX_CONNECTIONS_PER_CLIENT", "600"),
+        ],
+    );
+    server.cli(&["apps:create", "healthy"]).ok();
+    crate::router::release_slug(&server, "healthy", crate::router::probe());
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("healthy.localhost:{port}");
+    wait_until("the app to answer", Duration::from_secs(60), || {
+        server.get(&host, "/").0 == 200
+    });
+
+    // A thousand connections from one client: half send half a head, half nothing.
+    let opened = Instant::now();
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let mut conn = connect_from("127.0.0.2", &server.router);
+        if i % 2 == 0 {
+            let _ = conn.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n").as_bytes());
+        }
+        held.push(conn);
+    }
+    // The app and the API answer while they are open.
+    for i in 0..20 {
+        let (status, reply) = server.get(&host, "/env/DYNO");
+        assert_eq!(status, 200, "request {i}: {reply}");
+    }
+    server.cli(&["ps", "-a", "healthy"]).ok();
+    // Past the client's cap, connections were answered 503 at once; the admitted ones are closed once the
+    // header timeout passes.
+    let (mut refused, mut closed) = (0, 0);
+    for conn in &mut held {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = Vec::new();
+        let ended = conn.read_to_end(&mut reply).is_ok();
+        if reply.starts_with(b"HTTP/1.1 503") {
+            refused += 1;
+        } else if ended || reply.is_empty() {
+            closed += 1;
+        }
+    }
+    // 400 when the server accepted all thousand before the first timed out; a slow machine frees a few places
+    // (and admits a few more) before the last are accepted.
+    assert!(
+        (300..=400).contains(&refused),
+        "one client holds at most 600 connections: {refused} refused"
+    );
+    assert_eq!(
+        refused + closed,
+        1000,
+        "every admitted connection was closed"
+    );
+    assert!(
+        opened.elapsed() < Duration::from_secs(25),
+        "closed by the header timeout, not by the test's: {:?}",
+        opened.elapsed()
+    );
+    // And the router takes new clients again.
+    assert_eq!(server.get(&host, "/env/DYNO").0, 200);
+}
+
+#[test]
+fn the_api_closes_slow_heads_and_unauthenticated_connections() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[("WASMDYNO_API_HEADER_TIMEOUT_MS", "2000")],
+    );
+    let addr = server.api.strip_prefix("http://").unwrap().to_string();
+    // Without the token: the answer says close, and the connection is closed.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(format!("GET /apps HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    // A head never finished is cut at the first-head deadline.
+    let started = Instant::now();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(45)))
+        .unwrap();
+    slow.write_all(b"GET /apps HTTP/1.1\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(1900)..Duration::from_secs(10)).contains(&took),
+        "closed after {took:?}"
+    );
+    server.cli(&["apps"]).ok();
+}
