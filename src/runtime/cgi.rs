@@ -3,6 +3,10 @@
 //!
 //! Each request runs in a fresh instance over the dyno's image (its writes vanish with it); config vars are in
 //! the environment beside the CGI meta-variables; stderr goes to the dyno's log stream.
+//!
+//! Bounded: at most `concurrency` runs at once, each holding its permit from before its request body is read
+//! until it ends; all runs share the dyno's one quota; and stdout reaches the client through a window of
+//! [`RESPONSE_WINDOW`] bytes, so a slow client slows the command, never grows the server.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -17,15 +21,18 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::http::HttpFailure;
-use super::stdio::{Input, Output};
-use super::vfs::Image;
+use super::stdio::{Credit, Input, Output};
+use super::vfs::{Image, Quota};
 use super::web::{AbortOnDrop, BoxError, ResponseBody};
 use super::{DynoSize, Exit, Guest, RunSpec, Runtime};
 
 /// Largest response head (status and header lines) a CGI command may write.
 const MAX_HEAD: usize = 64 * 1024;
-/// Largest request body buffered when the client sent none `Content-Length` (CGI needs one).
+/// Largest request body buffered when the client sent none `Content-Length` (CGI needs one). Buffered bytes
+/// count against the dyno's quota until the run ends.
 const MAX_BUFFERED_BODY: usize = 64 * 1024 * 1024;
+/// Response bytes that may wait between the command and a slow client; past them, the command's writes wait.
+const RESPONSE_WINDOW: usize = 256 * 1024;
 
 /// One CGI web dyno: the command and what each run of it gets.
 pub struct CgiDyno {
@@ -36,8 +43,11 @@ pub struct CgiDyno {
     image: Arc<Image>,
     size: DynoSize,
     stderr: Output,
-    permits: Semaphore,
+    /// Runs at once: a permit is held from before the request body is read until the run ends.
+    permits: Arc<Semaphore>,
     concurrency: u32,
+    /// One quota for all of the dyno's runs, as one dyno has one memory budget.
+    quota: Arc<Quota>,
     deadline: Duration,
     closed: AtomicBool,
 }
@@ -60,7 +70,8 @@ impl CgiDyno {
             image: spec.image,
             size: spec.size,
             stderr: spec.stderr,
-            permits: Semaphore::new(concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            quota: Arc::new(Quota::new(spec.size.memory() as u64)),
             concurrency: concurrency.max(1) as u32,
             deadline,
             closed: AtomicBool::new(false),
@@ -79,6 +90,13 @@ impl CgiDyno {
         if self.closed.load(Ordering::Acquire) {
             return Err(HttpFailure::Closed);
         }
+        // The permit first: nothing of a request is buffered before it may run.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HttpFailure::Closed)?;
         let (parts, body) = request.into_parts();
         let mut env = self.env.clone();
         let length = parts
@@ -88,14 +106,15 @@ impl CgiDyno {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>(4);
         let stdin = Input::from_channel(stdin_rx);
+        let mut buffered = Charge::new(self.quota.clone());
         match length {
             Some(length) => {
                 env.insert("CONTENT_LENGTH".into(), length.to_string());
                 tokio::spawn(pump_body(body, stdin_tx));
             }
             None => {
-                // CGI needs the length up front: a chunked body is read whole first.
-                let data = read_limited(body)
+                // CGI needs the length up front: a chunked body is read whole first, within the quota.
+                let data = read_limited(body, &mut buffered)
                     .await
                     .map_err(|e| HttpFailure::Trap(format!("cannot read the request body: {e}")))?;
                 if !data.is_empty() {
@@ -106,6 +125,8 @@ impl CgiDyno {
         }
         meta_variables(&parts, &mut env);
 
+        // Stdout flows to the client through a window: the command waits while the client is slow.
+        let credit = Credit::new(RESPONSE_WINDOW);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
         let stdout: Output = Arc::new(move |data: &[u8]| {
             let _ = out_tx.send(Bytes::copy_from_slice(data));
@@ -115,15 +136,14 @@ impl CgiDyno {
         spec.stdin = stdin;
         spec.stdout = stdout;
         spec.stderr = self.stderr.clone();
+        spec.stdout_credit = Some(credit.clone());
+        spec.quota = Some(self.quota.clone());
 
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HttpFailure::Closed)?;
         let dyno = self.clone();
         spec.deadline = Some(self.deadline);
         let run = tokio::spawn(async move {
+            // Held until the run ends, with the buffered body's share of the quota.
+            let _running = (permit, buffered);
             dyno.runtime
                 .run(&dyno.guest, spec)
                 .await
@@ -138,15 +158,16 @@ impl CgiDyno {
                 break end;
             }
             if head.len() > MAX_HEAD {
-                drop(permit);
                 return Err(HttpFailure::Trap(format!(
                     "the CGI response head is over {MAX_HEAD} bytes"
                 )));
             }
             match out_rx.recv().await {
-                Some(chunk) => head.extend_from_slice(&chunk),
+                Some(chunk) => {
+                    credit.give_back(chunk.len());
+                    head.extend_from_slice(&chunk);
+                }
                 None => {
-                    drop(permit);
                     guard.disarm();
                     return Err(match run.await {
                         Ok(Ok(Exit::Trap(trap))) => {
@@ -162,13 +183,13 @@ impl CgiDyno {
             }
         };
         guard.disarm();
-        drop(permit);
         let (head_bytes, rest) = head.split_at(body_start.0);
         let rest = Bytes::copy_from_slice(&rest[body_start.1 - body_start.0..]);
         let mut response = parse_head(head_bytes)?;
         let stream = CgiBody {
             first: (!rest.is_empty()).then_some(rest),
             chunks: out_rx,
+            credit,
         };
         *response.body_mut() = stream.boxed_unsync();
         Ok(response)
@@ -203,7 +224,7 @@ where
     }
 }
 
-async fn read_limited<B>(mut body: B) -> Result<Vec<u8>, String>
+async fn read_limited<B>(mut body: B, charge: &mut Charge) -> Result<Vec<u8>, String>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -212,15 +233,44 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.into().to_string())?;
         if let Ok(chunk) = frame.into_data() {
-            data.extend_from_slice(&chunk);
-            if data.len() > MAX_BUFFERED_BODY {
+            if data.len() + chunk.len() > MAX_BUFFERED_BODY {
                 return Err(format!(
                     "a body without Content-Length over {MAX_BUFFERED_BODY} bytes"
                 ));
             }
+            if !charge.take(chunk.len() as u64) {
+                return Err("the body does not fit in the dyno's memory quota".into());
+            }
+            data.extend_from_slice(&chunk);
         }
     }
     Ok(data)
+}
+
+/// Bytes taken from a quota, given back when dropped.
+struct Charge {
+    quota: Arc<Quota>,
+    bytes: u64,
+}
+
+impl Charge {
+    fn new(quota: Arc<Quota>) -> Charge {
+        Charge { quota, bytes: 0 }
+    }
+
+    fn take(&mut self, bytes: u64) -> bool {
+        let taken = self.quota.try_take(bytes);
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.quota.give_back(self.bytes);
+    }
 }
 
 /// The CGI/1.1 meta-variables for a request (RFC 3875 section 4.1), with headers as `HTTP_*`.
@@ -349,10 +399,19 @@ fn parse_head(head: &[u8]) -> Result<Response<ResponseBody>, HttpFailure> {
     Ok(response)
 }
 
-/// The rest of the command's stdout, as the response body.
+/// The rest of the command's stdout, as the response body. Each chunk handed on gives its credit back, so the
+/// command writes only as fast as the client reads; dropped (the client gone), it closes the credit and the
+/// command's writes fail as on a broken pipe.
 struct CgiBody {
     first: Option<Bytes>,
     chunks: mpsc::UnboundedReceiver<Bytes>,
+    credit: Credit,
+}
+
+impl Drop for CgiBody {
+    fn drop(&mut self) {
+        self.credit.close();
+    }
 }
 
 impl Body for CgiBody {
@@ -366,9 +425,13 @@ impl Body for CgiBody {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        self.chunks
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|data| Ok(Frame::data(data))))
+        let this = &mut *self;
+        this.chunks.poll_recv(cx).map(|chunk| {
+            chunk.map(|data| {
+                this.credit.give_back(data.len());
+                Ok(Frame::data(data))
+            })
+        })
     }
 }
 

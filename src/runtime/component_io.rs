@@ -10,13 +10,14 @@ use std::task::{Context, Poll};
 use hyper::body::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-use super::stdio::{Input, Output};
+use super::stdio::{Credit, Input, Output};
 
-/// An [`Output`] as a component's stdout or stderr. Writes never wait: the output decides what to do with them.
+/// An [`Output`] as a component's stdout or stderr. Writes never wait, unless the output has [`Credit`]: then
+/// `check-write` offers what credit there is and the stream is ready again when the reader gives some back.
 #[derive(Clone)]
-pub(crate) struct ComponentOutput(pub(crate) Output);
+pub(crate) struct ComponentOutput(pub(crate) Output, pub(crate) Option<Credit>);
 
 impl IsTerminal for ComponentOutput {
     fn is_terminal(&self) -> bool {
@@ -26,7 +27,10 @@ impl IsTerminal for ComponentOutput {
 
 impl StdoutStream for ComponentOutput {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
+        Box::new(GatedStream {
+            output: self.clone(),
+            reserved: 0,
+        })
     }
 
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
@@ -34,14 +38,42 @@ impl StdoutStream for ComponentOutput {
     }
 }
 
-#[async_trait::async_trait]
-impl Pollable for ComponentOutput {
-    async fn ready(&mut self) {}
+/// One `output-stream` over a [`ComponentOutput`]: the credit `check-write` took and `write` has not used yet.
+struct GatedStream {
+    output: ComponentOutput,
+    reserved: usize,
 }
 
-impl OutputStream for ComponentOutput {
+/// What one `check-write` offers.
+const WRITE_BUDGET: usize = 1024 * 1024;
+
+#[async_trait::async_trait]
+impl Pollable for GatedStream {
+    async fn ready(&mut self) {
+        if let Some(credit) = &self.output.1
+            && self.reserved == 0
+        {
+            credit.available().await;
+        }
+    }
+}
+
+impl OutputStream for GatedStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        (self.0)(&bytes);
+        if let Some(credit) = &self.output.1 {
+            if credit.is_closed() {
+                return Err(StreamError::Closed);
+            }
+            if bytes.len() > self.reserved {
+                return Err(StreamError::Trap(wasmtime::format_err!(
+                    "write of {} bytes exceeds the {} that check-write allowed",
+                    bytes.len(),
+                    self.reserved
+                )));
+            }
+            self.reserved -= bytes.len();
+        }
+        (self.output.0)(&bytes);
         Ok(())
     }
 
@@ -50,7 +82,24 @@ impl OutputStream for ComponentOutput {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(1024 * 1024)
+        match &self.output.1 {
+            None => Ok(WRITE_BUDGET),
+            Some(credit) if credit.is_closed() => Err(StreamError::Closed),
+            Some(credit) => {
+                if self.reserved == 0 {
+                    self.reserved = credit.try_take_up_to(WRITE_BUDGET.min(credit.capacity()));
+                }
+                Ok(self.reserved)
+            }
+        }
+    }
+}
+
+impl Drop for GatedStream {
+    fn drop(&mut self) {
+        if let Some(credit) = &self.output.1 {
+            credit.give_back(self.reserved);
+        }
     }
 }
 

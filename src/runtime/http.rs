@@ -268,8 +268,8 @@ impl HttpDyno {
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdin(ComponentInput(Input::closed()))
-            .stdout(ComponentOutput(self.stdout.clone()))
-            .stderr(ComponentOutput(self.stderr.clone()))
+            .stdout(ComponentOutput(self.stdout.clone(), None))
+            .stderr(ComponentOutput(self.stderr.clone(), None))
             .args(&self.argv)
             .envs(&self.env)
             .initial_cwd("/");

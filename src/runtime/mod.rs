@@ -324,6 +324,10 @@ pub struct RunSpec {
     /// The destinations its outgoing `wasi:http` requests and `wasi:sockets` connections may reach (public
     /// addresses only); by default none.
     pub network: NetworkPolicy,
+    /// Flow control on stdout: writes wait for the reader (a CGI response's client).
+    pub(crate) stdout_credit: Option<stdio::Credit>,
+    /// A quota shared with other runs (a CGI dyno's concurrent requests); a quota of its own by default.
+    pub(crate) quota: Option<Arc<Quota>>,
 }
 
 impl RunSpec {
@@ -348,6 +352,8 @@ impl RunSpec {
             deadline: None,
             port: None,
             network: NetworkPolicy::default(),
+            stdout_credit: None,
+            quota: None,
         }
     }
 
@@ -743,7 +749,10 @@ impl Runtime {
     /// ```
     pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
         // One budget for the dyno's linear memories and its filesystem layer.
-        let quota = Arc::new(Quota::new(spec.size.memory() as u64));
+        let quota = spec
+            .quota
+            .clone()
+            .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
         let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
         match guest {
             Guest::Module(module) => {
@@ -756,6 +765,9 @@ impl Runtime {
                     p1::P1Ctx::new(spec.argv, env, fs, spec.stdin, spec.stdout, spec.stderr);
                 if let Some(listener) = &spec.listener {
                     wasi = wasi.with_listener(listener);
+                }
+                if let Some(credit) = spec.stdout_credit {
+                    wasi = wasi.with_stdout_credit(credit);
                 }
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
@@ -783,8 +795,11 @@ impl Runtime {
                 let mut builder = WasiCtxBuilder::new();
                 builder
                     .stdin(component_io::ComponentInput(spec.stdin))
-                    .stdout(component_io::ComponentOutput(spec.stdout))
-                    .stderr(component_io::ComponentOutput(spec.stderr))
+                    .stdout(component_io::ComponentOutput(
+                        spec.stdout,
+                        spec.stdout_credit.clone(),
+                    ))
+                    .stderr(component_io::ComponentOutput(spec.stderr, None))
                     .args(&spec.argv)
                     .initial_cwd("/");
                 for (key, value) in &spec.env {

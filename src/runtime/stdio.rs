@@ -274,6 +274,72 @@ impl Read for ChannelReader {
 /// ```
 pub type Output = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Flow control for an [`Output`] whose reader may be slower than the guest (a CGI response to a slow client):
+/// the guest's writes take credit, and wait while there is none; the reader gives credit back as it hands the
+/// bytes on. So at most `capacity` bytes sit between guest and reader. Closed (the reader gone), writes fail
+/// with a broken pipe.
+#[derive(Clone, Debug)]
+pub(crate) struct Credit {
+    permits: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+}
+
+impl Credit {
+    pub(crate) fn new(capacity: usize) -> Credit {
+        Credit {
+            permits: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// The most one write may take at once.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Waits for `bytes` (at most [`Credit::capacity`]) of credit and takes it; `false` once closed.
+    pub(crate) async fn take(&self, bytes: usize) -> bool {
+        let bytes = bytes.min(self.capacity) as u32;
+        match self.permits.acquire_many(bytes).await {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes up to `bytes` of credit without waiting; how much it took (0 when there is none or it is closed).
+    pub(crate) fn try_take_up_to(&self, bytes: usize) -> usize {
+        let available = self.permits.available_permits().min(bytes);
+        match self.permits.try_acquire_many(available as u32) {
+            Ok(permit) => {
+                permit.forget();
+                available
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Resolves when some credit is free (or the credit is closed).
+    pub(crate) async fn available(&self) {
+        let _ = self.permits.acquire().await;
+    }
+
+    pub(crate) fn give_back(&self, bytes: usize) {
+        self.permits.add_permits(bytes);
+    }
+
+    /// The reader is gone: writes waiting and to come fail.
+    pub(crate) fn close(&self) {
+        self.permits.close();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.permits.is_closed()
+    }
+}
+
 /// An output that writes to this process's stdout.
 pub fn host_stdout() -> Output {
     Arc::new(|data| {

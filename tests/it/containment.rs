@@ -123,3 +123,71 @@ fn tables_count_against_the_memory_quota() {
     assert_memory_bounded(&server, 2);
     server.cli(&["ps", "-a", "healthy"]).ok();
 }
+
+/// A process's resident memory now, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_cgi_response_to_a_slow_client_waits_for_it() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let host = healthy(&server);
+    deploy_attack(
+        &server,
+        "cgiflood",
+        "cgi-flood.wat",
+        "web: cgi cgi-flood.wasm\n",
+    );
+    let port = server.router.rsplit(':').next().unwrap();
+    let flood = format!("cgiflood.localhost:{port}");
+    wait_until("the CGI dyno to be up", Duration::from_secs(60), || {
+        server
+            .cli(&["ps", "-a", "cgiflood", "--json"])
+            .ok()
+            .stdout
+            .contains("\"up\"")
+    });
+    let mut client = std::net::TcpStream::connect(&server.router).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {flood}\r\n\r\n").as_bytes())
+        .unwrap();
+    // Read the head and some of the body, then stop reading: a client on a slow link.
+    let mut got = vec![0u8; 256 * 1024];
+    let mut read = 0;
+    while read < 128 * 1024 {
+        read += client.read(&mut got[read..]).unwrap();
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..64]);
+    let before = rss_kib(server.child.id());
+    let (_, answered) = {
+        let started = Instant::now();
+        keep_answering(&server, &host, "healthy", "three seconds", |_| {
+            started.elapsed() > Duration::from_secs(3)
+        })
+    };
+    let grown = rss_kib(server.child.id()).saturating_sub(before) / 1024;
+    assert!(
+        grown < 64,
+        "the server grew {grown} MiB while the client read nothing"
+    );
+    assert!(answered > 0);
+    // The client goes away: the command's writes fail, its run ends, and the dyno answers the next request.
+    drop(client);
+    let mut next = std::net::TcpStream::connect(&server.router).unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    next.write_all(format!("GET / HTTP/1.1\r\nHost: {flood}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    next.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(next);
+    assert_memory_bounded(&server, 2);
+}

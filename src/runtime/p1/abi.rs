@@ -227,10 +227,15 @@ impl Mem<'_> {
     /// add up to far more than the guest's memory; a host copy of that would cost the platform, not the dyno.
     /// The caller reports a short transfer.
     pub fn gather(&self, ptr: u32, count: u32) -> Result<Vec<u8>> {
+        self.gather_up_to(ptr, count, MAX_IO)
+    }
+
+    /// [`Mem::gather`], up to `max` bytes.
+    pub fn gather_up_to(&self, ptr: u32, count: u32, max: usize) -> Result<Vec<u8>> {
         let vecs = self.iovecs(ptr, count)?;
-        let mut out = Vec::with_capacity(total_len(&vecs).min(MAX_IO));
+        let mut out = Vec::with_capacity(total_len(&vecs).min(max));
         for (buf, len) in vecs {
-            let room = MAX_IO - out.len();
+            let room = max - out.len();
             if room == 0 {
                 break;
             }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Linker};
 
 use super::net::{self, GuestListener, GuestSocket, Listener, RecvFlags, SocketRef};
-use super::stdio::{Input, Output};
+use super::stdio::{Credit, Input, Output};
 use super::vfs::{self, Fs, Ino, OpenFlags, SetTime};
 use abi::{Errno, Mem, rights};
 
@@ -62,12 +62,25 @@ pub trait P1View: Send + 'static {
 }
 
 enum Desc {
-    Stdin { flags: u16 },
-    Out { sink: Output, flags: u16 },
+    Stdin {
+        flags: u16,
+    },
+    /// Stdout or stderr; with `credit`, writes wait for the reader (see [`Credit`]).
+    Out {
+        sink: Output,
+        flags: u16,
+        credit: Option<Credit>,
+    },
     File(FileDesc),
     Dir(DirDesc),
-    Listener { listener: GuestListener, flags: u16 },
-    Socket { socket: GuestSocket, flags: u16 },
+    Listener {
+        listener: GuestListener,
+        flags: u16,
+    },
+    Socket {
+        socket: GuestSocket,
+        flags: u16,
+    },
 }
 
 struct FileDesc {
@@ -103,6 +116,7 @@ impl P1Ctx {
             Desc::Out {
                 sink: stdout,
                 flags: abi::FDFLAGS_APPEND,
+                credit: None,
             },
         );
         fds.insert(
@@ -110,6 +124,7 @@ impl P1Ctx {
             Desc::Out {
                 sink: stderr,
                 flags: abi::FDFLAGS_APPEND,
+                credit: None,
             },
         );
         fs.lock().expect("fs lock").retain(vfs::ROOT);
@@ -130,6 +145,14 @@ impl P1Ctx {
             stdin,
             started: Instant::now(),
         }
+    }
+
+    /// Makes stdout's writes wait for `credit` (a CGI response's reader).
+    pub(crate) fn with_stdout_credit(mut self, credit: Credit) -> P1Ctx {
+        if let Some(Desc::Out { credit: slot, .. }) = self.fds.get_mut(&1) {
+            *slot = Some(credit);
+        }
+        self
     }
 
     /// Puts `listener` at [`LISTEN_FD`].
@@ -576,11 +599,22 @@ impl P1Ctx {
     /// `fd_write`: done at once, or a send on a socket that may have to wait.
     fn fd_write(&mut self, mem: &mut Mem, fd: u32, iovs: u32, n: u32) -> abi::Result<Io> {
         match self.desc(fd)? {
-            Desc::Out { sink, .. } => {
+            Desc::Out {
+                sink, credit: None, ..
+            } => {
                 let data = mem.gather(iovs, n)?;
                 sink(&data);
                 Ok(Io::Done(data.len() as u32))
             }
+            Desc::Out {
+                sink,
+                credit: Some(credit),
+                ..
+            } => Ok(Io::Out {
+                data: mem.gather_up_to(iovs, n, credit.capacity())?,
+                sink: sink.clone(),
+                credit: credit.clone(),
+            }),
             Desc::Socket { socket, flags } => Ok(Io::Send {
                 socket: socket.handle().clone(),
                 data: mem.gather(iovs, n)?,
@@ -1013,6 +1047,12 @@ enum Io {
         data: Vec<u8>,
         nonblocking: bool,
     },
+    /// A write to an output under flow control: sent once the reader has room.
+    Out {
+        sink: Output,
+        credit: Credit,
+        data: Vec<u8>,
+    },
 }
 
 /// What a finished [`Io`] gives the guest.
@@ -1057,6 +1097,13 @@ impl Io {
                 // At most the guest's iovec total, which fits in its 32-bit address space.
                 .map(|n| Transferred::Count(n as u32))
                 .map_err(io_errno),
+            Io::Out { sink, credit, data } => {
+                if !credit.take(data.len()).await {
+                    return Err(Errno::PIPE);
+                }
+                sink(&data);
+                Ok(Transferred::Count(data.len() as u32))
+            }
         }
     }
 }
