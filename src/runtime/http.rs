@@ -20,13 +20,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::NetworkPolicy;
 use super::component_io::{ComponentInput, ComponentOutput};
 use super::limits::DynoLimiter;
+use super::outgoing::Outgoing;
 use super::p2fs::{FsCtx, FsCtxView, FsView};
-use super::policy::Refusal;
 use super::stdio::{Input, Output};
 use super::vfs::{Fs, Quota};
 use super::web::AbortOnDrop;
@@ -143,59 +143,6 @@ impl WasiHttpView for HttpState {
     }
 }
 
-/// The network policy for outgoing `wasi:http` requests: nothing is reachable.
-/// Outgoing `wasi:http` requests: to the app's allowed destinations on public addresses, nothing else.
-pub(crate) struct Outgoing {
-    policy: Arc<NetworkPolicy>,
-}
-
-impl Outgoing {
-    pub(crate) fn new(policy: Arc<NetworkPolicy>) -> Outgoing {
-        Outgoing { policy }
-    }
-}
-
-type SendResult = wasmtime_wasi_http::Result<(
-    hyper::Response<wasmtime_wasi_http::WasiBody>,
-    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-)>;
-
-impl WasiHttpHooks for Outgoing {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<dyn Future<Output = SendResult> + Send> {
-        use http_body_util::BodyExt;
-        use wasmtime_wasi_http::Error;
-        let policy = self.policy.clone();
-        Box::new(async move {
-            let uri = request.uri();
-            let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
-            let tls = uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
-            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            match policy.resolve(&host, port).await {
-                Ok(_) => {}
-                Err(Refusal::NotAllowed(_)) => return Err(Error::HttpRequestDenied),
-                Err(Refusal::NotPublic { .. }) => return Err(Error::DestinationIpProhibited),
-                Err(Refusal::Unresolved(_)) => {
-                    return Err(Error::DnsError {
-                        rcode: None,
-                        info_code: None,
-                    });
-                }
-            }
-            // The name resolved to public addresses only; wasmtime-wasi-http's client makes the request.
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            ))
-        })
-    }
-}
-
 /// A warm instance and the store it lives in.
 struct Warm {
     store: Store<HttpState>,
@@ -280,9 +227,7 @@ impl HttpDyno {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             fs: FsCtx::new(self.fs.clone()),
-            hooks: Outgoing {
-                policy: self.network.clone(),
-            },
+            hooks: Outgoing::new(self.network.clone()),
             limits: DynoLimiter::new(self.quota.clone()).with_report(self.report.clone()),
         };
         let mut store = Store::new(self.pre.engine(), state);

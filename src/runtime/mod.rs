@@ -12,6 +12,7 @@ mod component_io;
 pub mod http;
 mod limits;
 pub mod net;
+mod outgoing;
 pub mod p1;
 mod p2fs;
 mod policy;
@@ -572,7 +573,7 @@ struct P2State {
     fs: p2fs::FsCtx,
     /// Outgoing `wasi:http` (a worker calling an API), under the dyno's network policy.
     http: wasmtime_wasi_http::WasiHttpCtx,
-    outgoing: http::Outgoing,
+    outgoing: outgoing::Outgoing,
     limits: DynoLimiter,
 }
 
@@ -814,7 +815,7 @@ impl Runtime {
                     table: ResourceTable::new(),
                     fs: p2fs::FsCtx::new(fs),
                     http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                    outgoing: http::Outgoing::new(Arc::new(spec.network.clone())),
+                    outgoing: outgoing::Outgoing::new(Arc::new(spec.network.clone())),
                     limits,
                 };
                 let mut store = Store::new(&self.engine, state);

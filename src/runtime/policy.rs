@@ -94,10 +94,9 @@ impl NetworkPolicy {
             return Err(Refusal::NotAllowed(format!("{host}:{port}")));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        let addrs = lookup(bare, port)
             .await
-            .map_err(|_| Refusal::Unresolved(host.to_string()))?
-            .collect();
+            .map_err(|_| Refusal::Unresolved(host.to_string()))?;
         if addrs.is_empty() {
             return Err(Refusal::Unresolved(host.to_string()));
         }
@@ -131,6 +130,20 @@ impl NetworkPolicy {
 
 /// What a component may do with `wasi:sockets`: listen on its loopback `port` (a web component binding `$PORT`)
 /// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port); nothing else.
+/// The system resolver's answer for `host`; in unit tests, a stand-in's (a name that rebinds).
+async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    #[cfg(test)]
+    if let Some(answer) = tests::STAND_IN
+        .lock()
+        .expect("stand-in resolver")
+        .as_mut()
+        .and_then(|answer| answer(host, port))
+    {
+        return Ok(answer);
+    }
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
 pub(crate) fn sockets(
     builder: &mut wasmtime_wasi::WasiCtxBuilder,
     port: Option<u16>,
@@ -212,20 +225,44 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                ))
+            };
+            // Addresses that carry an IPv4 address are as public as it is: IPv4-compatible (`::a.b.c.d`),
+            // NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:aabb:ccdd::`).
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
+            let first = s[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
+                || (first == 0x64 && s[1] == 0xff9b) // NAT64 for local use (64:ff9b:1::/48)
+                || (first == 0x2001 && s[1] == 0) // Teredo: an IPv4 address, obscured
+                || first == 0x2001 && s[1] == 0x0db8) // documentation
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Answers lookups in place of the system resolver while set: `None` from it means "ask the system".
+    pub(crate) type StandIn = Box<dyn FnMut(&str, u16) -> Option<Vec<SocketAddr>> + Send>;
+    pub(crate) static STAND_IN: std::sync::Mutex<Option<StandIn>> = std::sync::Mutex::new(None);
 
     #[test]
     fn private_and_special_addresses_are_never_public() {
@@ -245,10 +282,25 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "2001:db8::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::8.8.8.8",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "fec0::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(!is_public(addr.parse().unwrap()), "{addr}");
         }
-        for addr in ["8.8.8.8", "93.184.216.34", "2606:4700::1111"] {
+        for addr in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(addr.parse().unwrap()), "{addr}");
         }
     }
