@@ -4,6 +4,11 @@
 //! configuration, and every later dyno deserializes the result. The key is stable across processes and machines
 //! with the same engine configuration, because it hashes the engine's compatibility key with sha256 rather than
 //! with a per-process hasher.
+//!
+//! Deserializing is loading native code, so an entry is used only when it proves it was written here: each file
+//! ends with an HMAC-SHA256 of the module's sha256 and the compiled bytes, under a random key in the cache's
+//! root (`key`, mode 0600, in a directory of mode 0700) that builds never see. A file dropped into the cache, or
+//! one entry copied over another, fails the check and is compiled again.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -41,9 +46,76 @@ pub enum CacheOutcome {
 }
 
 /// A directory of precompiled modules for one engine configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct CodeCache {
     dir: Option<PathBuf>,
+    /// The key entries are signed with; `None` when the cache is off (or its key cannot be had).
+    key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for CodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+type Tag = hmac::Hmac<Sha256>;
+const TAG_LEN: usize = 32;
+
+/// The cache's key: read from `root/key`, or made (random, 0600) the first time.
+fn cache_key(root: &Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    // The owner's alone, also when an older wasmdyno made it with the umask's mode; never a shared directory
+    // someone pointed the cache at (sticky, like /tmp, or another user's).
+    let meta = std::fs::metadata(root)?;
+    let mode = meta.permissions().mode();
+    // SAFETY: geteuid has no preconditions.
+    let mine = std::os::unix::fs::MetadataExt::uid(&meta) == unsafe { libc::geteuid() };
+    if mine && mode & 0o1000 == 0 && mode & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let path = root.join("key");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+            let made = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+            match made {
+                Ok(mut file) => {
+                    file.write_all(&key)?;
+                    Ok(key)
+                }
+                // Another process made it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => cache_key(root),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The tag of `compiled`, the compiled form of the module whose sha256 is `module`.
+fn tag(key: &[u8; 32], module: &[u8], compiled: &[u8]) -> Tag {
+    use hmac::Mac;
+    let mut mac = Tag::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(module);
+    mac.update(compiled);
+    mac
 }
 
 /// A [`Hasher`] that feeds sha256, so a `Hash` value gives the same digest in every process.
@@ -67,10 +139,20 @@ pub(crate) fn engine_key(engine: &Engine) -> String {
 }
 
 impl CodeCache {
-    /// A cache under `root/<engine key>/`, or no cache at all.
+    /// A cache under `root/<engine key>/`, or no cache at all (also when its key cannot be read or made).
     pub(crate) fn new(root: Option<&Path>, engine: &Engine) -> Self {
+        let key = root.and_then(|root| {
+            cache_key(root)
+                .map_err(|e| {
+                    tracing::warn!("compiled-code cache off: no key in {}: {e}", root.display())
+                })
+                .ok()
+        });
         CodeCache {
-            dir: root.map(|r| r.join(engine_key(engine))),
+            dir: root
+                .filter(|_| key.is_some())
+                .map(|r| r.join(engine_key(engine))),
+            key,
         }
     }
 
@@ -81,37 +163,53 @@ impl CodeCache {
         wasm: &[u8],
     ) -> Result<(Guest, CacheOutcome), RuntimeError> {
         let is_component = super::is_component(wasm)?;
-        let Some(dir) = &self.dir else {
+        let (Some(dir), Some(key)) = (&self.dir, &self.key) else {
             let started = Instant::now();
             let guest = compile(engine, wasm, is_component)?;
             return Ok((guest, CacheOutcome::Uncached(started.elapsed())));
         };
-        let path = dir.join(format!("{}.cwasm", hex::encode(Sha256::digest(wasm))));
-        if path.is_file() {
-            // SAFETY: files in this directory are written only by `store` below, from wasmtime's own
-            // serialization for this exact engine configuration (the directory name is its compatibility key).
-            let loaded = unsafe {
-                if is_component {
-                    Component::deserialize_file(engine, &path).map(Guest::Component)
-                } else {
-                    wasmtime::Module::deserialize_file(engine, &path).map(Guest::Module)
+        let module = Sha256::digest(wasm);
+        let path = dir.join(format!("{}.cwasm", hex::encode(module)));
+        if let Ok(mut bytes) = std::fs::read(&path) {
+            let split = bytes.len().saturating_sub(TAG_LEN);
+            let signed = bytes.len() > TAG_LEN
+                && hmac::Mac::verify_slice(tag(key, &module, &bytes[..split]), &bytes[split..])
+                    .is_ok();
+            if signed {
+                bytes.truncate(split);
+                // SAFETY: the tag proves this process's cache wrote these bytes, from wasmtime's own serialization
+                // of this module for this exact engine configuration (the directory name is its compatibility key).
+                let loaded = unsafe {
+                    if is_component {
+                        Component::deserialize(engine, &bytes).map(Guest::Component)
+                    } else {
+                        wasmtime::Module::deserialize(engine, &bytes).map(Guest::Module)
+                    }
+                };
+                match loaded {
+                    Ok(guest) => return Ok((guest, CacheOutcome::Hit(path))),
+                    Err(err) => tracing::warn!(
+                        path = %path.display(),
+                        "discarding unreadable compiled-code cache entry: {err:#}"
+                    ),
                 }
-            };
-            match loaded {
-                Ok(guest) => return Ok((guest, CacheOutcome::Hit(path))),
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), "discarding unreadable compiled-code cache entry: {err:#}")
-                }
+            } else {
+                tracing::warn!(
+                    path = %path.display(),
+                    "discarding a compiled-code cache entry this cache did not write (its tag does not match)"
+                );
             }
         }
         let started = Instant::now();
         let guest = compile(engine, wasm, is_component)?;
         let took = started.elapsed();
-        let bytes = match &guest {
+        let mut bytes = match &guest {
             Guest::Module(m) => m.serialize(),
             Guest::Component(c) => c.serialize(),
         }
         .map_err(RuntimeError::Wasmtime)?;
+        let signature = hmac::Mac::finalize(tag(key, &module, &bytes)).into_bytes();
+        bytes.extend_from_slice(&signature);
         match crate::fsutil::write_atomic(&path, &bytes) {
             Ok(()) => Ok((guest, CacheOutcome::Compiled(path, took))),
             Err(err) => {
@@ -130,4 +228,64 @@ fn compile(engine: &Engine, wasm: &[u8], is_component: bool) -> Result<Guest, Ru
         wasmtime::Module::new(engine, wasm).map(Guest::Module)
     };
     result.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &[u8] = include_bytes!("../../tests/guests/doc/hello.wasm");
+    const ECHO: &[u8] = include_bytes!("../../tests/guests/doc/echo.wasm");
+
+    fn entry(cache: &CodeCache, wasm: &[u8]) -> PathBuf {
+        let dir = cache.dir.as_ref().unwrap();
+        dir.join(format!("{}.cwasm", hex::encode(Sha256::digest(wasm))))
+    }
+
+    #[test]
+    fn only_entries_this_cache_signed_are_loaded() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = CodeCache::new(Some(root.path()), &engine);
+        assert!(matches!(
+            cache.load(&engine, HELLO).unwrap().1,
+            CacheOutcome::Compiled(..)
+        ));
+        assert!(matches!(
+            cache.load(&engine, HELLO).unwrap().1,
+            CacheOutcome::Hit(_)
+        ));
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(root.path()), 0o700);
+            assert_eq!(mode(&root.path().join("key")), 0o600);
+        }
+
+        // Another module's entry copied over this one's: the tag binds the module, so it is compiled again.
+        cache.load(&engine, ECHO).unwrap();
+        std::fs::copy(entry(&cache, ECHO), entry(&cache, HELLO)).unwrap();
+        assert!(matches!(
+            cache.load(&engine, HELLO).unwrap().1,
+            CacheOutcome::Compiled(..)
+        ));
+
+        // Wasmtime's own serialization of the module, without our tag (what a build could have written).
+        let forged = wasmtime::Module::new(&engine, HELLO)
+            .unwrap()
+            .serialize()
+            .unwrap();
+        std::fs::write(entry(&cache, HELLO), &forged).unwrap();
+        assert!(matches!(
+            cache.load(&engine, HELLO).unwrap().1,
+            CacheOutcome::Compiled(..)
+        ));
+
+        // A second cache on the same root shares the key and the entries.
+        let again = CodeCache::new(Some(root.path()), &engine);
+        assert!(matches!(
+            again.load(&engine, HELLO).unwrap().1,
+            CacheOutcome::Hit(_)
+        ));
+    }
 }
