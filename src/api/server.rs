@@ -53,6 +53,8 @@ pub struct Platform {
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The running release phase of each app, told to stop when its app is destroyed.
     release_phases: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// How builds are isolated from the platform's state.
+    pub build_sandbox: crate::build::Sandbox,
     /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -95,6 +97,7 @@ impl Platform {
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
             release_phases: Mutex::default(),
+            build_sandbox: crate::build::Sandbox::default(),
             build_locks: Mutex::default(),
         }
     }
@@ -1189,6 +1192,7 @@ async fn build_and_release(
         request.work_dir = Some(work);
         request.commit = commit;
         request.wasmdyno_bin = std::env::current_exe().ok();
+        request.sandbox = platform.build_sandbox.clone();
         request.env = platform.store.config(&app_name)?;
         crate::build::build_and_store(
             &request,

@@ -14,11 +14,12 @@
 
 mod buildpacks;
 mod pipeline;
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 
@@ -27,6 +28,7 @@ use crate::slug::{self, PackOptions, Packed, SlugError};
 
 pub use buildpacks::BUILTIN_NAMES;
 pub use pipeline::{Built, build_and_store};
+pub use sandbox::Sandbox;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,8 @@ pub struct BuildRequest {
     pub commit: Option<String>,
     /// The `wasmdyno` executable buildpacks may call for helpers (`$WASMDYNO_BIN`).
     pub wasmdyno_bin: Option<PathBuf>,
+    /// What the build's steps may see of the machine.
+    pub sandbox: Sandbox,
 }
 
 impl BuildRequest {
@@ -141,6 +145,11 @@ pub fn build(req: &BuildRequest, out: &mut dyn FnMut(&str)) -> Result<Build, Bui
     .map_err(io("cannot create a build directory"))?;
     let build_dir = work.path().join("app");
     let env_dir = work.path().join("env");
+    // The steps' own HOME and TMPDIR, gone with the build.
+    for dir in ["home", "tmp"] {
+        std::fs::create_dir_all(work.path().join(dir))
+            .map_err(io("cannot create a build directory"))?;
+    }
     std::fs::create_dir_all(&req.cache_dir).map_err(io(format!(
         "cannot create build cache {}",
         req.cache_dir.display()
@@ -158,8 +167,12 @@ pub fn build(req: &BuildRequest, out: &mut dyn FnMut(&str)) -> Result<Build, Bui
         Some(name) => vec![buildpacks::resolve(name, work.path())?],
         None => buildpacks::materialize_all(work.path())?,
     };
-    let ctx = StepContext { req, out };
-    let mut ctx = ctx;
+    let mut ctx = StepContext {
+        req,
+        out,
+        work: work.path(),
+        noted: false,
+    };
     let mut chosen = None;
     for bp in candidates {
         let (status, output) = ctx.capture(&bp, "detect", &[&build_dir])?;
@@ -257,22 +270,50 @@ pub fn build(req: &BuildRequest, out: &mut dyn FnMut(&str)) -> Result<Build, Bui
 struct StepContext<'a> {
     req: &'a BuildRequest,
     out: &'a mut dyn FnMut(&str),
+    /// The build's temporary directory: build and env dirs, materialized buildpacks, the steps' home and temp.
+    work: &'a Path,
+    /// Whether the sandbox's note (if any) was shown.
+    noted: bool,
 }
 
 impl StepContext<'_> {
-    fn command(&self, bp: &Buildpack, step: &str, args: &[&Path]) -> Command {
-        let mut cmd = Command::new(bp.dir.join("bin").join(step));
-        cmd.args(args)
-            .current_dir(args[0])
-            .env("STACK", "wasmdyno-1")
-            .stdin(Stdio::null());
+    fn command(
+        &mut self,
+        bp: &Buildpack,
+        step: &'static str,
+        args: &[&Path],
+    ) -> Result<Command, BuildError> {
+        let mut env = vec![("STACK", "wasmdyno-1".into())];
         if let Some(bin) = &self.req.wasmdyno_bin {
-            cmd.env("WASMDYNO_BIN", bin);
+            env.push(("WASMDYNO_BIN", bin.into()));
         }
         if let Some(commit) = &self.req.commit {
-            cmd.env("SOURCE_VERSION", commit);
+            env.push(("SOURCE_VERSION", commit.into()));
         }
-        cmd
+        let program = bp.dir.join("bin").join(step);
+        let (home, tmp) = (self.work.join("home"), self.work.join("tmp"));
+        let spec = sandbox::Step {
+            program: &program,
+            args,
+            writable: &[self.work, &self.req.cache_dir],
+            home: &home,
+            tmp: &tmp,
+            env: &env,
+        };
+        let (cmd, note) = self
+            .req
+            .sandbox
+            .command(&spec)
+            .map_err(|reason| BuildError::Spawn {
+                buildpack: bp.label.clone(),
+                step,
+                source: std::io::Error::other(reason),
+            })?;
+        if let Some(note) = note.filter(|_| !self.noted) {
+            self.noted = true;
+            (self.out)(note);
+        }
+        Ok(cmd)
     }
 
     /// Runs a step and collects its stdout (stderr passes through to the caller's output).
@@ -282,14 +323,14 @@ impl StepContext<'_> {
         step: &'static str,
         args: &[&Path],
     ) -> Result<(std::process::ExitStatus, String), BuildError> {
-        let output = self
-            .command(bp, step, args)
-            .output()
-            .map_err(|source| BuildError::Spawn {
-                buildpack: bp.label.clone(),
-                step,
-                source,
-            })?;
+        let output =
+            self.command(bp, step, args)?
+                .output()
+                .map_err(|source| BuildError::Spawn {
+                    buildpack: bp.label.clone(),
+                    step,
+                    source,
+                })?;
         for line in String::from_utf8_lossy(&output.stderr).lines() {
             (self.out)(line);
         }
@@ -312,7 +353,7 @@ impl StepContext<'_> {
             source,
         };
         let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
-        let mut cmd = self.command(bp, step, args);
+        let mut cmd = self.command(bp, step, args)?;
         cmd.stdout(writer.try_clone().map_err(spawn_err)?)
             .stderr(writer);
         let mut child = cmd.spawn().map_err(spawn_err)?;

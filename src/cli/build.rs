@@ -96,6 +96,7 @@ pub(crate) fn build_app(
     request.env = env;
     request.work_dir = Some(home.join("tmp"));
     request.wasmdyno_bin = std::env::current_exe().ok();
+    request.sandbox = super::build_sandbox()?;
     let slugs = SlugStore::new(home.join("slugs"));
     build_and_store(
         &request,

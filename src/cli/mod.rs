@@ -253,6 +253,19 @@ pub(crate) fn private_home(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How builds are isolated (`WASMDYNO_BUILD_SANDBOX`: auto, bwrap, off): the platform's home and the
+/// compiled-code cache are hidden from them.
+pub(crate) fn build_sandbox() -> anyhow::Result<crate::build::Sandbox> {
+    let mode = std::env::var("WASMDYNO_BUILD_SANDBOX")
+        .unwrap_or_default()
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    Ok(crate::build::Sandbox {
+        mode,
+        hidden: vec![home_dir(), code_cache_dir()],
+    })
+}
+
 /// The per-user compiled-code cache: `$WASMDYNO_CACHE_DIR`, or `$XDG_CACHE_HOME/wasmdyno`, or `~/.cache/wasmdyno`.
 pub(crate) fn code_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WASMDYNO_CACHE_DIR").filter(|d| !d.is_empty()) {

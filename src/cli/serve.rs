@@ -116,6 +116,7 @@ pub(crate) async fn serve(
         token,
         crate::dyno::Settings::from_env().map_err(anyhow::Error::msg)?,
     );
+    platform.build_sandbox = super::build_sandbox()?;
     // One routing table, read by the router and refreshed by the API when apps, releases or domains change.
     platform.routes =
         crate::router::Routes::new(platform.store.clone(), &router_settings.base_domain);

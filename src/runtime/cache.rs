@@ -49,8 +49,9 @@ pub enum CacheOutcome {
 #[derive(Clone)]
 pub(crate) struct CodeCache {
     dir: Option<PathBuf>,
-    /// The key entries are signed with; `None` when the cache is off (or its key cannot be had).
-    key: Option<[u8; 32]>,
+    root: Option<PathBuf>,
+    /// The key entries are signed with, read (or made, on the first store) once.
+    key: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for CodeCache {
@@ -63,6 +64,11 @@ impl std::fmt::Debug for CodeCache {
 
 type Tag = hmac::Hmac<Sha256>;
 const TAG_LEN: usize = 32;
+
+/// The cache's key, if it has one yet (`root/key`).
+fn read_key(root: &Path) -> Option<[u8; 32]> {
+    std::fs::read(root.join("key")).ok()?.try_into().ok()
+}
 
 /// The cache's key: read from `root/key`, or made (random, 0600) the first time.
 fn cache_key(root: &Path) -> std::io::Result<[u8; 32]> {
@@ -139,21 +145,29 @@ pub(crate) fn engine_key(engine: &Engine) -> String {
 }
 
 impl CodeCache {
-    /// A cache under `root/<engine key>/`, or no cache at all (also when its key cannot be read or made).
+    /// A cache under `root/<engine key>/`, or no cache at all.
     pub(crate) fn new(root: Option<&Path>, engine: &Engine) -> Self {
-        let key = root.and_then(|root| {
-            cache_key(root)
-                .map_err(|e| {
-                    tracing::warn!("compiled-code cache off: no key in {}: {e}", root.display())
-                })
-                .ok()
-        });
         CodeCache {
-            dir: root
-                .filter(|_| key.is_some())
-                .map(|r| r.join(engine_key(engine))),
-            key,
+            dir: root.map(|r| r.join(engine_key(engine))),
+            root: root.map(Path::to_path_buf),
+            key: Default::default(),
         }
+    }
+
+    /// The key, if the cache has one (`make`: making it if not).
+    fn key(&self, make: bool) -> Option<[u8; 32]> {
+        if let Some(key) = self.key.get() {
+            return Some(*key);
+        }
+        let root = self.root.as_deref()?;
+        let key = if make {
+            cache_key(root)
+                .map_err(|e| tracing::warn!("cannot sign compiled code in {}: {e}", root.display()))
+                .ok()?
+        } else {
+            read_key(root)?
+        };
+        Some(*self.key.get_or_init(|| key))
     }
 
     /// Loads `wasm` (a core module or a component), from the cache when it has it.
@@ -163,7 +177,7 @@ impl CodeCache {
         wasm: &[u8],
     ) -> Result<(Guest, CacheOutcome), RuntimeError> {
         let is_component = super::is_component(wasm)?;
-        let (Some(dir), Some(key)) = (&self.dir, &self.key) else {
+        let Some(dir) = &self.dir else {
             let started = Instant::now();
             let guest = compile(engine, wasm, is_component)?;
             return Ok((guest, CacheOutcome::Uncached(started.elapsed())));
@@ -173,8 +187,10 @@ impl CodeCache {
         if let Ok(mut bytes) = std::fs::read(&path) {
             let split = bytes.len().saturating_sub(TAG_LEN);
             let signed = bytes.len() > TAG_LEN
-                && hmac::Mac::verify_slice(tag(key, &module, &bytes[..split]), &bytes[split..])
-                    .is_ok();
+                && self.key(false).is_some_and(|key| {
+                    hmac::Mac::verify_slice(tag(&key, &module, &bytes[..split]), &bytes[split..])
+                        .is_ok()
+                });
             if signed {
                 bytes.truncate(split);
                 // SAFETY: the tag proves this process's cache wrote these bytes, from wasmtime's own serialization
@@ -208,7 +224,10 @@ impl CodeCache {
             Guest::Component(c) => c.serialize(),
         }
         .map_err(RuntimeError::Wasmtime)?;
-        let signature = hmac::Mac::finalize(tag(key, &module, &bytes)).into_bytes();
+        let Some(key) = self.key(true) else {
+            return Ok((guest, CacheOutcome::Uncached(took)));
+        };
+        let signature = hmac::Mac::finalize(tag(&key, &module, &bytes)).into_bytes();
         bytes.extend_from_slice(&signature);
         match crate::fsutil::write_atomic(&path, &bytes) {
             Ok(()) => Ok((guest, CacheOutcome::Compiled(path, took))),

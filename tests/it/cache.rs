@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::support::{Out, TestEnv, list, probe_slug};
+use crate::support::{Out, TestEnv, compiled, list, probe_slug};
 
 /// `wasmdyno run -v` of the probe guest in its own process, on `env`'s cache (without the pooling allocator, so
 /// the engine configuration is the default one).
@@ -41,14 +41,6 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The compiled modules in a cache (beside them is the cache's key).
-fn cwasm(dir: &std::path::Path) -> Vec<PathBuf> {
-    list(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect()
-}
-
 /// A [`Hasher`] that feeds sha256: the same digest in every process, unlike std's randomly seeded one.
 struct Sha256Hasher(Sha256);
 
@@ -79,7 +71,7 @@ fn a_second_process_reuses_the_first_ones_compiled_code() {
     let env = TestEnv::with_private_cache();
     let first = run_probe(&env);
     let stored = reported(&first, "compiled-code cache miss");
-    assert_eq!(cwasm(&env.cache), vec![stored.clone()], "{first}");
+    assert_eq!(compiled(&env.cache), vec![stored.clone()], "{first}");
 
     // A second process, same cache: it loads the first one's file instead of compiling.
     let second = run_probe(&env);
@@ -89,7 +81,7 @@ fn a_second_process_reuses_the_first_ones_compiled_code() {
         "{second}"
     );
     assert_eq!(
-        cwasm(&env.cache),
+        compiled(&env.cache),
         vec![stored.clone()],
         "nothing new was written"
     );
@@ -135,5 +127,5 @@ fn a_cache_copied_to_another_home_and_path_is_reused() {
         stored.strip_prefix(&env.cache).unwrap(),
         "{out}"
     );
-    assert_eq!(cwasm(&other.cache), vec![hit]);
+    assert_eq!(compiled(&other.cache), vec![hit]);
 }

@@ -214,3 +214,48 @@ fn the_api_closes_slow_heads_and_unauthenticated_connections() {
     );
     server.cli(&["apps"]).ok();
 }
+
+#[test]
+fn a_build_script_cannot_reach_the_platforms_state() {
+    let server = Server::start_in(
+        TestEnv::with_private_cache(),
+        &[("WASMDYNO_BUILD_SANDBOX", "bwrap")],
+    );
+    let home = server.env.home();
+    let cache = server.env.cache.clone();
+    server.cli(&["apps:create", "snoop"]).ok();
+    server.cli(&["apps:create", "victim"]).ok();
+    server
+        .cli(&[
+            "config:set",
+            "-a",
+            "snoop",
+            &format!("SNOOP_HOME={}", home.display()),
+            &format!("SNOOP_CACHE={}", cache.display()),
+        ])
+        .ok();
+    let token = std::fs::read(home.join("token")).unwrap();
+    let guest = repo().join("tests/guests/build-snoop");
+    let out = server
+        .cli(&["deploy", "-a", "snoop", guest.to_str().unwrap()])
+        .ok();
+    for attempt in [
+        "read the API token",
+        "read the ledger",
+        "list other apps' slugs",
+        "write into the compiled-code cache",
+        "see the server's WASMDYNO_HOME",
+    ] {
+        assert!(
+            out.stderr.contains(&format!("snoop: {attempt}: failed")),
+            "{attempt}:\n{out}"
+        );
+    }
+    assert!(!out.stderr.contains(": DONE"), "{out}");
+    // The server's state is as it was: its token, its cache, its apps.
+    assert_eq!(std::fs::read(home.join("token")).unwrap(), token);
+    assert!(!cache.join("planted.cwasm").exists());
+    let apps = server.cli(&["apps", "--json"]).ok().json();
+    assert_eq!(apps.as_array().unwrap().len(), 2, "{apps}");
+    server.cli(&["ps", "-a", "victim"]).ok();
+}

@@ -71,7 +71,7 @@ fn rust_wasi_http_component_builds_and_loads() {
     );
     assert!(out.stderr.contains("rust_http.wasm: compiled in"), "{out}");
     assert_eq!(out.json()["process_types"]["web"], "rust_http.wasm");
-    let cached = list(&env.cache);
+    let cached = compiled(&env.cache);
     assert_eq!(
         cached.len(),
         1,
@@ -134,7 +134,7 @@ fn go_net_http_web_app_builds_and_loads() {
     let out = env.run(&["build", &sample("go-web"), "--json"]).ok();
     assert_eq!(out.json()["process_types"]["web"], "go-web.wasm");
     assert!(out.stderr.contains("go-web.wasm: compiled in"), "{out}");
-    assert_eq!(list(&env.cache).len(), 1);
+    assert_eq!(compiled(&env.cache).len(), 1);
 }
 
 #[test]

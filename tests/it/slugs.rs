@@ -53,7 +53,7 @@ fn refused(slug_bytes: &[u8], expected: &str) {
         "expected {expected:?}:\n{out}"
     );
     assert_eq!(out.stdout, "");
-    assert!(list(&env.cache).is_empty(), "nothing compiled");
+    assert!(compiled(&env.cache).is_empty(), "nothing compiled");
     assert!(list(&env.home()).is_empty(), "nothing written");
 }
 
@@ -126,5 +126,5 @@ fn oversized_slug_is_refused() {
         .unwrap();
     let out = Out::from(out).fails();
     assert!(out.stderr.contains("over the limit of 100 bytes"), "{out}");
-    assert!(list(&env.cache).is_empty());
+    assert!(compiled(&env.cache).is_empty());
 }

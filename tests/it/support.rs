@@ -393,3 +393,11 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// The compiled modules in a compiled-code cache (the cache's key sits beside them).
+pub fn compiled(cache: &Path) -> Vec<PathBuf> {
+    list(cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect()
+}
