@@ -4,7 +4,12 @@
 //! ```text
 //! cargo run --no-default-features --example edge_host -- --dir SLUGS --listen 127.0.0.1:8080
 //! cargo run --no-default-features --example edge_host -- --follow http://127.0.0.1:5001 --token TOKEN --app NAME
+//! cargo run --no-default-features --example edge_host -- --follow https://central.internal --ca-file ca.pem \
+//!     --token "$(cat follower-token)" --app NAME
 //! ```
+//!
+//! Give an edge box the server's follower token (`$WASMDYNO_HOME/follower-token`): it reads current releases and
+//! slugs and nothing else. Behind a TLS proxy, follow `https://`; `--ca-file` trusts a private CA.
 //!
 //! `<app>.tar.gz` in the folder is app `<app>`; replacing the file deploys it (preboot: the new dynos are up
 //! before the old ones stop). The first app listens on `--listen`, the next on the port after it (with port 0,
@@ -22,6 +27,7 @@ use wasmdyno::{Edge, EdgeSettings, LogLine, Runtime, RuntimeConfig};
 struct Args {
     dir: Option<PathBuf>,
     follow: Option<String>,
+    ca_file: Option<PathBuf>,
     token: String,
     apps: Vec<String>,
     listen: SocketAddr,
@@ -33,6 +39,7 @@ fn args() -> Result<Args, String> {
     let mut args = Args {
         dir: None,
         follow: None,
+        ca_file: None,
         token: std::env::var("WASMDYNO_TOKEN").unwrap_or_default(),
         apps: Vec::new(),
         listen: "127.0.0.1:8080".parse().expect("address"),
@@ -46,6 +53,7 @@ fn args() -> Result<Args, String> {
             "--dir" => args.dir = Some(value()?.into()),
             "--follow" => args.follow = Some(value()?),
             "--token" => args.token = value()?,
+            "--ca-file" => args.ca_file = Some(value()?.into()),
             "--app" => args.apps.push(value()?),
             "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
             "--work" => args.work = value()?.into(),
@@ -60,7 +68,7 @@ fn args() -> Result<Args, String> {
         (Some(_), None) => Ok(args),
         (None, Some(_)) if !args.apps.is_empty() => Ok(args),
         _ => Err(
-            "usage: edge_host --dir SLUGS | --follow URL --token T --app NAME...; \
+            "usage: edge_host --dir SLUGS | --follow URL [--ca-file PEM] --token T --app NAME...; \
                   [--listen ADDR] [--work DIR] [--poll-ms N]"
                 .into(),
         ),
@@ -99,7 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     let edge = Arc::new(Edge::new(runtime, &args.work, EdgeSettings::default()));
     let central = match &args.follow {
-        Some(url) => Some(Central::new(url, args.token.clone())?),
+        Some(url) => {
+            let central = Central::new(url, args.token.clone())?;
+            Some(match &args.ca_file {
+                Some(ca) => central.with_ca_file(ca)?,
+                None => central,
+            })
+        }
         None => None,
     };
     let mut serving = HashSet::new();

@@ -8,7 +8,6 @@
 //! the new web dynos come up before the old ones stop, so no request fails.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -739,46 +738,96 @@ impl Edge {
     }
 }
 
-/// A client of a central `wasmdyno serve`'s API, for [`Edge::follow`]: `http://HOST:PORT` and its API token.
+/// A client of a central `wasmdyno serve`'s API, for [`Edge::follow`]: `http://HOST:PORT` or `https://HOST[:PORT]`
+/// (the server behind a TLS proxy), and a token: the follower token (`$WASMDYNO_HOME/follower-token`), which
+/// reads releases and slugs and nothing else, is the one an edge box should hold.
 ///
 /// ```
 /// let central = wasmdyno::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
-/// assert_eq!(central.address().port(), 5001);
+/// assert_eq!(central.url(), "http://127.0.0.1:5001");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Central {
-    addr: SocketAddr,
+    host: String,
+    port: u16,
+    /// TLS to the server (`https://`), trusting the Mozilla roots and any CA given.
+    tls: Option<Arc<rustls::ClientConfig>>,
     token: String,
 }
 
 impl Central {
-    /// The server at `url` (`http://IP:PORT`, as `wasmdyno serve` announces it).
+    /// The server at `url`: `http://HOST:PORT` (as `wasmdyno serve` announces it) or `https://HOST[:PORT]`.
     ///
     /// ```
     /// use wasmdyno::Central;
     /// assert!(Central::new("http://127.0.0.1:5001/", "TOKEN").is_ok());
-    /// assert!(Central::new("https://central.example.com", "TOKEN").is_err());
+    /// assert_eq!(Central::new("https://central.example.com", "T").unwrap().url(), "https://central.example.com:443");
+    /// assert!(Central::new("ftp://central.example.com", "TOKEN").is_err());
     /// ```
     pub fn new(url: &str, token: impl Into<String>) -> Result<Central, EdgeError> {
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let addr = rest
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|_| EdgeError::Central(format!("{url:?} is not http://IP:PORT")))?;
+        let bad = || {
+            EdgeError::Central(format!(
+                "{url:?} is not http://HOST:PORT or https://HOST[:PORT]"
+            ))
+        };
+        let (tls, rest) = match url.split_once("://") {
+            Some(("http", rest)) => (false, rest),
+            Some(("https", rest)) => (true, rest),
+            Some(_) => return Err(bad()),
+            None => (false, url),
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+            return Err(bad());
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                (host, port.parse::<u16>().map_err(|_| bad())?)
+            }
+            _ if tls => (authority, 443),
+            _ => return Err(bad()),
+        };
         Ok(Central {
-            addr,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            tls: tls.then(crate::tls::web_pki),
             token: token.into(),
         })
     }
 
-    /// The server's address.
+    /// Trusts the certificates in the PEM file `ca_file` too (a private CA), for `https://`.
+    ///
+    /// ```no_run
+    /// let central = wasmdyno::Central::new("https://central.internal", "TOKEN")?
+    ///     .with_ca_file("/etc/wasmdyno/ca.pem".as_ref())?;
+    /// # Ok::<(), wasmdyno::EdgeError>(())
+    /// ```
+    pub fn with_ca_file(mut self, ca_file: &Path) -> Result<Central, EdgeError> {
+        if self.tls.is_none() {
+            return Err(EdgeError::Central(
+                "a CA file is for https:// servers".into(),
+            ));
+        }
+        self.tls = Some(crate::tls::client_config(Some(ca_file)).map_err(EdgeError::Central)?);
+        Ok(self)
+    }
+
+    /// The server's URL.
     ///
     /// ```
     /// let central = wasmdyno::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
-    /// assert_eq!(central.address().to_string(), "10.0.0.1:5001");
+    /// assert_eq!(central.url(), "http://10.0.0.1:5001");
     /// ```
-    pub fn address(&self) -> SocketAddr {
-        self.addr
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
     }
 
     /// The app and its current release (with formation) as the server has them; `None` if it has no such app.
@@ -845,17 +894,35 @@ impl Central {
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), EdgeError> {
-        let failed = |e: &dyn std::fmt::Display| EdgeError::Central(format!("GET {path}: {e}"));
-        let stream = tokio::net::TcpStream::connect(self.addr)
+        let failed = |e: &dyn std::fmt::Display| {
+            EdgeError::Central(format!("GET {}{path}: {e}", self.url()))
+        };
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| failed(&e))?;
+        let io: Box<dyn CentralStream> = match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| failed(&e))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                Box::new(
+                    connector
+                        .connect(name, stream)
+                        .await
+                        .map_err(|e| failed(&e))?,
+                )
+            }
+            None => Box::new(stream),
+        };
         let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
                 .await
                 .map_err(|e| failed(&e))?;
         let driver = tokio::spawn(conn);
+        let authority = self.url();
+        let authority = authority.split_once("://").map_or("", |(_, a)| a);
         let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, self.addr.to_string())
+            .header(hyper::header::HOST, authority)
             .header(
                 hyper::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
@@ -875,6 +942,10 @@ impl Central {
         Ok((status, body))
     }
 }
+
+/// A connection to the central server: TCP, or TLS over TCP.
+trait CentralStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> CentralStream for T {}
 
 /// `GET /apps/{app}/current-release` of the API.
 #[derive(serde::Deserialize)]

@@ -90,6 +90,7 @@ mod procfile;
 mod router;
 mod runtime;
 mod slug;
+mod tls;
 
 #[cfg(feature = "platform")]
 mod api;

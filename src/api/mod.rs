@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub const SERVER_FILE: &str = "server.json";
 /// The file in `$WASMDYNO_HOME` holding the API token (mode 0600).
 pub const TOKEN_FILE: &str = "token";
+/// The file in `$WASMDYNO_HOME` holding the follower token (mode 0600): it reads apps' current releases and
+/// their slugs, what an edge host following the server needs, and nothing else.
+pub const FOLLOWER_TOKEN_FILE: &str = "follower-token";
 /// The lock that keeps a second server off the same home.
 pub const LOCK_FILE: &str = "serve.lock";
 

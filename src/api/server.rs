@@ -41,6 +41,8 @@ pub struct Platform {
     pub runtime: Arc<Runtime>,
     pub limits: Limits,
     pub token: String,
+    /// The read-only token of edge hosts (see [`super::FOLLOWER_TOKEN_FILE`]); empty: none.
+    pub follower_token: String,
     pub manager: Manager,
     pub logplex: Logplex,
     /// The router's table of hosts and apps: told here whenever apps, maintenance, releases or domains change.
@@ -91,6 +93,7 @@ impl Platform {
             runtime,
             limits,
             token,
+            follower_token: String::new(),
             manager,
             logplex,
             drains,
@@ -578,6 +581,19 @@ async fn authenticate(State(platform): State<Arc<Platform>>, req: Request, next:
         .unwrap_or("");
     if constant_time_eq(given.as_bytes(), platform.token.as_bytes()) {
         next.run(req).await
+    } else if !platform.follower_token.is_empty()
+        && constant_time_eq(given.as_bytes(), platform.follower_token.as_bytes())
+    {
+        if follower_may(req.method(), req.uri().path()) {
+            next.run(req).await
+        } else {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the follower token reads apps' current releases and slugs only; use the API token",
+            )
+            .into_response()
+        }
     } else {
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -591,6 +607,17 @@ async fn authenticate(State(platform): State<Arc<Platform>>, req: Request, next:
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
+}
+
+/// What the follower token may do: `GET /apps/{app}/current-release` and `GET /apps/{app}/slugs/{sha256}`.
+fn follower_may(method: &axum::http::Method, path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method == axum::http::Method::GET
+        && match parts.as_slice() {
+            ["apps", app, "current-release"] => !app.is_empty(),
+            ["apps", app, "slugs", sha] => !app.is_empty() && !sha.is_empty(),
+            _ => false,
+        }
 }
 
 /// Compares without returning early, so the time taken says nothing about where the token differs.

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::api::server::{Platform, router};
-use crate::api::{Announcement, LOCK_FILE, TOKEN_FILE};
+use crate::api::{Announcement, FOLLOWER_TOKEN_FILE, LOCK_FILE, TOKEN_FILE};
 use crate::store::SqliteStore;
 
 /// Run the platform: the control API, with its state in $WASMDYNO_HOME.
@@ -82,6 +82,8 @@ pub(crate) async fn serve(
     let runtime = Arc::new(super::runtime()?);
     let token = new_token();
     write_private(&home.join(TOKEN_FILE), &token)?;
+    let follower_token = new_token();
+    write_private(&home.join(FOLLOWER_TOKEN_FILE), &follower_token)?;
 
     let listener = tokio::net::TcpListener::bind(api)
         .await
@@ -117,6 +119,7 @@ pub(crate) async fn serve(
         crate::dyno::Settings::from_env().map_err(anyhow::Error::msg)?,
     );
     platform.build_sandbox = super::build_sandbox()?;
+    platform.follower_token = follower_token;
     // One routing table, read by the router and refreshed by the API when apps, releases or domains change.
     platform.routes =
         crate::router::Routes::new(platform.store.clone(), &router_settings.base_domain);

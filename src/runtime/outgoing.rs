@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -88,7 +88,7 @@ async fn send(
         let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']))
             .map_err(|_| Error::HttpRequestUriInvalid)?
             .to_owned();
-        let connector = tokio_rustls::TlsConnector::from(tls_config());
+        let connector = tokio_rustls::TlsConnector::from(crate::tls::web_pki());
         let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
             .await
             .map_err(|_| Error::ConnectionTimeout)?
@@ -155,26 +155,6 @@ async fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no address to connect to")))
-}
-
-/// Web PKI roots, as wasmtime-wasi-http's own client trusts; built once.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
 }
 
 /// A response body that fails when nothing arrives for `between_bytes`.

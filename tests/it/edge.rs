@@ -239,12 +239,26 @@ fn an_edge_host_following_a_server_picks_up_a_new_release() {
     );
     assert_eq!(status, 404);
 
+    // The edge holds the follower token: it reads current releases and slugs, nothing else.
+    let follower = std::fs::read_to_string(server.env.home().join("follower-token")).unwrap();
+    let (status, reply) = server.raw("GET", "/apps/far/current-release", Some(&follower), "");
+    assert_eq!(status, 200, "{reply}");
+    for (method, path, body) in [
+        ("GET", "/apps", ""),
+        ("GET", "/apps/far/config-vars", ""),
+        ("PATCH", "/apps/far/config-vars", r#"{"EVIL":"1"}"#),
+        ("POST", "/apps/far/releases", r#"{"rollback":true}"#),
+    ] {
+        let (status, reply) = server.raw(method, path, Some(&follower), body);
+        assert_eq!(status, 403, "{method} {path}: {reply}");
+    }
+
     let work = tempfile::tempdir().unwrap();
     let host = Host::start(&[
         "--follow",
         &server.api,
         "--token",
-        &token,
+        &follower,
         "--app",
         "far",
         "--listen",
@@ -275,6 +289,111 @@ fn an_edge_host_following_a_server_picks_up_a_new_release() {
         reply.1 == "ok web.1 v3"
     });
     assert!(seen.iter().all(|(status, _)| *status == 200), "{seen:?}");
+}
+
+/// A TLS proxy in front of `api` on 127.0.0.1 (the test certificate, for `localhost`); returns its port.
+fn tls_proxy(api: &str) -> u16 {
+    let api = api.strip_prefix("http://").unwrap().to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = crate::support::tls_acceptor();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, api) = (acceptor.clone(), api.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&api).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_edge_host_follows_a_server_over_https_with_a_private_ca() {
+    let (one, _) = probe_slugs();
+    let server = Server::start();
+    server.cli(&["apps:create", "tls"]).ok();
+    let token = server.token();
+    let (status, body) = server.raw(
+        "POST",
+        "/apps/tls/slugs",
+        Some(&token),
+        std::fs::read(one).unwrap(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let release = serde_json::json!({ "slug": id }).to_string();
+    assert_eq!(
+        server
+            .raw("POST", "/apps/tls/releases", Some(&token), release)
+            .0,
+        201
+    );
+    let port = tls_proxy(&server.api);
+    let ca = server.env.path("ca.pem");
+    std::fs::write(&ca, crate::support::TEST_CA).unwrap();
+    let follower = std::fs::read_to_string(server.env.home().join("follower-token")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = format!("https://localhost:{port}");
+    let host = Host::start(&[
+        "--follow",
+        &url,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--token",
+        &follower,
+        "--app",
+        "tls",
+        "--listen",
+        "127.0.0.1:0",
+        "--work",
+        work.path().to_str().unwrap(),
+        "--poll-ms",
+        "100",
+    ]);
+    let addr = host.address("tls");
+    wait_until("the edge to run release v2", || {
+        get(&addr, "tls.localhost").1 == "ok web.1 v2"
+    });
+
+    // Without the CA, the server's certificate is not trusted and nothing is pulled.
+    let untrusting = Host::start(&[
+        "--follow",
+        &url,
+        "--token",
+        &follower,
+        "--app",
+        "tls",
+        "--listen",
+        "127.0.0.1:0",
+        "--work",
+        tempfile::tempdir().unwrap().path().to_str().unwrap(),
+        "--poll-ms",
+        "100",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !untrusting.output().contains("edge_host: tls on"),
+        "{}",
+        untrusting.output()
+    );
 }
 
 /// The embedding API in-process: an `Edge` scales a process type up and down and sets config vars as a new

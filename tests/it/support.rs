@@ -401,3 +401,54 @@ pub fn compiled(cache: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect()
 }
+
+/// A test CA (valid until 2126) and a certificate it signed for 127.0.0.1 and localhost, made with openssl.
+pub const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBqjCCAU+gAwIBAgIUeE46yCMk6DFTbpcXBiu3Hhl/T1owCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWd2FzbWR5bm8gdGVzdCBkcmFpbiBDQTAgFw0yNjExMjMxNDI5
+MTVaGA8yMTI2MTAzMDE0MjkxNVowITEfMB0GA1UEAwwWd2FzbWR5bm8gdGVzdCBk
+cmFpbiBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKmam3583dD4s+tjp6lr
+Yq2oDJPQw9A9E4uh5LlWjinTGXYC2oYk2AOeXBuQwh/dAk2zMqQ5oH65lUjsMiM6
+xuWjYzBhMB0GA1UdDgQWBBR72XT64uflx+CwWC/wL2ijPNOy+TAfBgNVHSMEGDAW
+gBR72XT64uflx+CwWC/wL2ijPNOy+TAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB
+/wQEAwIBBjAKBggqhkjOPQQDAgNJADBGAiEA3bLSLf2U+a+5d3/T7QwBHVoAQ4LI
+OraLLtaQ29UFhWsCIQCXc/lnmAt0lilbBzNpXA3U80xuIVdrlQD77PUx7tJGOw==
+-----END CERTIFICATE-----
+";
+
+const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBzDCCAXKgAwIBAgIUKFhNfAz4V+WPZ9cTEcPpSXc+8fQwCgYIKoZIzj0EAwIw
+ITEfMB0GA1UEAwwWd2FzbWR5bm8gdGVzdCBkcmFpbiBDQTAgFw0yNjExMjMxNDI5
+MTVaGA8yMTI2MTAzMDE0MjkxNVowFDESMBAGA1UEAwwJbG9jYWxob3N0MFkwEwYH
+KoZIzj0CAQYIKoZIzj0DAQcDQgAEdSsKHl0Wg7KWq21cKyKRLzhlBCRkEbMrova6
+XeRFfWZ4yVWO2lCbOlS9Cu42pa4VF+jwhGieU42SWCgXlthKSKOBkjCBjzAMBgNV
+HRMBAf8EAjAAMA4GA1UdDwEB/wQEAwIHgDATBgNVHSUEDDAKBggrBgEFBQcDATAa
+BgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwHQYDVR0OBBYEFNYMFjw2yoJw7xrU
+LgKbIu6kBCWxMB8GA1UdIwQYMBaAFHvZdPri5+XH4LBYL/AvaKM807L5MAoGCCqG
+SM49BAMCA0gAMEUCIDUe4zYZcAaXMgMRc+eGOhdm5eJYopkvxe70YAulSiB/AiEA
+wVBrKZASk+h0VciW83Yjp8U5iHTdDNPopZQdMG+b0ow=
+-----END CERTIFICATE-----
+";
+
+/// The test certificate's key. A key for tests only: it protects nothing.
+const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQggQdJVsS+VMdMItYC
+WPGhiTaokCIt3XJaniabK9YiB4ehRANCAAR1KwoeXRaDsparbVwrIpEvOGUEJGQR
+syui9rpd5EV9ZnjJVY7aUJs6VL0K7jalrhUX6PCEaJ5TjZJYKBeW2EpI
+-----END PRIVATE KEY-----
+";
+
+pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}

@@ -164,9 +164,9 @@ impl Drains {
     /// Drains reading from `logplex`. A CA file that cannot be read is reported and ignored (the Mozilla roots
     /// still apply).
     pub fn new(logplex: Logplex, settings: DrainSettings) -> Drains {
-        let tls = stream::client_config(settings.ca_file.as_deref()).unwrap_or_else(|e| {
+        let tls = crate::tls::client_config(settings.ca_file.as_deref()).unwrap_or_else(|e| {
             tracing::error!("drains: ignoring WASMDYNO_DRAIN_CA_FILE: {e}");
-            stream::client_config(None).expect("the built-in roots make a TLS configuration")
+            crate::tls::client_config(None).expect("the built-in roots make a TLS configuration")
         });
         Drains {
             inner: Arc::new(Inner {
