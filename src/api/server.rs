@@ -22,8 +22,8 @@ use crate::dyno::{DynoInfo, Manager, Settings};
 use crate::logplex::drain::{DrainSettings, DrainSpec, DrainStatus, Drains};
 use crate::logplex::{Filter, LineWriter, LogLine, Logplex, SessionOptions, Source};
 use crate::procfile::RELEASE_TYPE;
+use crate::runtime::Runtime;
 use crate::runtime::stdio::Output;
-use crate::runtime::{Exit, Runtime};
 use crate::slug::{Limits, Slug, SlugStore};
 use crate::store::{
     Addon, App, Drain, ErrorKind, FormationEntry, NewAddon, NewRelease, Release, ScaleChange,
@@ -288,8 +288,9 @@ impl Platform {
         Ok(())
     }
 
-    /// Runs the slug's `release` command as a one-off dyno with the release's config, for at most the release
-    /// phase timeout, keeping the tail of its output; destroying the app stops it.
+    /// Runs the slug's `release` command as the one-off dyno `release.N` under the dyno manager, with the
+    /// release's config vars and the app's network destinations, for at most the release phase timeout, keeping
+    /// the tail of its output; destroying the app stops it.
     async fn release_phase(
         &self,
         app: &str,
@@ -297,18 +298,8 @@ impl Platform {
         out: Option<Output>,
     ) -> Result<(bool, String), String> {
         let sha = release.slug.as_deref().ok_or("the release has no slug")?;
-        let slug = self.open_slug(sha).map_err(|e| e.message)?;
-        let mut env = release.config.clone();
-        env.insert("DYNO".into(), format!("release.{}", release.version));
-        env.insert("WASMDYNO_RELEASE".into(), format!("v{}", release.version));
-        let runtime = self.runtime.clone();
-        let mut prepared = tokio::task::spawn_blocking(move || {
-            runtime.prepare(&slug, RELEASE_TYPE, &[], env, Default::default())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-
+        let mut spec = crate::dyno::ReleaseSpec::new(release.version, sha);
+        spec.config = release.config.clone();
         let captured = Arc::new(Mutex::new(OutputTail::default()));
         let sink = captured.clone();
         let dyno = format!("release.{}", release.version);
@@ -320,8 +311,22 @@ impl Platform {
                 out(data);
             }
         });
-        prepared.spec.stdout = capture.clone();
-        prepared.spec.stderr = capture;
+        let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+        let attach = crate::dyno::Attach {
+            stdin: crate::runtime::stdio::Input::closed(),
+            stdout: capture.clone(),
+            stderr: capture,
+            exit: exit_tx,
+        };
+        let manager = self.manager.clone();
+        let (app_name, spec_for_start) = (app.to_string(), spec.clone());
+        // Opening the slug and compiling its module can take a while: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            manager.run_release_phase(&app_name, &spec_for_start, attach)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let stop = Arc::new(tokio::sync::Notify::new());
         self.release_phases
             .lock()
@@ -329,28 +334,18 @@ impl Platform {
             .insert(app.to_string(), stop.clone());
         let timeout = self.manager.settings().release_phase_timeout;
         let ended = tokio::select! {
-            exit = self.runtime.run(&prepared.guest, prepared.spec) => Some(exit.map_err(|e| e.to_string())?),
+            status = exit_rx => Some(status.map_err(|_| "the release phase ended without a status".to_string())),
             () = tokio::time::sleep(timeout) => None,
-            () = stop.notified() => {
-                self.release_phases.lock().expect("release phases").remove(app);
-                return Err("the app is being destroyed".into());
-            }
+            // The app's destruction stops every dyno of it, this one too.
+            () = stop.notified() => return Err("the app is being destroyed".to_string()),
         };
         self.release_phases
             .lock()
             .expect("release phases")
             .remove(app);
-        let mut output = captured.lock().expect("capture").text();
-        let succeeded = match &ended {
-            Some(Exit::Status(0)) => true,
-            Some(Exit::Status(code)) => {
-                output.push_str(&format!("release command exited with status {code}\n"));
-                false
-            }
-            Some(Exit::Trap(trap)) => {
-                output.push_str(&format!("release command trapped: {trap}\n"));
-                false
-            }
+        let status = match ended {
+            Some(Ok(status)) => status,
+            Some(Err(why)) => return Err(why),
             None => {
                 let line = format!(
                     "release command still running after {} seconds (WASMDYNO_RELEASE_PHASE_TIMEOUT): stopped",
@@ -358,12 +353,18 @@ impl Platform {
                 );
                 self.logplex
                     .publish(app, LogLine::platform(&dyno, line.clone()));
+                self.manager.stop_dyno(app, &dyno).await;
+                let mut output = captured.lock().expect("capture").text();
                 output.push_str(&line);
                 output.push('\n');
-                false
+                return Ok((false, output));
             }
         };
-        Ok((succeeded, output))
+        let mut output = captured.lock().expect("capture").text();
+        if status != 0 {
+            output.push_str(&format!("release command exited with status {status}\n"));
+        }
+        Ok((status == 0, output))
     }
 }
 

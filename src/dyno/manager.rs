@@ -256,15 +256,7 @@ impl Manager {
     /// ```
     pub async fn reconcile(&self, app: &str) {
         let _one = self.inner.reconciling.lock().await;
-        if let Ok(Some(found)) = self.inner.source.app(app) {
-            let activity = self.activity(app);
-            let relaxed = std::sync::atomic::Ordering::Relaxed;
-            activity.sleep.store(found.sleep, relaxed);
-            let fresh = found.features.contains("http-fresh-instances");
-            activity.fresh_instances.store(fresh, relaxed);
-            *activity.network.lock().expect("network policy") =
-                crate::runtime::NetworkPolicy::new(&found.network);
-        }
+        self.refresh_settings(app);
         let desired = match self.desired(app) {
             Ok(desired) => desired,
             Err(e) => {
@@ -280,7 +272,7 @@ impl Manager {
             // Stop what is not wanted as it is.
             let names: Vec<String> = running.keys().cloned().collect();
             for name in names {
-                let one_off = name.starts_with("run.");
+                let one_off = is_one_off(&name);
                 let keep = one_off
                     || desired.get(&name).is_some_and(|want| {
                         let dyno = &running[&name];
@@ -491,29 +483,85 @@ impl Manager {
                     "{app} has no release with a slug yet: deploy first"
                 ))
             })?;
-        let sha = release.slug.clone().expect("filtered");
-        let booted = self.booted(&sha)?;
-        let line = Command::resolve(&booted.slug.manifest().process_types, command, args)
-            .map_err(|e| DynoError::Command(format!("{command:?}: {e}")))?;
-        let mut full_env = booted.slug.manifest().config_vars.clone();
-        full_env.extend(release.config.clone());
-        full_env.extend(env);
         let number = self
             .inner
             .one_offs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("run.{number}");
+        let one_off = OneOff {
+            name: format!("run.{number}"),
+            kind: "run",
+            command,
+            args,
+            env,
+            size,
+        };
+        self.start_one_off(app, &release, one_off, attach)
+    }
+
+    /// Starts the release phase of `release` (pending: not yet the app's current release) as the one-off dyno
+    /// `release.N`: the slug's `release` command, with the release's config vars and the app's network
+    /// destinations, shown by `ps` and in the logs as `release.N`. Its output and exit status go to `attach`.
+    pub(crate) fn run_release_phase(
+        &self,
+        app: &str,
+        release: &ReleaseSpec,
+        attach: Attach,
+    ) -> Result<DynoInfo, DynoError> {
+        let one_off = OneOff {
+            name: format!("release.{}", release.version),
+            kind: crate::procfile::RELEASE_TYPE,
+            command: crate::procfile::RELEASE_TYPE,
+            args: &[],
+            env: BTreeMap::new(),
+            size: DynoSize::default(),
+        };
+        self.start_one_off(app, release, one_off, Some(attach))
+    }
+
+    /// Takes the app's settings from the source: sleeping, fresh instances, network destinations.
+    fn refresh_settings(&self, app: &str) {
+        if let Ok(Some(found)) = self.inner.source.app(app) {
+            let activity = self.activity(app);
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            activity.sleep.store(found.sleep, relaxed);
+            let fresh = found.features.contains("http-fresh-instances");
+            activity.fresh_instances.store(fresh, relaxed);
+            *activity.network.lock().expect("network policy") =
+                crate::runtime::NetworkPolicy::new(&found.network);
+        }
+    }
+
+    /// Starts a dyno that runs once on `release` and is never restarted.
+    fn start_one_off(
+        &self,
+        app: &str,
+        release: &ReleaseSpec,
+        one_off: OneOff<'_>,
+        attach: Option<Attach>,
+    ) -> Result<DynoInfo, DynoError> {
+        let sha = release.slug.clone().ok_or_else(|| {
+            DynoError::Command(format!("release v{} has no slug", release.version))
+        })?;
+        let booted = self.booted(&sha)?;
+        // A one-off dyno may be the app's first (its release phase): its network destinations are the app's now.
+        self.refresh_settings(app);
+        let command = one_off.command;
+        let line = Command::resolve(&booted.slug.manifest().process_types, command, one_off.args)
+            .map_err(|e| DynoError::Command(format!("{command:?}: {e}")))?;
+        let mut full_env = booted.slug.manifest().config_vars.clone();
+        full_env.extend(release.config.clone());
+        full_env.extend(one_off.env);
         let want = Want {
-            kind: "run".into(),
+            kind: one_off.kind.into(),
             command: line.as_str().to_string(),
             line,
-            size,
+            size: one_off.size,
             release: release.version,
             slug: sha,
             env: full_env,
             booted,
         };
-        let dyno = self.start(app, &name, want, attach);
+        let dyno = self.start(app, &one_off.name, want, attach);
         let info = dyno.info.lock().expect("dyno info").clone();
         self.inner
             .apps
@@ -521,7 +569,7 @@ impl Manager {
             .expect("apps lock")
             .entry(app.to_string())
             .or_default()
-            .insert(name, dyno);
+            .insert(one_off.name, dyno);
         Ok(info)
     }
 
@@ -588,7 +636,7 @@ impl Manager {
         let shared_handler = Arc::new(Mutex::new(None));
         let (stop_tx, stop_rx) = watch::channel(false);
         let slug = want.slug.clone();
-        let one_off = want.kind == "run";
+        let one_off = is_one_off(name);
         let supervisor = Supervisor {
             inner: self.inner.clone(),
             app: app.to_string(),
@@ -613,6 +661,22 @@ impl Manager {
             slug,
         }
     }
+}
+
+/// What a one-off dyno runs: its name (`run.N`, `release.N`), kind, command and arguments, extra environment
+/// and size.
+struct OneOff<'a> {
+    name: String,
+    kind: &'a str,
+    command: &'a str,
+    args: &'a [String],
+    env: BTreeMap<String, String>,
+    size: DynoSize,
+}
+
+/// Is `name` a dyno that runs once (`run.N`, or the release phase's `release.N`), never part of the formation?
+fn is_one_off(name: &str) -> bool {
+    name.starts_with("run.") || name.starts_with("release.")
 }
 
 pub(super) async fn stop_and_wait(dynos: Vec<Dyno>) {

@@ -40,7 +40,13 @@ fn deploy_spinning_phase(server: &Server, app: &str) -> std::process::Child {
 
 #[test]
 fn a_release_phase_past_its_deadline_fails_and_frees_the_app() {
-    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_RELEASE_PHASE_TIMEOUT", "1.5")]);
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[
+            ("WASMDYNO_RELEASE_PHASE_TIMEOUT", "1.5"),
+            ("WASMDYNO_STOP_TIMEOUT_MS", "300"),
+        ],
+    );
     server.cli(&["apps:create", "stuck"]).ok();
     let dir = app_dir(&server, "stuck-src", "release: probe.wasm spin\n");
     let out = server.cli(&["deploy", "-a", "stuck", &dir]).fails();
@@ -77,8 +83,11 @@ fn a_flooding_release_phase_keeps_only_its_tail() {
 
 #[test]
 fn destroying_an_app_stops_its_release_phase() {
-    let server = Server::start();
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_STOP_TIMEOUT_MS", "300")]);
     let mut deploy = deploy_spinning_phase(&server, "doomed");
+    // The phase is a one-off dyno of the app, as `ps` shows.
+    let ps = server.cli(&["ps", "-a", "doomed"]).ok();
+    assert!(ps.stdout.contains("release.2"), "{ps}");
     let out = server
         .cli(&["apps:destroy", "-a", "doomed", "--confirm", "doomed"])
         .ok();
@@ -114,5 +123,41 @@ fn a_release_phase_the_server_never_finished_fails_on_restart() {
     assert_eq!(
         release_status(&server, "killed", 3).as_deref(),
         Some("succeeded")
+    );
+}
+
+#[test]
+fn a_release_phase_reaches_the_apps_allowed_destinations() {
+    let server = Server::start();
+    server.cli(&["apps:create", "migrator"]).ok();
+    // Allowed and public-looking: the phase's request is tried (and cannot resolve here), where a phase without
+    // the app's destinations would be denied outright.
+    server
+        .cli(&["network:allow", "no-such-host.invalid:80", "-a", "migrator"])
+        .ok();
+    let dir = server.env.path("migrator-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let guest = repo().join("tests/guests/fetch-cmd");
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(guest.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::copy(guest.join("src/main.rs"), dir.join("src/main.rs")).unwrap();
+    std::fs::write(
+        dir.join("Procfile"),
+        "release: fetch-cmd.wasm no-such-host.invalid:80\n",
+    )
+    .unwrap();
+    server
+        .cli(&["deploy", "-a", "migrator", dir.to_str().unwrap()])
+        .ok();
+    let output = server
+        .cli(&["releases:output", "-a", "migrator", "v2"])
+        .ok();
+    assert!(output.stdout.contains("DnsError"), "{output}");
+    let logs = logs(&server, "migrator");
+    assert!(
+        logs.contains("wasmdyno[release.2]: Starting process"),
+        "{logs}"
     );
 }
