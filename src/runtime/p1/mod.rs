@@ -356,8 +356,11 @@ impl P1Ctx {
 
     fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> abi::Result<()> {
         let file = self.file(fd)?;
-        if file.base & rights::FD_FILESTAT_SET_SIZE == 0 || file.base & rights::FD_WRITE == 0 {
+        if file.base & rights::FD_WRITE == 0 {
             return Err(Errno::BADF);
+        }
+        if file.base & rights::FD_FILESTAT_SET_SIZE == 0 {
+            return Err(Errno::NOTCAPABLE);
         }
         let ino = file.ino;
         Ok(self.fs().set_size(ino, size)?)
@@ -767,9 +770,13 @@ impl P1Ctx {
         fdflags: u16,
     ) -> abi::Result<u32> {
         let dir = self.dir(fd)?;
-        let (dir_ino, dir_inheriting) = (dir.ino, dir.inheriting);
+        let (dir_ino, dir_base, dir_inheriting) = (dir.ino, dir.base, dir.inheriting);
         if oflags & !(abi::O_CREAT | abi::O_DIRECTORY | abi::O_EXCL | abi::O_TRUNC) != 0 {
             return Err(Errno::INVAL);
+        }
+        // Truncating is changing the file's size: the directory must grant that right.
+        if oflags & abi::O_TRUNC != 0 && dir_base & rights::PATH_FILESTAT_SET_SIZE == 0 {
+            return Err(Errno::NOTCAPABLE);
         }
         let flags = OpenFlags {
             create: oflags & abi::O_CREAT != 0,
@@ -785,7 +792,8 @@ impl P1Ctx {
             // O_NOFOLLOW on a symbolic link, as POSIX answers it.
             vfs::Kind::Symlink => return Err(Errno::LOOP),
             vfs::Kind::Dir => {
-                if base & rights::FD_WRITE != 0 && fdflags & abi::FDFLAGS_APPEND != 0 {
+                // A directory is never open for writing.
+                if base & rights::FD_WRITE != 0 {
                     return Err(Errno::ISDIR);
                 }
                 Desc::Dir(DirDesc {
@@ -1228,10 +1236,16 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         };
     }
     // Path arguments arrive as (pointer, length): read them before the body runs.
+    // An absolute path escapes the directory it is relative to: refused, as wasmtime's host refuses it
+    // (`ERRNO_PERM`), also as a symbolic link's target.
     macro_rules! path {
-        ($mem:ident, $ptr:ident, $len:ident) => {
-            $mem.str($ptr, $len)?.to_owned()
-        };
+        ($mem:ident, $ptr:ident, $len:ident) => {{
+            let path = $mem.str($ptr, $len)?;
+            if path.starts_with('/') {
+                return Err(Errno::PERM);
+            }
+            path.to_owned()
+        }};
     }
 
     sync!("args_sizes_get", |ctx, mem, count: u32, size: u32| {

@@ -1212,3 +1212,186 @@ fn poll_oneoff_wakes_when_a_connection_or_data_arrives() {
     );
     drop((peer.join().unwrap(), second.join().unwrap()));
 }
+
+/// Error cases of preview-1 functions, each answered as the WASI spec and wasmtime's host answer it. A case is
+/// setup calls (their results dropped) and the call whose errno is checked; descriptor numbers a setup call
+/// opened are read back from memory at 16.
+#[test]
+fn errno_conformance() {
+    let imports = [
+        PATH_OPEN,
+        ("path_symlink", "i32 i32 i32 i32 i32"),
+        ("path_link", "i32 i32 i32 i32 i32 i32 i32"),
+        ("path_rename", "i32 i32 i32 i32 i32 i32"),
+        ("path_create_directory", "i32 i32 i32"),
+        ("path_remove_directory", "i32 i32 i32"),
+        ("path_unlink_file", "i32 i32 i32"),
+        ("fd_filestat_set_size", "i32 i64"),
+        ("fd_seek", "i32 i64 i32 i32"),
+        ("fd_read", "i32 i32 i32 i32"),
+        ("fd_readdir", "i32 i32 i32 i64 i32"),
+        ("fd_close", "i32"),
+        ("clock_time_get", "i32 i64 i32"),
+        ("sock_shutdown", TWO),
+    ];
+    let iov = iovec(400, 10);
+    let data = [
+        (0, iov.as_str()),
+        (100, "hello.txt"),
+        (120, "/hello.txt"),
+        (140, "/etc/passwd"),
+        (160, "link"),
+        (170, "missing/"),
+        (180, "."),
+        (190, "newdir"),
+    ];
+    const FD: &str = "(i32.load (i32.const 16))";
+    let open = |path: u32, len: u32, oflags: u32, base: u64, inheriting: u64| {
+        format!(
+            "(call $path_open (i32.const 3) (i32.const 0) (i32.const {path}) (i32.const {len}) \
+             (i32.const {oflags}) (i64.const {base}) (i64.const {inheriting}) (i32.const 0) (i32.const 16))"
+        )
+    };
+    let read_write = rights::FD_READ | rights::FD_WRITE;
+    // A directory that lets files be opened and listed, not truncated.
+    let no_truncate = (1 << 13) | (1 << 14);
+    let cases: Vec<(&str, Vec<String>, String, Errno)> = vec![
+        (
+            "path_open of an absolute path",
+            vec![],
+            open(120, 10, 0, rights::FD_READ, 0),
+            Errno::PERM,
+        ),
+        (
+            "path_symlink to an absolute target",
+            vec![],
+            "(call $path_symlink (i32.const 140) (i32.const 11) (i32.const 3) (i32.const 160) (i32.const 4))"
+                .into(),
+            Errno::PERM,
+        ),
+        (
+            "path_symlink at a missing directory (trailing slash)",
+            vec![],
+            "(call $path_symlink (i32.const 100) (i32.const 9) (i32.const 3) (i32.const 170) (i32.const 8))"
+                .into(),
+            Errno::NOENT,
+        ),
+        (
+            "path_link to a missing directory (trailing slash)",
+            vec![],
+            "(call $path_link (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 3) \
+             (i32.const 170) (i32.const 8))"
+                .into(),
+            Errno::NOENT,
+        ),
+        (
+            "path_rename to a missing directory (trailing slash)",
+            vec![],
+            "(call $path_rename (i32.const 3) (i32.const 100) (i32.const 9) (i32.const 3) (i32.const 170) \
+             (i32.const 8))"
+                .into(),
+            Errno::NOENT,
+        ),
+        (
+            "path_open of a directory for writing",
+            vec![],
+            open(180, 1, abi::O_DIRECTORY as u32, read_write, 0),
+            Errno::ISDIR,
+        ),
+        (
+            "O_TRUNC through a directory without PATH_FILESTAT_SET_SIZE",
+            vec![open(180, 1, abi::O_DIRECTORY as u32, no_truncate, rights::FILE)],
+            format!(
+                "(call $path_open {FD} (i32.const 0) (i32.const 100) (i32.const 9) (i32.const {}) \
+                 (i64.const {read_write}) (i64.const 0) (i32.const 0) (i32.const 20))",
+                abi::O_TRUNC
+            ),
+            Errno::NOTCAPABLE,
+        ),
+        (
+            "fd_filestat_set_size without FD_FILESTAT_SET_SIZE",
+            vec![open(100, 9, 0, read_write, 0)],
+            format!("(call $fd_filestat_set_size {FD} (i64.const 0))"),
+            Errno::NOTCAPABLE,
+        ),
+        (
+            "fd_filestat_set_size on a descriptor not open for writing",
+            vec![open(100, 9, 0, rights::FD_READ | rights::FD_FILESTAT_SET_SIZE, 0)],
+            format!("(call $fd_filestat_set_size {FD} (i64.const 0))"),
+            Errno::BADF,
+        ),
+        (
+            "sock_shutdown on stdout",
+            vec![],
+            "(call $sock_shutdown (i32.const 1) (i32.const 2))".into(),
+            Errno::NOTSOCK,
+        ),
+        (
+            "sock_shutdown on a closed descriptor",
+            vec![],
+            "(call $sock_shutdown (i32.const 50) (i32.const 2))".into(),
+            Errno::BADF,
+        ),
+        (
+            "fd_seek with an unknown whence",
+            vec![OPEN_HELLO.into()],
+            format!("(call $fd_seek {FD} (i64.const 0) (i32.const 9) (i32.const 24))"),
+            Errno::INVAL,
+        ),
+        (
+            "clock_time_get of an unknown clock",
+            vec![],
+            "(call $clock_time_get (i32.const 99) (i64.const 0) (i32.const 24))".into(),
+            Errno::INVAL,
+        ),
+        (
+            "fd_readdir on a file",
+            vec![OPEN_HELLO.into()],
+            format!("(call $fd_readdir {FD} (i32.const 400) (i32.const 100) (i64.const 0) (i32.const 24))"),
+            Errno::NOTDIR,
+        ),
+        (
+            "path_create_directory where a file is",
+            vec![],
+            "(call $path_create_directory (i32.const 3) (i32.const 100) (i32.const 9))".into(),
+            Errno::EXIST,
+        ),
+        (
+            "path_remove_directory of a file",
+            vec![],
+            "(call $path_remove_directory (i32.const 3) (i32.const 100) (i32.const 9))".into(),
+            Errno::NOTDIR,
+        ),
+        (
+            "path_unlink_file of a directory",
+            vec!["(call $path_create_directory (i32.const 3) (i32.const 190) (i32.const 6))".into()],
+            "(call $path_unlink_file (i32.const 3) (i32.const 190) (i32.const 6))".into(),
+            Errno::ISDIR,
+        ),
+        (
+            "fd_read of a directory",
+            vec![],
+            "(call $fd_read (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 24))".into(),
+            Errno::ISDIR,
+        ),
+        (
+            "fd_close of a descriptor never opened",
+            vec![],
+            "(call $fd_close (i32.const 77))".into(),
+            Errno::BADF,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, setup, call, want) in &cases {
+        let body: String = setup
+            .iter()
+            .map(|s| format!("(drop {s})\n"))
+            .collect::<String>()
+            + call;
+        let got = run(&imports, &data, &body).errno();
+        if got != *want {
+            wrong.push(format!("{what}: {got:?}, want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

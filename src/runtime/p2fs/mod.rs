@@ -770,6 +770,10 @@ impl types::HostDescriptor for FsCtxView<'_> {
         old_path: String,
         new_path: String,
     ) -> HostResult<()> {
+        // An absolute target would point outside the directory: refused, as wasmtime's host refuses it.
+        if old_path.starts_with('/') {
+            Err(FsError::NotPermitted)?;
+        }
         let d = self.get(&fd)?;
         Ok(d.fs().symlink(&old_path, d.dir()?, &new_path)?)
     }

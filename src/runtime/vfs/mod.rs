@@ -573,7 +573,12 @@ impl Fs {
             Last::Name(name) => name,
         };
         if dst.want_dir && !is_dir {
-            return Err(FsError::NotDir);
+            // `missing/`: there is no such directory (as wasmtime's host says); `file/`: not a directory.
+            return Err(if dst.ino.is_none() {
+                FsError::NotFound
+            } else {
+                FsError::NotDir
+            });
         }
         if let Some(old) = dst.ino {
             if old == ino {
@@ -657,8 +662,9 @@ impl Fs {
         let (Last::Name(name), None) = (dst.last, dst.ino) else {
             return Err(FsError::Exists);
         };
+        // `missing/` names a directory that is not there.
         if dst.want_dir {
-            return Err(FsError::NotDir);
+            return Err(FsError::NotFound);
         }
         let (parent, name) = (dst.parent, Arc::<str>::from(name));
         self.live_dir(parent)?;
@@ -680,8 +686,9 @@ impl Fs {
         let (Last::Name(name), None) = (walked.last, walked.ino) else {
             return Err(FsError::Exists);
         };
+        // `missing/` names a directory that is not there.
         if walked.want_dir {
-            return Err(FsError::NotDir);
+            return Err(FsError::NotFound);
         }
         let (parent, name) = (walked.parent, Arc::from(name));
         self.create(
