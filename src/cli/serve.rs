@@ -39,7 +39,12 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        // Twice as many workers as cores: guests yield only at epoch ticks, so dynos spinning on every worker
+        // would make the router and the API wait their turn; with spare workers the kernel shares the cores
+        // preemptively instead.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads((2 * cores).max(4))
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
