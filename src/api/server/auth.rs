@@ -1,0 +1,64 @@
+//! Who may call the API: the operator's token for everything, the follower token for releases and slugs.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) async fn authenticate(
+    State(platform): State<Arc<Platform>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), platform.token.as_bytes()) {
+        next.run(req).await
+    } else if !platform.follower_token.is_empty()
+        && constant_time_eq(given.as_bytes(), platform.follower_token.as_bytes())
+    {
+        if follower_may(req.method(), req.uri().path()) {
+            next.run(req).await
+        } else {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the follower token reads apps' current releases and slugs only; use the API token",
+            )
+            .into_response()
+        }
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API token (the CLI reads it from $WASMDYNO_HOME/token)",
+        )
+        .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        // A client without the token gets no kept-alive connection to hold open.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
+/// What the follower token may do: `GET /apps/{app}/current-release` and `GET /apps/{app}/slugs/{sha256}`.
+pub(super) fn follower_may(method: &axum::http::Method, path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method == axum::http::Method::GET
+        && match parts.as_slice() {
+            ["apps", app, "current-release"] => !app.is_empty(),
+            ["apps", app, "slugs", sha] => !app.is_empty() && !sha.is_empty(),
+            _ => false,
+        }
+}
+
+/// Compares without returning early, so the time taken says nothing about where the token differs.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
