@@ -501,6 +501,7 @@ impl Manager {
     /// Starts the release phase of `release` (pending: not yet the app's current release) as the one-off dyno
     /// `release.N`: the slug's `release` command, with the release's config vars and the app's network
     /// destinations, shown by `ps` and in the logs as `release.N`. Its output and exit status go to `attach`.
+    #[cfg(feature = "platform")]
     pub(crate) fn run_release_phase(
         &self,
         app: &str,
