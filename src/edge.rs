@@ -503,12 +503,12 @@ impl Edge {
         let mut changes = Vec::new();
         for (name, value) in vars {
             let (name, value) = (name.into(), value.map(Into::into));
-            if !crate::dyno::is_config_name(&name) {
+            if !crate::vars::is_config_name(&name) {
                 return Err(EdgeError::Invalid(format!(
                     "{name:?} is not a config var name: use letters, digits and _, not starting with a digit"
                 )));
             }
-            if crate::dyno::is_platform_var(&name) {
+            if crate::vars::is_platform_var(&name) {
                 return Err(EdgeError::Invalid(format!("{name} is set by the platform")));
             }
             if value.as_deref().is_some_and(|v| v.contains('\0')) {

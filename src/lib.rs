@@ -81,8 +81,10 @@ pub use router::{ConnectionLimits, Router, RouterService, Routes, Settings as Ro
 // An edge host's parts.
 pub use edge::{Central, Edge, EdgeError, EdgeSettings, LogSink, MemorySource};
 
+mod clock;
 mod dyno;
 mod edge;
+mod features;
 mod fsutil;
 mod ids;
 mod logplex;
@@ -91,6 +93,7 @@ mod router;
 mod runtime;
 mod slug;
 mod tls;
+mod vars;
 
 #[cfg(feature = "platform")]
 mod api;

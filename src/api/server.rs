@@ -111,7 +111,7 @@ impl Platform {
         let drains = Drains::new(logplex.clone(), drain_settings);
         let manager = Manager::new(
             runtime.clone(),
-            Arc::new(crate::store::StoreSource::new(store.clone(), slugs.clone())),
+            Arc::new(crate::dyno::StoreSource::new(store.clone(), slugs.clone())),
             limits,
             logplex.clone(),
             settings,

@@ -61,7 +61,7 @@ pub(crate) struct RunArgs {
 
 /// Refuses an environment that names a variable only the platform sets.
 fn refuse_platform_vars(env: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    match env.keys().find(|k| crate::dyno::is_platform_var(k)) {
+    match env.keys().find(|k| crate::vars::is_platform_var(k)) {
         Some(key) => Err(anyhow::anyhow!(
             "{key} is set by the platform and cannot be given as a config var"
         )

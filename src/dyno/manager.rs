@@ -525,7 +525,9 @@ impl Manager {
             let activity = self.activity(app);
             let relaxed = std::sync::atomic::Ordering::Relaxed;
             activity.sleep.store(found.sleep, relaxed);
-            let fresh = found.features.contains("http-fresh-instances");
+            let fresh = found
+                .features
+                .contains(crate::features::HTTP_FRESH_INSTANCES);
             activity.fresh_instances.store(fresh, relaxed);
             *activity.network.lock().expect("network policy") =
                 crate::runtime::NetworkPolicy::new(&found.network);

@@ -18,6 +18,8 @@ pub(crate) mod launch;
 mod manager;
 mod settings;
 mod source;
+#[cfg(feature = "platform")]
+mod store_source;
 mod supervisor;
 
 pub(crate) use info::WebDyno;
@@ -25,15 +27,11 @@ pub use info::{DynoError, DynoInfo, State};
 pub use manager::Manager;
 pub use settings::Settings;
 pub use source::{AppSpec, ReleaseSpec, Scale, Source, SourceError};
-pub(crate) use source::{is_config_name, is_platform_var};
+#[cfg(feature = "platform")]
+pub(crate) use store_source::StoreSource;
 pub use supervisor::Attach;
 
-/// The current time in unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::unix_now;
 
 #[cfg(test)]
 mod tests {

@@ -101,8 +101,6 @@ const BOOT_POLL: Duration = Duration::from_millis(20);
 const QUEUE_POLL: Duration = Duration::from_millis(100);
 /// The pause before a request that every dyno turned away tries them again.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
-/// The app feature (Heroku's name) that turns keep-alive connections to the app's dynos off.
-pub(crate) const NO_KEEPALIVE_FEATURE: &str = "http-disable-keepalive-to-dyno";
 
 /// How long a new connection to a dyno with idle keep-alive connections may wait to be accepted before those are
 /// closed (the guest may serve one connection at a time).

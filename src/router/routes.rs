@@ -120,7 +120,7 @@ impl Routes {
     #[cfg(feature = "platform")]
     pub(crate) fn new(store: Arc<dyn Store>, base_domain: &str) -> Routes {
         // The table never opens slugs: the slug folder of this source is never read.
-        let source = crate::store::StoreSource::new(
+        let source = crate::dyno::StoreSource::new(
             store.clone(),
             crate::slug::SlugStore::new(std::path::PathBuf::new()),
         );
@@ -259,7 +259,7 @@ impl Routes {
                 AppRoute {
                     released: release.is_some_and(|r| r.slug.is_some()),
                     maintenance: app.maintenance,
-                    keep_alive: !app.features.contains(super::NO_KEEPALIVE_FEATURE),
+                    keep_alive: !app.features.contains(crate::features::NO_KEEPALIVE_TO_DYNO),
                     name: app.name,
                 },
             );

@@ -61,12 +61,12 @@ pub struct App {
 /// App features (`features`, `features:enable NAME`), as Heroku Labs has them: name and what it does.
 pub const FEATURES: &[(&str, &str)] = &[
     (
-        "http-fresh-instances",
+        crate::features::HTTP_FRESH_INSTANCES,
         "A new wasi:http instance for every request (per-request isolation) instead of warm instances that serve \
          many requests in turn",
     ),
     (
-        crate::router::NO_KEEPALIVE_FEATURE,
+        crate::features::NO_KEEPALIVE_TO_DYNO,
         "A new connection from the router to a web dyno that listens for every request, closed after the \
          response, instead of keep-alive connections",
     ),
@@ -570,107 +570,4 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// The current time in unix seconds, as the store dates things.
-pub use crate::dyno::unix_now;
-
-/// The store as the dyno manager and the router read it: apps, current releases with their formation, slugs in a
-/// [`SlugStore`](crate::slug::SlugStore).
-pub struct StoreSource {
-    store: std::sync::Arc<dyn Store>,
-    slugs: crate::slug::SlugStore,
-}
-
-impl StoreSource {
-    pub fn new(store: std::sync::Arc<dyn Store>, slugs: crate::slug::SlugStore) -> StoreSource {
-        StoreSource { store, slugs }
-    }
-}
-
-fn source_error(e: StoreError) -> crate::dyno::SourceError {
-    crate::dyno::SourceError::new(e.to_string())
-}
-
-fn app_spec(app: App) -> crate::dyno::AppSpec {
-    let mut spec = crate::dyno::AppSpec::new(app.name);
-    spec.maintenance = app.maintenance;
-    spec.sleep = app.sleep;
-    spec.features = app.features;
-    spec
-}
-
-/// The destinations an app's dynos may reach: those it allowed and the hosts of its attached add-ons.
-fn network_of(store: &dyn Store, app: &str) -> Vec<String> {
-    let mut all = store.destinations(app).unwrap_or_default();
-    for addon in store.addons(app).unwrap_or_default() {
-        all.extend(addon.hosts);
-    }
-    all.sort();
-    all.dedup();
-    all
-}
-
-impl crate::dyno::Source for StoreSource {
-    fn apps(&self) -> Result<Vec<crate::dyno::AppSpec>, crate::dyno::SourceError> {
-        let apps = self.store.apps().map_err(source_error)?;
-        Ok(apps
-            .into_iter()
-            .map(|app| {
-                let network = network_of(self.store.as_ref(), &app.name);
-                let mut spec = app_spec(app);
-                spec.network = network;
-                spec
-            })
-            .collect())
-    }
-
-    fn app(&self, app: &str) -> Result<Option<crate::dyno::AppSpec>, crate::dyno::SourceError> {
-        match self.store.app(app) {
-            Ok(found) => {
-                let network = network_of(self.store.as_ref(), app);
-                let mut spec = app_spec(found);
-                spec.network = network;
-                Ok(Some(spec))
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(source_error(e)),
-        }
-    }
-
-    fn release(
-        &self,
-        app: &str,
-    ) -> Result<Option<crate::dyno::ReleaseSpec>, crate::dyno::SourceError> {
-        // An app destroyed meanwhile has nothing to run.
-        let release = match self.store.current_release(app) {
-            Ok(Some(release)) => release,
-            Ok(None) => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(source_error(e)),
-        };
-        let formation = match self.store.formation(app) {
-            Ok(formation) => formation,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(source_error(e)),
-        };
-        let mut spec = crate::dyno::ReleaseSpec::new(release.version, String::new());
-        spec.slug = release.slug;
-        spec.config = release.config;
-        for (kind, entry) in formation {
-            let size: DynoSize = entry.size.parse().unwrap_or_default();
-            spec.formation
-                .insert(kind, crate::dyno::Scale::new(entry.quantity, size));
-        }
-        Ok(Some(spec))
-    }
-
-    fn slug_path(&self, sha256: &str) -> PathBuf {
-        self.slugs.path(sha256)
-    }
-
-    fn domains(&self, app: &str) -> Result<Vec<String>, crate::dyno::SourceError> {
-        match self.store.domains(app) {
-            Ok(domains) => Ok(domains.into_iter().map(|d| d.hostname).collect()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(source_error(e)),
-        }
-    }
-}
+pub use crate::clock::unix_now;

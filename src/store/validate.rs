@@ -55,10 +55,10 @@ fn check_label(name: &str, min: usize, max: usize) -> Result<(), String> {
 /// Checks that a config var name is `[A-Za-z_][A-Za-z0-9_]*` and not one the platform sets itself (`PORT`,
 /// `DYNO`, `WASMDYNO_*`).
 pub fn check_config_name(name: &str) -> Result<(), StoreError> {
-    if !crate::dyno::is_config_name(name) {
+    if !crate::vars::is_config_name(name) {
         return Err(StoreError::InvalidConfigName(name.to_owned()));
     }
-    if crate::dyno::is_platform_var(name) {
+    if crate::vars::is_platform_var(name) {
         return Err(StoreError::ReservedConfigName(name.to_owned()));
     }
     Ok(())
