@@ -1,4 +1,4 @@
-//! `wasmdyno serve`: the platform in one process (the API now; router, dyno manager and logplex join it).
+//! `wasmdyno serve`: the platform in one process: API, router, dyno manager, logplex and drains over one state store.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -327,25 +327,7 @@ fn an_edge_host_follows_a_server_over_https_with_a_private_ca() {
     let (one, _) = probe_slugs();
     let server = Server::start();
     server.cli(&["apps:create", "tls"]).ok();
-    let token = server.token();
-    let (status, body) = server.raw(
-        "POST",
-        "/apps/tls/slugs",
-        Some(&token),
-        std::fs::read(one).unwrap(),
-    );
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let release = serde_json::json!({ "slug": id }).to_string();
-    assert_eq!(
-        server
-            .raw("POST", "/apps/tls/releases", Some(&token), release)
-            .0,
-        201
-    );
+    crate::router::release_slug(&server, "tls", one);
     let port = tls_proxy(&server.api);
     let ca = server.env.path("ca.pem");
     std::fs::write(&ca, crate::support::TEST_CA).unwrap();

@@ -1,5 +1,4 @@
 //! Every sample app built through its buildpack (cold, then warm), then run or loaded.
-//! These are the only tests that run cargo or go.
 
 use crate::support::*;
 
