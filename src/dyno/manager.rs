@@ -640,6 +640,7 @@ impl Manager {
         let (stop_tx, stop_rx) = watch::channel(false);
         let slug = want.slug.clone();
         let one_off = is_one_off(name);
+        let serves_requests = listener.is_some();
         let supervisor = Supervisor {
             inner: self.inner.clone(),
             app: app.to_string(),
@@ -654,7 +655,12 @@ impl Manager {
             attach,
             exit_status: None,
         };
-        let task = tokio::spawn(supervisor.run());
+        // Web dynos serve the router's requests; everything else is background work the kernel may defer.
+        let task = if serves_requests {
+            tokio::spawn(supervisor.run())
+        } else {
+            super::background::spawn(supervisor.run())
+        };
         Dyno {
             info,
             stop: stop_tx,

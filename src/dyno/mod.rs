@@ -10,9 +10,10 @@
 //! The rooms, along the data flow: `source` (what should run: apps, releases, formations, from a [`Source`]) →
 //! `launch` (a release's slug opened once; each dyno's command, environment and platform variables) → `manager`
 //! (reconcile, preboot, scale, stop, one-off dynos) → `supervisor` (one dyno's life: boot, run, restart with
-//! backoff, cycle, stop); `settings` holds the timers, `info` what the manager reports (states, web dynos for the
-//! router, errors).
+//! backoff, cycle, stop); `background` runs non-web dynos on lower-priority threads; `settings` holds the timers,
+//! `info` what the manager reports (states, web dynos for the router, errors).
 
+mod background;
 mod info;
 pub(crate) mod launch;
 mod manager;

@@ -43,6 +43,9 @@ pub struct Settings {
     pub sleep_after: Duration,
     /// A release phase still running after this long fails its release (Heroku gives it an hour).
     pub release_phase_timeout: Duration,
+    /// The bytes per second a dyno may write to its log stream (stdout and stderr together), with bursts of up
+    /// to a second's worth; a dyno writing faster waits, as a program writing to a full pipe does.
+    pub log_rate: usize,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             sleep_after: Duration::from_secs(30 * 60),
             release_phase_timeout: Duration::from_secs(3600),
+            log_rate: 1 << 20,
         }
     }
 }
@@ -68,7 +72,8 @@ impl Settings {
     /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
     /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
     /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`,
-    /// `WASMDYNO_RELEASE_PHASE_TIMEOUT` (seconds; or `WASMDYNO_RELEASE_PHASE_TIMEOUT_MS`), and for `wasi:http`
+    /// `WASMDYNO_RELEASE_PHASE_TIMEOUT` (seconds; or `WASMDYNO_RELEASE_PHASE_TIMEOUT_MS`), `WASMDYNO_LOG_RATE`
+    /// (bytes per second a dyno may log, 1 MiB by default), and for `wasi:http`
     /// web dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new
     /// instance per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call). An error names a variable
     /// whose value does not parse.
@@ -126,6 +131,18 @@ impl Settings {
                     .ok_or_else(|| {
                         format!("WASMDYNO_HTTP_INSTANCES={value:?} is not a positive number")
                     })?;
+        }
+        if let Ok(value) = std::env::var("WASMDYNO_LOG_RATE") {
+            settings.log_rate = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "WASMDYNO_LOG_RATE={value:?} is not a positive number of bytes per second"
+                    )
+                })?;
         }
         if let Ok(value) = std::env::var("WASMDYNO_HTTP_FRESH_INSTANCES") {
             settings.http.fresh_instances = matches!(value.trim(), "1" | "true" | "on" | "yes");

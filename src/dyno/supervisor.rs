@@ -11,7 +11,7 @@ use super::*;
 use crate::logplex::{LineWriter, LogLine};
 use crate::runtime::cgi::CgiDyno;
 use crate::runtime::net::Listener;
-use crate::runtime::stdio::{Input, Output};
+use crate::runtime::stdio::{Credit, Input, Output};
 use crate::runtime::web::WebHandler;
 use crate::runtime::{Exit, Guest, RunSpec, resolve_module};
 
@@ -278,6 +278,10 @@ impl Supervisor {
                 spec.stdin = stdin;
                 spec.stdout = stdout.clone();
                 spec.stderr = stdout;
+                // One log rate for the dyno's two streams: past it, its writes wait.
+                let rate = Credit::refilling(self.inner.settings.log_rate);
+                spec.stdout_credit = Some(rate.clone());
+                spec.stderr_credit = Some(rate);
                 close_stdin
             }
         };

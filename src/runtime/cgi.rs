@@ -43,6 +43,8 @@ pub struct CgiDyno {
     image: Arc<Image>,
     size: DynoSize,
     stderr: Output,
+    /// The dyno's log rate, shared by its runs' stderr.
+    stderr_credit: Option<Credit>,
     /// Runs at once: a permit is held from before the request body is read until the run ends.
     permits: Arc<Semaphore>,
     concurrency: u32,
@@ -70,6 +72,7 @@ impl CgiDyno {
             image: spec.image,
             size: spec.size,
             stderr: spec.stderr,
+            stderr_credit: spec.stderr_credit,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             quota: Arc::new(Quota::new(spec.size.memory() as u64)),
             concurrency: concurrency.max(1) as u32,
@@ -136,6 +139,7 @@ impl CgiDyno {
         spec.stdin = stdin;
         spec.stdout = stdout;
         spec.stderr = self.stderr.clone();
+        spec.stderr_credit = self.stderr_credit.clone();
         spec.stdout_credit = Some(credit.clone());
         spec.quota = Some(self.quota.clone());
 

@@ -27,7 +27,7 @@ use super::component_io::{ComponentInput, ComponentOutput};
 use super::limits::DynoLimiter;
 use super::outgoing::Outgoing;
 use super::p2fs::{FsCtx, FsCtxView, FsView};
-use super::stdio::{Input, Output};
+use super::stdio::{Credit, Input, Output};
 use super::vfs::{Fs, Quota};
 use super::web::AbortOnDrop;
 use super::{RunSpec, RuntimeError};
@@ -181,6 +181,8 @@ pub struct HttpDyno {
     fs: Arc<Mutex<Fs>>,
     stdout: Output,
     stderr: Output,
+    /// The dyno's log rate, shared by every instance's stdout and stderr.
+    log_credit: (Option<Credit>, Option<Credit>),
     report: Report,
     network: Arc<NetworkPolicy>,
     idle: Mutex<Vec<Warm>>,
@@ -202,6 +204,7 @@ impl HttpDyno {
             fs,
             stdout: spec.stdout,
             stderr: spec.stderr,
+            log_credit: (spec.stdout_credit, spec.stderr_credit),
             report: spec.platform,
             network: Arc::new(spec.network),
             idle: Mutex::new(Vec::new()),
@@ -215,8 +218,14 @@ impl HttpDyno {
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdin(ComponentInput(Input::closed()))
-            .stdout(ComponentOutput(self.stdout.clone(), None))
-            .stderr(ComponentOutput(self.stderr.clone(), None))
+            .stdout(ComponentOutput(
+                self.stdout.clone(),
+                self.log_credit.0.clone(),
+            ))
+            .stderr(ComponentOutput(
+                self.stderr.clone(),
+                self.log_credit.1.clone(),
+            ))
             .args(&self.argv)
             .envs(&self.env)
             .initial_cwd("/");

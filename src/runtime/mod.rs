@@ -355,9 +355,9 @@ impl Runtime {
                 if let Some(listener) = &spec.listener {
                     wasi = wasi.with_listener(listener);
                 }
-                if let Some(credit) = spec.stdout_credit {
-                    wasi = wasi.with_stdout_credit(credit);
-                }
+                wasi = wasi
+                    .with_output_credit(1, spec.stdout_credit)
+                    .with_output_credit(2, spec.stderr_credit);
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
@@ -388,7 +388,10 @@ impl Runtime {
                         spec.stdout,
                         spec.stdout_credit.clone(),
                     ))
-                    .stderr(component_io::ComponentOutput(spec.stderr, None))
+                    .stderr(component_io::ComponentOutput(
+                        spec.stderr,
+                        spec.stderr_credit.clone(),
+                    ))
                     .args(&spec.argv)
                     .initial_cwd("/");
                 for (key, value) in &spec.env {

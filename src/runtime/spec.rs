@@ -199,8 +199,10 @@ pub struct RunSpec {
     /// The destinations its outgoing `wasi:http` requests and `wasi:sockets` connections may reach (public
     /// addresses only); by default none.
     pub network: NetworkPolicy,
-    /// Flow control on stdout: writes wait for the reader (a CGI response's client).
+    /// Flow control on stdout: writes wait for the reader (a CGI response's client), or for the dyno's log rate.
     pub(crate) stdout_credit: Option<stdio::Credit>,
+    /// Flow control on stderr: writes wait for the dyno's log rate.
+    pub(crate) stderr_credit: Option<stdio::Credit>,
     /// A quota shared with other runs (a CGI dyno's concurrent requests); a quota of its own by default.
     pub(crate) quota: Option<Arc<Quota>>,
 }
@@ -228,6 +230,7 @@ impl RunSpec {
             port: None,
             network: NetworkPolicy::default(),
             stdout_credit: None,
+            stderr_credit: None,
             quota: None,
         }
     }

@@ -292,6 +292,32 @@ impl Credit {
         }
     }
 
+    /// A rate limit of `per_second` bytes (at least 1), with bursts of up to a second's worth: a task of the
+    /// current runtime gives credit back every [`REFILL_EVERY`], until the last clone of the credit is dropped.
+    /// Writers beyond the rate wait, as a program writing to a slow pipe does.
+    pub(crate) fn refilling(per_second: usize) -> Credit {
+        let per_second = per_second.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let credit = Credit::new(per_second);
+        let permits = Arc::downgrade(&credit.permits);
+        let step = (per_second as f64 * REFILL_EVERY.as_secs_f64()).ceil() as usize;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(REFILL_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(permits) = permits.upgrade() else {
+                    return;
+                };
+                if permits.is_closed() {
+                    return;
+                }
+                let room = per_second.saturating_sub(permits.available_permits());
+                permits.add_permits(step.min(room));
+            }
+        });
+        credit
+    }
+
     /// The most one write may take at once.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
@@ -339,6 +365,9 @@ impl Credit {
         self.permits.is_closed()
     }
 }
+
+/// How often a [rate-limited](Credit::refilling) credit is topped up.
+const REFILL_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// An output that writes to this process's stdout.
 pub fn host_stdout() -> Output {

@@ -191,3 +191,88 @@ fn a_cgi_response_to_a_slow_client_waits_for_it() {
     drop(next);
     assert_memory_bounded(&server, 2);
 }
+
+#[test]
+fn a_log_flood_waits_for_the_dyno_log_rate_and_loses_nothing() {
+    // 3,300 bytes a second is 300 of the probe's 11-byte lines: a burst of 300, then 300 a second.
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_LOG_RATE", "3300")]);
+    let host = healthy(&server);
+    let dir = server.env.path("flood-src");
+    probe_app(&dir, "worker: probe.wasm spin\n");
+    server.cli(&["apps:create", "flood"]).ok();
+    server
+        .cli(&["deploy", "-a", "flood", dir.to_str().unwrap()])
+        .ok();
+    let started = Instant::now();
+    let dyno = server
+        .cli(&["run:detached", "-a", "flood", "probe.wasm", "flood", "1200"])
+        .ok()
+        .stdout;
+    assert!(dyno.contains("run.1"), "{dyno}");
+    let (text, answered) = keep_answering(&server, &host, "flood", "the flood to end", |text| {
+        text.contains("wasmdyno[run.1]: Process exited with status 0")
+    });
+    let took = started.elapsed();
+    let lines = text.matches("app[run.1]: flood line").count();
+    assert_eq!(lines, 1200, "every line of the flood arrives:\n{text}");
+    // 900 lines past the burst at 300 a second: the writes waited at least 3 s (2.5 s, for the refill's grain).
+    assert!(
+        took >= Duration::from_millis(2500),
+        "1,200 lines at 300 a second were written in {took:?}"
+    );
+    assert!(answered > 0);
+}
+
+#[test]
+fn workers_run_as_idle_work_beside_web_dynos() {
+    let server = Server::start();
+    let host = healthy(&server);
+    let dir = server.env.path("spin-src");
+    probe_app(&dir, "worker: probe.wasm spin\n");
+    server.cli(&["apps:create", "spinner"]).ok();
+    server
+        .cli(&["deploy", "-a", "spinner", dir.to_str().unwrap()])
+        .ok();
+    server.cli(&["ps:scale", "-a", "spinner", "worker=1"]).ok();
+    // The spinning worker's thread is the busy one, and the kernel schedules it as idle work.
+    let pid = server.child.id();
+    wait_until(
+        "the spinning worker's thread",
+        Duration::from_secs(30),
+        || {
+            busy_threads(pid)
+                .iter()
+                .any(|(name, policy)| name.starts_with("wasmdyno-backgr") && *policy == 5)
+        },
+    );
+    for _ in 0..50 {
+        assert_eq!(server.get(&host, "/").0, 200);
+    }
+}
+
+/// The threads of `pid` that used CPU in the last 200 ms: their names and scheduling policies (5 is
+/// `SCHED_IDLE`).
+fn busy_threads(pid: u32) -> Vec<(String, u32)> {
+    let sample = || -> Vec<(String, u64, u32)> {
+        let mut threads = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+                continue;
+            };
+            let (head, tail) = stat.rsplit_once(')').unwrap();
+            let name = head.split_once('(').unwrap().1.to_string();
+            let fields: Vec<&str> = tail.split_whitespace().collect();
+            // After the name: utime is field 14 overall (index 11 here), stime 15, policy 41 (index 38).
+            let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+            threads.push((name, cpu, fields[38].parse().unwrap()));
+        }
+        threads
+    };
+    let before = sample();
+    std::thread::sleep(Duration::from_millis(200));
+    sample()
+        .into_iter()
+        .filter(|(name, cpu, _)| before.iter().any(|(n, c, _)| n == name && c < cpu))
+        .map(|(name, _, policy)| (name, policy))
+        .collect()
+}

@@ -156,10 +156,10 @@ impl P1Ctx {
         }
     }
 
-    /// Makes stdout's writes wait for `credit` (a CGI response's reader).
-    pub(crate) fn with_stdout_credit(mut self, credit: Credit) -> P1Ctx {
-        if let Some(Desc::Out { credit: slot, .. }) = self.fds.get_mut(&1) {
-            *slot = Some(credit);
+    /// Makes the writes to `fd` (1 or 2) wait for `credit` (a CGI response's reader, or the dyno's log rate).
+    pub(crate) fn with_output_credit(mut self, fd: u32, credit: Option<Credit>) -> P1Ctx {
+        if let Some(Desc::Out { credit: slot, .. }) = self.fds.get_mut(&fd) {
+            *slot = credit;
         }
         self
     }
