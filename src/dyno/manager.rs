@@ -529,8 +529,13 @@ impl Manager {
                 .features
                 .contains(crate::features::HTTP_FRESH_INSTANCES);
             activity.fresh_instances.store(fresh, relaxed);
-            *activity.network.lock().expect("network policy") =
-                crate::runtime::NetworkPolicy::new(&found.network);
+            let settings = &self.inner.settings;
+            let mut policy = crate::runtime::NetworkPolicy::new(&found.network);
+            policy.connect_timeout = settings.connect_timeout;
+            if let Some(dns) = settings.guest_dns {
+                policy = policy.with_dns_server(dns);
+            }
+            *activity.network.lock().expect("network policy") = policy;
         }
     }
 

@@ -46,6 +46,11 @@ pub struct Settings {
     /// The bytes per second a dyno may write to its log stream (stdout and stderr together), with bursts of up
     /// to a second's worth; a dyno writing faster waits, as a program writing to a full pipe does.
     pub log_rate: usize,
+    /// The DNS server guests' destinations are resolved with (the system's resolver when none); see
+    /// [`NetworkPolicy::with_dns_server`](crate::runtime::NetworkPolicy::with_dns_server).
+    pub guest_dns: Option<std::net::SocketAddr>,
+    /// How long a guest's outgoing connection may take to open, unless it asks for another timeout.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +69,8 @@ impl Default for Settings {
             sleep_after: Duration::from_secs(30 * 60),
             release_phase_timeout: Duration::from_secs(3600),
             log_rate: 1 << 20,
+            guest_dns: None,
+            connect_timeout: crate::runtime::policy::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -73,7 +80,8 @@ impl Settings {
     /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
     /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`,
     /// `WASMDYNO_RELEASE_PHASE_TIMEOUT` (seconds; or `WASMDYNO_RELEASE_PHASE_TIMEOUT_MS`), `WASMDYNO_LOG_RATE`
-    /// (bytes per second a dyno may log, 1 MiB by default), and for `wasi:http`
+    /// (bytes per second a dyno may log, 1 MiB by default), `WASMDYNO_GUEST_DNS` (`ip:port` of the DNS server for
+    /// guests' destinations), `WASMDYNO_CONNECT_TIMEOUT_MS` (guests' outgoing connections), and for `wasi:http`
     /// web dynos `WASMDYNO_HTTP_INSTANCES` (warm instances per dyno), `WASMDYNO_HTTP_FRESH_INSTANCES` (a new
     /// instance per request) and `WASMDYNO_HTTP_DEADLINE_MS` (longest `handle` call). An error names a variable
     /// whose value does not parse.
@@ -97,6 +105,7 @@ impl Settings {
             ("WASMDYNO_ATTACH_IDLE_MS", &mut settings.attach_idle),
             ("WASMDYNO_HTTP_DEADLINE_MS", &mut settings.http.deadline),
             ("WASMDYNO_SLEEP_AFTER_MS", &mut settings.sleep_after),
+            ("WASMDYNO_CONNECT_TIMEOUT_MS", &mut settings.connect_timeout),
             (
                 "WASMDYNO_RELEASE_PHASE_TIMEOUT_MS",
                 &mut settings.release_phase_timeout,
@@ -143,6 +152,13 @@ impl Settings {
                         "WASMDYNO_LOG_RATE={value:?} is not a positive number of bytes per second"
                     )
                 })?;
+        }
+        if let Ok(value) = std::env::var("WASMDYNO_GUEST_DNS") {
+            settings.guest_dns = Some(value.trim().parse().map_err(|_| {
+                format!(
+                    "WASMDYNO_GUEST_DNS={value:?} is not an address and port such as 127.0.0.1:53"
+                )
+            })?);
         }
         if let Ok(value) = std::env::var("WASMDYNO_HTTP_FRESH_INSTANCES") {
             settings.http.fresh_instances = matches!(value.trim(), "1" | "true" | "on" | "yes");

@@ -16,7 +16,7 @@ pub mod net;
 mod outgoing;
 pub mod p1;
 mod p2fs;
-mod policy;
+pub(crate) mod policy;
 mod prepare;
 mod spec;
 pub mod stdio;

@@ -19,7 +19,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use super::NetworkPolicy;
 use super::policy::Refusal;
 
-/// The longest any phase of an outgoing request may take when the guest sets no timeout of its own.
+/// The longest the first byte of a response, or the time between two, may take when the guest sets no timeout
+/// of its own (opening the connection has the policy's [`connect_timeout`](NetworkPolicy::connect_timeout)).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Outgoing `wasi:http` requests: to the app's allowed destinations on public addresses, nothing else.
@@ -60,7 +61,8 @@ impl WasiHttpHooks for Outgoing {
                     });
                 }
             };
-            send(request, options, &addrs, &host, tls).await
+            let connect_timeout = policy.connect_timeout;
+            send(request, options, connect_timeout, &addrs, &host, tls).await
         })
     }
 }
@@ -69,6 +71,7 @@ impl WasiHttpHooks for Outgoing {
 async fn send(
     mut request: hyper::Request<WasiBody>,
     options: Option<RequestOptions>,
+    default_connect_timeout: Duration,
     addrs: &[SocketAddr],
     host: &str,
     tls: bool,
@@ -76,7 +79,10 @@ async fn send(
     let timeout = |pick: fn(&RequestOptions) -> Option<Duration>| {
         options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
     };
-    let connect_timeout = timeout(|o| o.connect_timeout);
+    let connect_timeout = options
+        .as_ref()
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(default_connect_timeout);
     let first_byte_timeout = timeout(|o| o.first_byte_timeout);
     let between_bytes = timeout(|o| o.between_bytes_timeout).max(Duration::from_nanos(1));
 

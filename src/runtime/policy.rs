@@ -3,10 +3,12 @@
 //! A guest reaches nothing by default. An app may allow destinations (`network:allow api.example.com:443`, and the
 //! hosts of its attached add-ons); even then, an address that is loopback, private, link-local, shared (CGNAT),
 //! multicast or unspecified is refused, so a guest never reaches the control API, the router, another app's
-//! dynos or the host's network. Names are resolved by the host when the guest connects, and every address they
-//! resolve to must be public.
+//! dynos or the host's network. Names are resolved by the host when the guest connects (with the system's resolver,
+//! or the DNS server the operator names), every address they resolve to must be public, and the guest connects to
+//! those very addresses.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Destinations a dyno's guests may connect to: `host` or `host:port` (any port when none is given). Even an
 /// allowed name is refused when it resolves to an address that is not public (loopback, private, link-local...).
@@ -19,11 +21,31 @@ use std::net::{IpAddr, SocketAddr};
 /// spec.network = NetworkPolicy::new(["api.example.com:443"]);
 /// assert!(spec.network.allows("api.example.com", 443));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NetworkPolicy {
     allowed: Vec<(String, Option<u16>)>,
+    /// The DNS server destinations are resolved with; the system's resolver when none.
+    dns: Option<SocketAddr>,
+    /// The longest an outgoing connection may take to open when the guest sets no timeout of its own.
+    pub connect_timeout: Duration,
 }
+
+impl Default for NetworkPolicy {
+    fn default() -> NetworkPolicy {
+        NetworkPolicy {
+            allowed: Vec::new(),
+            dns: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// How long an outgoing connection may take to open by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a lookup through [`NetworkPolicy::with_dns_server`]'s server may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a destination was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +75,24 @@ impl NetworkPolicy {
             .into_iter()
             .filter_map(|d| parse_destination(d.as_ref()))
             .collect();
-        NetworkPolicy { allowed }
+        NetworkPolicy {
+            allowed,
+            ..NetworkPolicy::default()
+        }
+    }
+
+    /// Resolves destinations with the DNS server at `server` (UDP, then TCP for long answers) instead of the
+    /// system's resolver: an operator may give guests a resolver of their own. No answer is cached, so each
+    /// request sees what the server says now, and is checked for it.
+    ///
+    /// ```
+    /// let policy = wasmdyno::NetworkPolicy::new(["api.example.com"]).with_dns_server("127.0.0.1:5353".parse()?);
+    /// assert!(policy.allows("api.example.com", 443));
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
+    pub fn with_dns_server(mut self, server: SocketAddr) -> NetworkPolicy {
+        self.dns = Some(server);
+        self
     }
 
     /// Does the policy name `host` (and `port`)? Names compare without case and without a trailing dot. The
@@ -94,7 +133,7 @@ impl NetworkPolicy {
             return Err(Refusal::NotAllowed(format!("{host}:{port}")));
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = lookup(bare, port)
+        let addrs = lookup(bare, port, self.dns)
             .await
             .map_err(|_| Refusal::Unresolved(host.to_string()))?;
         if addrs.is_empty() {
@@ -128,10 +167,13 @@ impl NetworkPolicy {
     }
 }
 
-/// What a component may do with `wasi:sockets`: listen on its loopback `port` (a web component binding `$PORT`)
-/// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port); nothing else.
-/// The system resolver's answer for `host`; in unit tests, a stand-in's (a name that rebinds).
-async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+/// The addresses of `host`: from the DNS server `dns`, or the system's resolver; in unit tests, a stand-in's (a
+/// name that rebinds).
+async fn lookup(
+    host: &str,
+    port: u16,
+    dns: Option<SocketAddr>,
+) -> std::io::Result<Vec<SocketAddr>> {
     #[cfg(test)]
     if let Some(answer) = tests::STAND_IN
         .lock()
@@ -141,9 +183,47 @@ async fn lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     {
         return Ok(answer);
     }
-    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    match dns {
+        Some(server) => lookup_with(server, host, port).await,
+        None => Ok(tokio::net::lookup_host((host, port)).await?.collect()),
+    }
 }
 
+/// The A and AAAA records of `host` from the DNS server at `server`, uncached.
+async fn lookup_with(
+    server: SocketAddr,
+    host: &str,
+    port: u16,
+) -> std::io::Result<Vec<SocketAddr>> {
+    use hickory_resolver::config::{
+        LookupIpStrategy, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let servers = NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
+    let mut options = ResolverOpts::default();
+    options.cache_size = 0;
+    options.attempts = 1;
+    options.timeout = LOOKUP_TIMEOUT;
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    let resolver = hickory_resolver::Resolver::builder_with_config(
+        ResolverConfig::from_parts(None, Vec::new(), servers),
+        hickory_resolver::name_server::TokioConnectionProvider::default(),
+    )
+    .with_options(options)
+    .build();
+    // A name without dots is still a name, not a search-list suffix: ask for it as it is.
+    let name = format!("{}.", host.trim_end_matches('.'));
+    let found = resolver
+        .lookup_ip(name)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(found.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+}
+
+/// What a component may do with `wasi:sockets`: listen on its loopback `port` (a web component binding `$PORT`)
+/// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port); nothing else.
 pub(crate) fn sockets(
     builder: &mut wasmtime_wasi::WasiCtxBuilder,
     port: Option<u16>,

@@ -224,7 +224,7 @@ fn a_log_flood_waits_for_the_dyno_log_rate_and_loses_nothing() {
 }
 
 #[test]
-fn workers_run_as_idle_work_beside_web_dynos() {
+fn workers_run_on_nicer_threads_beside_web_dynos() {
     let server = Server::start();
     let host = healthy(&server);
     let dir = server.env.path("spin-src");
@@ -234,7 +234,7 @@ fn workers_run_as_idle_work_beside_web_dynos() {
         .cli(&["deploy", "-a", "spinner", dir.to_str().unwrap()])
         .ok();
     server.cli(&["ps:scale", "-a", "spinner", "worker=1"]).ok();
-    // The spinning worker's thread is the busy one, and the kernel schedules it as idle work.
+    // The spinning worker's thread is the busy one, and the kernel schedules it at niceness 10.
     let pid = server.child.id();
     wait_until(
         "the spinning worker's thread",
@@ -242,7 +242,7 @@ fn workers_run_as_idle_work_beside_web_dynos() {
         || {
             busy_threads(pid)
                 .iter()
-                .any(|(name, policy)| name.starts_with("wasmdyno-backgr") && *policy == 5)
+                .any(|(name, nice)| name.starts_with("wasmdyno-backgr") && *nice == 10)
         },
     );
     for _ in 0..50 {
@@ -250,10 +250,9 @@ fn workers_run_as_idle_work_beside_web_dynos() {
     }
 }
 
-/// The threads of `pid` that used CPU in the last 200 ms: their names and scheduling policies (5 is
-/// `SCHED_IDLE`).
-fn busy_threads(pid: u32) -> Vec<(String, u32)> {
-    let sample = || -> Vec<(String, u64, u32)> {
+/// The threads of `pid` that used CPU in the last 200 ms: their names and niceness.
+fn busy_threads(pid: u32) -> Vec<(String, i32)> {
+    let sample = || -> Vec<(String, u64, i32)> {
         let mut threads = Vec::new();
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
             let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
@@ -262,9 +261,9 @@ fn busy_threads(pid: u32) -> Vec<(String, u32)> {
             let (head, tail) = stat.rsplit_once(')').unwrap();
             let name = head.split_once('(').unwrap().1.to_string();
             let fields: Vec<&str> = tail.split_whitespace().collect();
-            // After the name: utime is field 14 overall (index 11 here), stime 15, policy 41 (index 38).
+            // After the name: utime is field 14 overall (index 11 here), stime 15, niceness 19 (index 16).
             let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-            threads.push((name, cpu, fields[38].parse().unwrap()));
+            threads.push((name, cpu, fields[16].parse().unwrap()));
         }
         threads
     };
@@ -273,6 +272,6 @@ fn busy_threads(pid: u32) -> Vec<(String, u32)> {
     sample()
         .into_iter()
         .filter(|(name, cpu, _)| before.iter().any(|(n, c, _)| n == name && c < cpu))
-        .map(|(name, _, policy)| (name, policy))
+        .map(|(name, _, nice)| (name, nice))
         .collect()
 }

@@ -46,13 +46,13 @@ fn scaling_starts_and_gracefully_stops_workers() {
         out.stderr.contains("now running worker=2:standard-1x"),
         "{out}"
     );
-    assert_eq!(
-        states(&server, "workers"),
-        [
-            ("worker.1".into(), "up".into()),
-            ("worker.2".into(), "up".into())
-        ]
-    );
+    wait_until("both workers up", Duration::from_secs(30), || {
+        states(&server, "workers")
+            == [
+                ("worker.1".to_string(), "up".to_string()),
+                ("worker.2".to_string(), "up".to_string()),
+            ]
+    });
     let ps = server.cli(&["ps", "-a", "workers"]).ok();
     assert!(
         ps.stdout

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// Deploys the http probe as `app` and waits until its web dyno answers.
-fn deploy_probe(server: &Server, app: &str) {
+pub(crate) fn deploy_probe(server: &Server, app: &str) {
     deploy_and_get(server, app, "tests/guests/http-probe", "/");
 }
 

@@ -13,6 +13,7 @@ mod hardening;
 mod http;
 mod listener;
 mod platform;
+mod rebinding;
 mod release_phase;
 mod router;
 mod run;
