@@ -518,3 +518,6 @@ fn file_data(node: &Node) -> FsResult<&Data> {
         Body::Symlink(_) => Err(FsError::Invalid),
     }
 }
+
+#[cfg(test)]
+mod tests;
