@@ -48,7 +48,6 @@ mod releases;
 use addons::*;
 use apps::*;
 pub use apps::{Destination, FeatureInfo};
-pub(crate) use auth::constant_time_eq;
 use auth::*;
 use builds::*;
 pub use config::RELEASE_HEADER;
@@ -299,6 +298,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             authenticate,
         ))
         // Git's smart HTTP authenticates on its own (Basic, the token as password): git cannot send a Bearer token.
-        .merge(crate::git::http::routes(platform.clone()))
+        .merge(crate::git::http::routes(crate::git::http::Access {
+            home: platform.home.clone(),
+            token: platform.token.clone(),
+            store: platform.store.clone(),
+        }))
         .with_state(platform)
 }

@@ -37,7 +37,7 @@ pub(crate) struct BuildArgs {
 
 impl BuildArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let env = super::run::parse_env_args(&self.env)?;
+        let env = super::env::parse_env_args(&self.env)?;
         let runtime = super::runtime()?;
         let built = build_app(&self.dir, self.buildpack.as_deref(), env, &runtime)?;
         if let Some(output) = &self.output {

@@ -7,6 +7,7 @@ mod config;
 mod deploy;
 mod domains;
 mod drains;
+mod env;
 mod features;
 mod git;
 mod logs;

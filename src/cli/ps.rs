@@ -202,7 +202,7 @@ pub(crate) struct RunDetachedArgs {
 impl RunDetachedArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let name = self.app.name()?;
-        let env = super::run::parse_env_args(&self.env)?;
+        let env = super::env::parse_env_args(&self.env)?;
         let (command, args) = self.command.split_first().expect("clap requires COMMAND");
         let body =
             serde_json::json!({ "command": command, "args": args, "env": env, "size": self.size });

@@ -1,13 +1,14 @@
 //! `wasmdyno run`: a local one-off dyno attached to the terminal.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use super::Hint;
+use super::env::{parse_env_args, parse_env_file, refuse_platform_vars};
 use crate::runtime::{CacheOutcome, DynoSize, Exit, RuntimeError};
 use crate::slug::Slug;
 
@@ -57,71 +58,6 @@ pub(crate) struct RunArgs {
     /// A process type of the slug, or a module path in it, and its arguments.
     #[arg(required = true, value_name = "COMMAND", allow_hyphen_values = true)]
     command: Vec<String>,
-}
-
-/// Refuses an environment that names a variable only the platform sets.
-fn refuse_platform_vars(env: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    match env.keys().find(|k| crate::vars::is_platform_var(k)) {
-        Some(key) => Err(anyhow::anyhow!(
-            "{key} is set by the platform and cannot be given as a config var"
-        )
-        .context(Hint("remove it from -e / --env-file".into()))),
-        None => Ok(()),
-    }
-}
-
-/// Parses `-e` values: `K=V`, or several separated by `;`.
-pub(crate) fn parse_env_args(values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut env = BTreeMap::new();
-    for value in values {
-        for pair in value.split(';').filter(|p| !p.trim().is_empty()) {
-            let (key, val) = pair
-                .split_once('=')
-                .with_context(|| format!("-e {pair:?}: expected KEY=VALUE"))?;
-            let key = key.trim();
-            check_key(key).with_context(|| format!("-e {pair:?}"))?;
-            env.insert(key.to_string(), val.to_string());
-        }
-    }
-    Ok(env)
-}
-
-fn check_key(key: &str) -> anyhow::Result<()> {
-    let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        bail!(
-            "{key:?} is not a valid config var name (letters, digits and _, not starting with a digit)"
-        );
-    }
-    Ok(())
-}
-
-/// Parses an env file: `KEY=VALUE` lines, `export ` prefixes, `#` comments, single or double quotes.
-fn parse_env_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read env file {}", path.display()))?;
-    let mut env = BTreeMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let where_ = || format!("{} line {}", path.display(), index + 1);
-        let (key, value) = line
-            .split_once('=')
-            .with_context(|| format!("{}: expected KEY=VALUE", where_()))?;
-        let key = key.trim();
-        check_key(key).with_context(where_)?;
-        let value = value.trim();
-        let value = match value.as_bytes() {
-            [b'"', .., b'"'] | [b'\'', .., b'\''] if value.len() >= 2 => &value[1..value.len() - 1],
-            _ => value,
-        };
-        env.insert(key.to_string(), value.to_string());
-    }
-    Ok(env)
 }
 
 impl RunArgs {

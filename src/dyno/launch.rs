@@ -1,14 +1,11 @@
 //! A dyno's environment and command line: config layers first, the platform's own variables over them, and the
 //! Procfile command expanded from the finished environment, never before (so `web: app.wasm --port $PORT` sees
-//! its port, `$DYNO` its name and `$WASMDYNO_RELEASE` its release in every kind of dyno); and what a release
-//! asks to run: each formation dyno's [`Want`], from a slug opened and verified once per release ([`Booted`]).
+//! its port, `$DYNO` its name and `$WASMDYNO_RELEASE` its release in every kind of dyno); and the shapes of what
+//! a dyno runs: its [`Want`], and the release's slug opened once for all its dynos ([`Booted`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::DynoError;
-use super::manager::Manager;
-use super::source::SourceError;
 use crate::procfile::Command;
 use crate::runtime::vfs::Image;
 use crate::runtime::{DynoSize, Guest};
@@ -76,90 +73,6 @@ pub(super) struct Want {
     pub(super) slug: String,
     pub(super) env: BTreeMap<String, String>,
     pub(super) booted: Arc<Booted>,
-}
-
-impl Manager {
-    /// What should run: dyno name → how.
-    pub(super) fn desired(&self, app: &str) -> Result<BTreeMap<String, Want>, DynoError> {
-        let err = |e: SourceError| DynoError::Command(e.to_string());
-        let Some(release) = self.inner.source.release(app).map_err(err)? else {
-            return Ok(BTreeMap::new());
-        };
-        let Some(sha) = release.slug.clone() else {
-            return Ok(BTreeMap::new());
-        };
-        let booted = self.booted(&sha)?;
-        let formation = release.formation.clone();
-        let mut env = booted.slug.manifest().config_vars.clone();
-        env.extend(release.config.clone());
-        let mut desired = BTreeMap::new();
-        for (kind, entry) in formation {
-            let Some(command) = booted.slug.manifest().process_types.get(&kind) else {
-                continue;
-            };
-            let size = entry.size;
-            let line = match Command::parse(command) {
-                Ok(line) => line,
-                Err(e) => {
-                    tracing::warn!(app, kind, "cannot parse the command: {e}");
-                    continue;
-                }
-            };
-            for index in 1..=entry.quantity {
-                desired.insert(
-                    format!("{kind}.{index}"),
-                    Want {
-                        kind: kind.clone(),
-                        command: command.clone(),
-                        line: line.clone(),
-                        size,
-                        release: release.version,
-                        slug: sha.clone(),
-                        env: env.clone(),
-                        booted: booted.clone(),
-                    },
-                );
-            }
-        }
-        Ok(desired)
-    }
-
-    /// The slug `sha` (opened and verified once per release, then shared with its dynos).
-    pub(crate) fn slug(&self, sha: &str) -> Result<Slug, DynoError> {
-        Ok(self.booted(sha)?.slug.clone())
-    }
-
-    pub(super) fn booted(&self, sha: &str) -> Result<Arc<Booted>, DynoError> {
-        if let Some(booted) = self.inner.releases.lock().expect("releases lock").get(sha) {
-            return Ok(booted.clone());
-        }
-        let slug =
-            Slug::open(&self.inner.source.slug_path(sha), self.inner.limits).map_err(|e| {
-                DynoError::Slug {
-                    sha256: sha.into(),
-                    reason: e.to_string(),
-                }
-            })?;
-        // The release names its slug by the archive's sha256: a file that does not hash to it is not that slug.
-        if slug.sha256() != sha {
-            return Err(DynoError::Slug {
-                sha256: sha.into(),
-                reason: format!("the archive's sha256 is {}", slug.sha256()),
-            });
-        }
-        let booted = Arc::new(Booted {
-            image: Arc::new(Image::from_slug(&slug)),
-            slug,
-            guests: Mutex::default(),
-        });
-        let mut releases = self.inner.releases.lock().expect("releases lock");
-        // Keep the cache to the slugs of running releases plus this one.
-        if releases.len() > 64 {
-            releases.retain(|_, b| Arc::strong_count(b) > 1);
-        }
-        releases.insert(sha.to_string(), booted.clone());
-        Ok(booted)
-    }
 }
 
 #[cfg(test)]

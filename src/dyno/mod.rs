@@ -8,10 +8,12 @@
 //! timeout ends is interrupted (R12). State changes and exits are written to the app's log stream as Heroku does.
 //!
 //! The rooms, along the data flow: `source` (what should run: apps, releases, formations, from a [`Source`]) →
-//! `launch` (a release's slug opened once; each dyno's command, environment and platform variables) → `manager`
-//! (reconcile, preboot, scale, stop, one-off dynos) → `supervisor` (one dyno's life: boot, run, restart with
-//! backoff, cycle, stop); `background` runs non-web dynos on lower-priority threads; `settings` holds the timers,
-//! `info` what the manager reports (states, web dynos for the router, errors).
+//! `manager` (reconcile, preboot, scale, stop; `manager/desired` turns a release into each dyno's `Want`,
+//! `manager/one_off` runs `run.N` and `release.N`) → `supervisor` (one dyno's life: boot, run, restart with
+//! backoff, cycle, stop). `launch` holds what every kind of dyno shares on its way to a guest: the environment
+//! layers, the platform's variables, the command line expanded last. `state` is what the manager and its
+//! supervisors share; `background` runs non-web dynos on nicer threads; `settings` holds the timers; `info` is
+//! what the manager reports (states, web dynos for the router, errors). No two rooms import each other.
 
 mod background;
 mod info;
@@ -19,6 +21,7 @@ pub(crate) mod launch;
 mod manager;
 mod settings;
 mod source;
+mod state;
 #[cfg(feature = "platform")]
 mod store_source;
 mod supervisor;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::launch::{self, PlatformVars, Want};
-use super::manager::Inner;
+use super::state::Inner;
 use super::*;
 use crate::logplex::{LineWriter, LogLine};
 use crate::runtime::cgi::CgiDyno;

@@ -23,14 +23,21 @@ use axum::routing::any;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::api::server::Platform;
-use crate::store::ErrorKind;
+use crate::store::{ErrorKind, Store};
 
 /// The most a CGI header block may take before the rest is refused.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// What the git routes need of the platform: where repositories live, the token a push must carry, and the store
+/// that says which apps exist.
+pub(crate) struct Access {
+    pub home: PathBuf,
+    pub token: String,
+    pub store: Arc<dyn Store>,
+}
+
 struct GitServer {
-    platform: Arc<Platform>,
+    platform: Access,
     /// The executable the hooks run (this one).
     exe: Option<PathBuf>,
     /// Held by one `git-receive-pack` per app at a time.
@@ -40,7 +47,7 @@ struct GitServer {
 }
 
 /// The smart HTTP routes; they authenticate on their own (Basic), outside the API's Bearer check.
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>(platform: Arc<Platform>) -> Router<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(platform: Access) -> Router<S> {
     let state = Arc::new(GitServer {
         platform,
         exe: super::current_exe(),
@@ -89,7 +96,12 @@ fn authenticate(headers: &HeaderMap, token: &str) -> Option<String> {
             value.strip_prefix("Bearer ")?.to_string(),
         )
     };
-    crate::api::server::constant_time_eq(given.as_bytes(), token.as_bytes()).then_some(user)
+    // Constant time: how long the comparison takes says nothing about where the token differs.
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        token.as_bytes(),
+    ))
+    .then_some(user)
 }
 
 /// Standard base64 (RFC 4648), padding optional; `None` for anything else.
@@ -191,7 +203,7 @@ async fn serve(
 
 /// Runs `git http-backend` for one request and streams its response. `push_lock` is released when it exits.
 async fn cgi(
-    platform: &Platform,
+    platform: &Access,
     app: &str,
     path: &str,
     user: &str,

@@ -8,29 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 
 use super::pool::Upstream;
 use super::{Entry, Slot};
 
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Every body the router passes on.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-pub(crate) fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
+pub use crate::runtime::body::Body;
+pub(crate) use crate::runtime::body::{BoxError, empty, full};
 
 /// What became of a request body, for the router to tell H13 from H18, H27 and 413.
 #[derive(Default)]

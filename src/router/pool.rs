@@ -15,7 +15,7 @@ use std::time::Duration;
 use hyper::client::conn::http1::SendRequest;
 use tokio::task::JoinHandle;
 
-use super::body::Body;
+use crate::runtime::body::Body;
 use crate::runtime::net::{GuestReads, Listener};
 
 /// Idle connections kept per dyno; more are closed.

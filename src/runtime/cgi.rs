@@ -20,10 +20,10 @@ use hyper::body::{Body, Bytes, Frame};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::body::{AbortOnDrop, Body as ResponseBody, BoxError};
 use super::http::HttpFailure;
 use super::stdio::{Credit, Input, Output};
 use super::vfs::{Image, Quota};
-use super::web::{AbortOnDrop, BoxError, ResponseBody};
 use super::{DynoSize, Exit, Guest, RunSpec, Runtime};
 
 /// Largest response head (status and header lines) a CGI command may write.

@@ -23,13 +23,13 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::NetworkPolicy;
+use super::body::AbortOnDrop;
 use super::component_io::{ComponentInput, ComponentOutput};
 use super::limits::DynoLimiter;
 use super::outgoing::Outgoing;
 use super::p2fs::{FsCtx, FsCtxView, FsView};
 use super::stdio::{Credit, Input, Output};
 use super::vfs::{Fs, Quota};
-use super::web::AbortOnDrop;
 use super::{RunSpec, RuntimeError};
 
 /// How a `wasi:http` dyno keeps its instances ([`Runtime::http_dyno`](crate::Runtime::http_dyno)).

@@ -6,6 +6,7 @@
 //! Every guest gets its argv, its environment, its standard streams and its own filesystem, and nothing else: no
 //! host directory is ever visible to a guest.
 
+pub(crate) mod body;
 mod cache;
 pub mod cgi;
 mod component_io;

@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Bytes};
 use hyper::{Request, Response};
 
 use super::cgi::CgiDyno;
 use super::http::{HttpDyno, HttpFailure};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use super::body::BoxError;
 
 /// A response body from a web dyno.
-pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type ResponseBody = super::body::Body;
 
 /// A web dyno served by calls rather than by a listening program.
 #[derive(Clone)]
@@ -72,27 +71,6 @@ impl WebHandler {
             WebHandler::Cgi(dyno) => dyno.close(timeout).await,
             // The process behind the port is stopped as any process is.
             WebHandler::Port(_) => true,
-        }
-    }
-}
-
-/// Aborts a task when dropped, unless disarmed: work a caller gave up on (a timeout, a client gone) stops.
-pub(crate) struct AbortOnDrop(Option<tokio::task::AbortHandle>);
-
-impl AbortOnDrop {
-    pub(crate) fn new(handle: tokio::task::AbortHandle) -> AbortOnDrop {
-        AbortOnDrop(Some(handle))
-    }
-
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
         }
     }
 }
