@@ -18,8 +18,8 @@
 //!   [`Scale`]s with a [`DynoSize`]). [`MemorySource`] keeps that in memory.
 //! - A [`Manager`] starts and stops the dynos a source asks for ([`Manager::reconcile`]), with supervision,
 //!   restarts, preboot and graceful stop; [`Manager::run_one_off`] runs a one-off dyno of an app.
-//! - [`Runtime::prepare`] readies a slug's command (a process type, a command line or a module) as a one-off dyno,
-//!   and [`Runtime::run`] runs it and returns its [`Exit`] status.
+//! - [`prepare`] readies a slug's command (a process type, a command line or a module) as a one-off dyno, with
+//!   the environment and command line every dyno gets, and [`Runtime::run`] runs it and returns its [`Exit`].
 //! - A [`Router`] serves the web dynos: [`Router::serve`] on a listener, or [`Router::service`] (a hyper
 //!   `Service`) in the host's own hyper server.
 //! - App log lines go to a [`LogSink`] the host gives ([`Edge::logs`]).
@@ -28,7 +28,7 @@
 //!   [`Edge::deploy`], [`Edge::scale`] and [`Edge::set_config`] change what runs from the host's own code.
 //!
 //! `wasmdyno serve` is built from the same parts, over a source backed by its state store, and `wasmdyno run`
-//! runs a local one-off dyno with [`Runtime::prepare`]. Everything not re-exported here is private to the crate.
+//! runs a local one-off dyno with [`prepare`]. Everything not re-exported here is private to the crate.
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,14 +59,14 @@ pub use runtime::net::{Connection, Listener, NetError};
 pub use runtime::stdio::{Input, Output};
 pub use runtime::vfs::Image;
 pub use runtime::{
-    CacheOutcome, DynoSize, Exit, Guest, NetworkPolicy, PoolingSettings, Prepared, Report, RunSpec,
-    Runtime, RuntimeConfig, RuntimeError, resolve_module,
+    CacheOutcome, DynoSize, Exit, Guest, NetworkPolicy, PoolingSettings, Report, RunSpec, Runtime,
+    RuntimeConfig, RuntimeError, resolve_module,
 };
 
 // The dyno manager and what it runs.
 pub use dyno::{
-    AppSpec, Attach, DynoError, DynoInfo, Manager, ReleaseSpec, Scale, Settings as ManagerSettings,
-    Source, SourceError, State as DynoState,
+    AppSpec, Attach, DynoError, DynoInfo, Manager, Prepared, ReleaseSpec, Scale,
+    Settings as ManagerSettings, Source, SourceError, State as DynoState, prepare,
 };
 
 // Logs.

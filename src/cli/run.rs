@@ -95,8 +95,7 @@ impl RunArgs {
         refuse_platform_vars(&env)?;
         env.insert("DYNO".into(), format!("run.{}", one_off_number()));
         let (command, args) = self.command.split_first().expect("clap requires COMMAND");
-        let prepared = runtime
-            .prepare(&slug, command, args, env, self.size)
+        let prepared = crate::dyno::prepare(&runtime, &slug, command, args, env, self.size)
             .map_err(|e| match e {
                 RuntimeError::NoSuchModule { .. } => {
                     let types: Vec<_> = slug.manifest().process_types.keys().cloned().collect();

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::procfile::Command;
 use crate::runtime::vfs::Image;
-use crate::runtime::{DynoSize, Guest};
+use crate::runtime::{
+    CacheOutcome, DynoSize, Guest, RunSpec, Runtime, RuntimeError, resolve_module,
+};
 use crate::slug::Slug;
 
 /// The port a web dyno's `$PORT` names when its connections arrive on a listener (fd 4) rather than on a port.
@@ -49,6 +51,27 @@ pub(crate) fn argv(line: &Command, env: &BTreeMap<String, String>) -> Vec<String
     line.expand(&|key| env.get(key).cloned())
 }
 
+/// What a dyno's guest runs with: the environment (`config`, already layered, with the platform's variables over
+/// it) and the command line expanded from that finished environment, its first word replaced by the `module`
+/// that runs (as the guest sees it: `app.wat` in a Procfile runs `app.wasm`), on the release's `image`. Every
+/// kind of dyno gets its spec here: formation dynos, one-off and release-phase dynos, and `wasmdyno run`.
+pub(crate) fn spec(
+    line: &Command,
+    config: &BTreeMap<String, String>,
+    vars: &PlatformVars,
+    module: &str,
+    size: DynoSize,
+    image: Arc<Image>,
+) -> RunSpec {
+    let env = vars.environment(config);
+    let mut argv = argv(line, &env);
+    match argv.first_mut() {
+        Some(first) => *first = module.to_string(),
+        None => argv.push(module.to_string()),
+    }
+    RunSpec::new(argv, env, size).with_image(image)
+}
+
 /// `WASMDYNO_RELEASE` of a dyno run from a slug outside any app: the slug's short hash.
 pub(crate) fn local_release(slug_sha256: &str) -> String {
     slug_sha256.chars().take(7).collect()
@@ -73,6 +96,118 @@ pub(super) struct Want {
     pub(super) slug: String,
     pub(super) env: BTreeMap<String, String>,
     pub(super) booted: Arc<Booted>,
+}
+
+/// A slug's command made ready to run as a one-off dyno, from [`prepare`]: its module compiled and its spec
+/// filled in. Change the spec (streams, deadline, network) and give both to [`Runtime::run`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+/// # let options = wasmdyno::PackOptions {
+/// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// use std::time::Duration;
+/// use wasmdyno::{CacheOutcome, Exit, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let mut one_off = wasmdyno::prepare(&runtime, &slug, "worker", &[], Default::default(), Default::default())?;
+/// assert!(matches!(one_off.cache, CacheOutcome::Uncached(_)));
+/// assert_eq!(one_off.spec.argv, ["hello.wasm"]);
+/// one_off.spec.deadline = Some(Duration::from_secs(60));
+/// let tokio = tokio::runtime::Runtime::new()?;
+/// assert_eq!(tokio.block_on(runtime.run(&one_off.guest, one_off.spec))?, Exit::Status(0));
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
+pub struct Prepared {
+    /// The compiled module or component.
+    pub guest: Guest,
+    /// argv (argv\[0\] the module's path in the slug), the environment, the size and the slug's filesystem.
+    pub spec: RunSpec,
+    /// Where the compiled code came from.
+    pub cache: CacheOutcome,
+}
+
+/// Prepares a one-off dyno of `slug` on `runtime`, as `wasmdyno run COMMAND ARGS...` does: `command` is a process type of
+/// the slug's Procfile (with `args` appended), a command line, or a module path. The guest's environment is
+/// the slug's config vars, then `env`, with `HOME=/`, `DYNO` from `env` or else `run.1`, and
+/// `WASMDYNO_RELEASE` from `env` or else the slug's short hash; variable references in the command expand
+/// from the finished environment. Compiling can take a while for a big module (the first time,
+/// without a cache): async callers run this on a blocking thread.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let app = tempfile::tempdir()?;
+/// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+/// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
+/// # let options = wasmdyno::PackOptions {
+/// #     process_types: [("worker".to_string(), "hello.wasm --from ${GREETING}".to_string())].into(),
+/// #     config_vars: [("HOME".to_string(), "/app".to_string())].into(),
+/// #     ..Default::default()
+/// # };
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// use std::collections::BTreeMap;
+/// use wasmdyno::{DynoSize, Exit, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
+/// let one_off = wasmdyno::prepare(&runtime, &slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
+/// assert_eq!(one_off.spec.argv, ["hello.wasm", "--from", "hi", "--once"]);
+/// assert_eq!(one_off.spec.env["DYNO"], "run.1");
+/// assert_eq!(one_off.spec.env["WASMDYNO_RELEASE"], &slug.sha256()[..7]);
+/// assert_eq!(one_off.spec.env["HOME"], "/", "as every dyno has it, whatever the config vars say");
+/// let exit = tokio::runtime::Runtime::new()?.block_on(runtime.run(&one_off.guest, one_off.spec))?;
+/// assert_eq!(exit, Exit::Status(0));
+/// # Ok(()) }
+/// ```
+pub fn prepare(
+    runtime: &Runtime,
+    slug: &Slug,
+    command: &str,
+    args: &[String],
+    env: BTreeMap<String, String>,
+    size: DynoSize,
+) -> Result<Prepared, RuntimeError> {
+    let line = crate::procfile::Command::resolve(&slug.manifest().process_types, command, args)
+        .map_err(|e| RuntimeError::BadCommand {
+            command: command.to_string(),
+            reason: e.to_string(),
+        })?;
+    // As every dyno has them: `/` is home, DYNO is the caller's or `run.1`, WASMDYNO_RELEASE the caller's or
+    // the slug's short hash, PORT only the caller's; never a config var's.
+    let platform = PlatformVars {
+        dyno: env.get("DYNO").cloned().unwrap_or_else(|| "run.1".into()),
+        release: env
+            .get("WASMDYNO_RELEASE")
+            .cloned()
+            .unwrap_or_else(|| local_release(slug.sha256())),
+        port: env.get("PORT").and_then(|port| port.parse().ok()),
+    };
+    let mut layered = slug.manifest().config_vars.clone();
+    layered.extend(env);
+    let full_env = platform.environment(&layered);
+    let Some(word) = argv(&line, &full_env).into_iter().next() else {
+        return Err(RuntimeError::BadCommand {
+            command: line.as_str().to_string(),
+            reason: "it expands to nothing".into(),
+        });
+    };
+    let (module, wasm) = resolve_module(slug, &word)?;
+    let (guest, cache) = runtime.load(&wasm)?;
+    let spec = spec(
+        &line,
+        &layered,
+        &platform,
+        &module,
+        size,
+        Arc::new(Image::from_slug(slug)),
+    );
+    Ok(Prepared { guest, spec, cache })
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod supervisor;
 
 pub(crate) use info::WebDyno;
 pub use info::{DynoError, DynoInfo, State};
+pub use launch::{Prepared, prepare};
 pub use manager::Manager;
 pub use settings::Settings;
 pub use source::{AppSpec, ReleaseSpec, Scale, Source, SourceError};

@@ -242,6 +242,18 @@ impl Supervisor {
         }
     }
 
+    /// The guest's spec when `$PORT` is `port`: the one every kind of dyno gets from [`launch::spec`].
+    fn spec(&self, port: Option<u16>, module: &str) -> RunSpec {
+        launch::spec(
+            &self.want.line,
+            &self.want.env,
+            &self.platform_vars(port),
+            module,
+            self.want.size,
+            self.want.booted.image.clone(),
+        )
+    }
+
     /// Boots and runs the process once.
     pub(super) async fn run_once(&mut self) -> Ended {
         // Web dynos served on a listener (or as handlers) say port 5000; a component that binds `$PORT` itself
@@ -251,13 +263,7 @@ impl Supervisor {
             Ok(ready) => ready,
             Err(reason) => return Ended::Failed(reason),
         };
-        let env = self
-            .platform_vars(listener_port)
-            .environment(&self.want.env);
-        let mut argv = launch::argv(&self.want.line, &env);
-        argv[0] = module.clone();
-        let mut spec =
-            RunSpec::new(argv, env, self.want.size).with_image(self.want.booted.image.clone());
+        let mut spec = self.spec(listener_port, &module);
         spec.network = self
             .inner
             .activity(&self.app)
@@ -329,10 +335,8 @@ impl Supervisor {
             match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
                 Ok(addr) => {
                     port = Some(addr.port());
-                    spec.port = port;
-                    spec.env = self.platform_vars(port).environment(&self.want.env);
-                    spec.argv = launch::argv(&self.want.line, &spec.env);
-                    spec.argv[0] = module;
+                    let with_port = self.spec(port, &module);
+                    (spec.env, spec.argv, spec.port) = (with_port.env, with_port.argv, port);
                 }
                 Err(e) => return Ended::Failed(format!("no loopback port for $PORT: {e}")),
             }
