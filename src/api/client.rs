@@ -44,19 +44,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// The server announced in `home`, or at `$WASMDYNO_API`; the token from `$WASMDYNO_TOKEN` or `home`.
-    pub fn discover(home: &Path) -> Result<Client> {
+    /// The server at `api`, or else the one announced in `home`; with `token`, or else the one in `home`.
+    pub fn discover(home: &Path, api: Option<String>, token: Option<String>) -> Result<Client> {
         let no_server = || ClientError::NoServer {
             home: home.display().to_string(),
         };
-        let base = match std::env::var("WASMDYNO_API").ok().filter(|v| !v.is_empty()) {
+        let base = match api.filter(|v| !v.is_empty()) {
             Some(url) => url,
             None => Announcement::read(home).ok_or_else(no_server)?.api,
         };
-        let token = match std::env::var("WASMDYNO_TOKEN")
-            .ok()
-            .filter(|v| !v.is_empty())
-        {
+        let token = match token.filter(|v| !v.is_empty()) {
             Some(token) => token,
             None => std::fs::read_to_string(home.join(TOKEN_FILE))
                 .map_err(|_| no_server())?

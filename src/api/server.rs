@@ -100,13 +100,10 @@ impl Platform {
         limits: Limits,
         token: String,
         settings: Settings,
+        drain_settings: DrainSettings,
     ) -> Platform {
         let slugs = SlugStore::new(home.join("slugs"));
         let logplex = Logplex::new();
-        let drain_settings = DrainSettings::from_env().unwrap_or_else(|e| {
-            tracing::error!("drains: {e}; using the defaults");
-            DrainSettings::default()
-        });
         let drains = Drains::new(logplex.clone(), drain_settings);
         let manager = Manager::new(
             runtime.clone(),

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{AppArg, Hint, api, block_on};
-use crate::api::client::Client;
 use crate::api::{Announcement, TOKEN_FILE};
 use crate::git::hook;
 use crate::store::{App, Release, ReleaseStatus};
@@ -209,7 +208,7 @@ fn pre_receive(home: &Path, app: &str, input: &str) -> anyhow::Result<Result<(),
 
     say(&format!("-----> Building {app} from {branch} ({short})"));
     let tarball = archive(&update.new)?;
-    let client = Client::discover(home)?;
+    let client = super::api_of(home)?;
     let path = format!("/apps/{app}/builds?commit={}", update.new);
     let outcome = block_on(client.build(&path, tarball, say));
     let release: Release = match outcome {

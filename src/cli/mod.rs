@@ -16,6 +16,7 @@ mod ps;
 mod releases;
 mod run;
 mod serve;
+mod settings;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -374,9 +375,19 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-/// A client of the server announced in this home (or at `$WASMDYNO_API`).
+/// A client of the server announced in this home (or at `$WASMDYNO_API`), with the token in this home (or
+/// `$WASMDYNO_TOKEN`).
 pub(crate) fn api() -> anyhow::Result<crate::api::client::Client> {
-    Ok(crate::api::client::Client::discover(&home_dir())?)
+    api_of(&home_dir())
+}
+
+/// A client of the server announced in `home`, unless `$WASMDYNO_API` and `$WASMDYNO_TOKEN` say otherwise.
+pub(crate) fn api_of(home: &std::path::Path) -> anyhow::Result<crate::api::client::Client> {
+    Ok(crate::api::client::Client::discover(
+        home,
+        std::env::var("WASMDYNO_API").ok(),
+        std::env::var("WASMDYNO_TOKEN").ok(),
+    )?)
 }
 
 /// Runs one API call to completion on a small runtime of its own (CLI commands are synchronous).

@@ -98,7 +98,7 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen on {router_addr} for the router"))?;
     let router_addr = router_listener.local_addr()?;
-    let mut router_settings = crate::router::Settings::from_env().map_err(anyhow::Error::msg)?;
+    let mut router_settings = super::settings::router().map_err(anyhow::Error::msg)?;
     // Connections are files: take what the system allows, and keep the router's share within it, so that a flood
     // of clients runs into the router's cap (a 503) before the process runs out of descriptors.
     match crate::router::raise_open_file_limit() {
@@ -121,7 +121,8 @@ pub(crate) async fn serve(
         runtime,
         super::slug_limits()?,
         token,
-        crate::dyno::Settings::from_env().map_err(anyhow::Error::msg)?,
+        super::settings::manager().map_err(anyhow::Error::msg)?,
+        super::settings::drains().map_err(anyhow::Error::msg)?,
     );
     platform.build_sandbox = super::build_sandbox()?;
     platform.follower_token = follower_token;

@@ -83,40 +83,6 @@ impl Default for DrainSettings {
     }
 }
 
-impl DrainSettings {
-    /// The defaults, overridden by `WASMDYNO_DRAIN_BUFFER_LINES`, `WASMDYNO_DRAIN_TIMEOUT_MS`,
-    /// `WASMDYNO_DRAIN_BACKOFF_BASE_MS`, `WASMDYNO_DRAIN_BACKOFF_CAP_MS` and `WASMDYNO_DRAIN_CA_FILE`.
-    pub fn from_env() -> Result<DrainSettings, String> {
-        let mut settings = DrainSettings::default();
-        let number = |var: &str| -> Result<Option<u64>, String> {
-            match std::env::var(var) {
-                Ok(value) => value
-                    .trim()
-                    .parse::<u64>()
-                    .map(Some)
-                    .map_err(|_| format!("{var}={value:?} is not a whole number")),
-                Err(_) => Ok(None),
-            }
-        };
-        if let Some(lines) = number("WASMDYNO_DRAIN_BUFFER_LINES")? {
-            settings.buffer_lines = usize::try_from(lines.max(1)).unwrap_or(usize::MAX);
-        }
-        for (var, field) in [
-            ("WASMDYNO_DRAIN_TIMEOUT_MS", &mut settings.timeout),
-            ("WASMDYNO_DRAIN_BACKOFF_BASE_MS", &mut settings.backoff_base),
-            ("WASMDYNO_DRAIN_BACKOFF_CAP_MS", &mut settings.backoff_cap),
-        ] {
-            if let Some(ms) = number(var)? {
-                *field = Duration::from_millis(ms);
-            }
-        }
-        if let Some(path) = std::env::var_os("WASMDYNO_DRAIN_CA_FILE").filter(|p| !p.is_empty()) {
-            settings.ca_file = Some(PathBuf::from(path));
-        }
-        Ok(settings)
-    }
-}
-
 /// A drain to run: its id, its token (the syslog HOSTNAME and `Logplex-Drain-Token`) and its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainSpec {
