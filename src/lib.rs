@@ -94,6 +94,7 @@ mod runtime;
 mod slug;
 mod tls;
 mod vars;
+mod wire;
 
 #[cfg(feature = "platform")]
 mod api;

@@ -118,24 +118,9 @@ impl Central {
                 String::from_utf8_lossy(&body)
             )));
         }
-        let current: CurrentRelease = serde_json::from_slice(&body)
+        let current: crate::wire::CurrentRelease = serde_json::from_slice(&body)
             .map_err(|e| EdgeError::Central(format!("current release of {app}: {e}")))?;
-        let mut spec = AppSpec::new(current.app.name);
-        spec.maintenance = current.app.maintenance;
-        spec.sleep = current.app.sleep;
-        let release = current.release.map(|r| {
-            let mut release = ReleaseSpec::new(r.version, String::new());
-            release.slug = r.slug;
-            release.config = r.config;
-            for (kind, entry) in current.formation {
-                let size = entry.size.parse().unwrap_or_default();
-                release
-                    .formation
-                    .insert(kind, Scale::new(entry.quantity, size));
-            }
-            release
-        });
-        Ok(Some((spec, release)))
+        Ok(Some(current.into_specs()))
     }
 
     /// The slug `sha256` of `app`, as bytes (verify them: [`MemorySource::add_slug`]).
@@ -211,35 +196,3 @@ impl Central {
 /// A connection to the central server: TCP, or TLS over TCP.
 trait CentralStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> CentralStream for T {}
-
-/// `GET /apps/{app}/current-release` of the API.
-#[derive(serde::Deserialize)]
-struct CurrentRelease {
-    app: CentralApp,
-    release: Option<CentralRelease>,
-    #[serde(default)]
-    formation: BTreeMap<String, CentralScale>,
-}
-
-#[derive(serde::Deserialize)]
-struct CentralApp {
-    name: String,
-    #[serde(default)]
-    maintenance: bool,
-    #[serde(default)]
-    sleep: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct CentralRelease {
-    version: u64,
-    slug: Option<String>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-}
-
-#[derive(serde::Deserialize)]
-struct CentralScale {
-    quantity: u32,
-    size: String,
-}

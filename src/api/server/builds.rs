@@ -9,15 +9,33 @@ use super::*;
 pub(super) async fn get_current_release(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::wire::CurrentRelease>> {
+    use crate::wire::{CurrentApp, CurrentRelease, CurrentVersion, ProcessScale};
     let found = p.store.app(&app)?;
     let release = p.store.current_release(&app)?;
     let formation = p.store.formation(&app)?;
-    Ok(Json(serde_json::json!({
-        "app": found,
-        "release": release,
-        "formation": formation,
-    })))
+    Ok(Json(CurrentRelease {
+        app: CurrentApp {
+            name: found.name,
+            maintenance: found.maintenance,
+            sleep: found.sleep,
+        },
+        release: release.map(|r| CurrentVersion {
+            version: r.version,
+            slug: r.slug,
+            config: r.config,
+        }),
+        formation: formation
+            .into_iter()
+            .map(|(kind, e)| {
+                let scale = ProcessScale {
+                    quantity: e.quantity,
+                    size: e.size,
+                };
+                (kind, scale)
+            })
+            .collect(),
+    }))
 }
 
 /// A slug of the app's releases, as stored (an edge host checks its sha256). Only slugs some release of the app
