@@ -88,6 +88,7 @@ mod features;
 mod fsutil;
 mod ids;
 mod logplex;
+pub mod metrics;
 mod procfile;
 mod router;
 mod runtime;

@@ -42,6 +42,7 @@ mod drains;
 mod error;
 mod formation;
 mod logs;
+mod metrics;
 mod release;
 mod releases;
 
@@ -59,6 +60,7 @@ use error::*;
 pub use formation::FormationType;
 use formation::*;
 use logs::*;
+use metrics::*;
 use releases::*;
 
 /// Largest JSON request body.
@@ -76,6 +78,8 @@ pub struct Platform {
     pub follower_token: String,
     pub manager: Manager,
     pub logplex: Logplex,
+    /// The router's metrics per app and process type.
+    pub metrics: crate::metrics::Metrics,
     /// The router's table of hosts and apps: told here whenever apps, maintenance, releases or domains change.
     pub routes: crate::router::Routes,
     /// The running log drains of every app (started from the store, changed by `/log-drains`).
@@ -124,6 +128,7 @@ impl Platform {
             follower_token: String::new(),
             manager,
             logplex,
+            metrics: crate::metrics::Metrics::new(),
             drains,
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
@@ -264,6 +269,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/addons/{name}", delete(destroy_addon))
         .route("/apps/{app}/domains", get(list_domains).post(add_domain))
         .route("/apps/{app}/features", get(list_features))
+        .route("/apps/{app}/metrics", get(app_metrics))
+        .route("/metrics", get(prometheus))
         .route("/apps/{app}/network", get(list_network).post(allow_network))
         .route("/apps/{app}/network/{destination}", delete(deny_network))
         .route("/apps/{app}/features/{name}", patch(update_feature))

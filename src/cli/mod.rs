@@ -11,6 +11,7 @@ mod env;
 mod features;
 mod git;
 mod logs;
+mod metrics;
 mod network;
 mod ps;
 mod releases;
@@ -76,6 +77,7 @@ enum Commands {
     ReleasesRollback(releases::RollbackArgs),
     Deploy(deploy::DeployArgs),
     Logs(logs::LogsArgs),
+    Metrics(metrics::MetricsArgs),
     Ps(ps::PsArgs),
     #[command(name = "ps:scale", alias = "scale")]
     PsScale(ps::ScaleArgs),
@@ -152,6 +154,7 @@ pub fn main() -> ExitCode {
         Commands::ReleasesRollback(args) => args.run(),
         Commands::Deploy(args) => args.run(),
         Commands::Logs(args) => args.run(),
+        Commands::Metrics(args) => args.run(),
         Commands::Ps(args) => args.run(),
         Commands::PsScale(args) => args.run(),
         Commands::PsRestart(args) => args.run("Restarting"),

@@ -160,11 +160,12 @@ pub(crate) async fn serve(
     let manager = platform.manager.clone();
     tokio::spawn(async move { manager.reconcile_all().await });
 
-    let routing_table = crate::router::Router::new(
+    let routing_table = crate::router::Router::measured(
         platform.manager.clone(),
         platform.routes.clone(),
         platform.logplex.clone(),
         router_settings,
+        platform.metrics.clone(),
     );
     let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
     let routing = tokio::spawn(routing_table.serve(router_listener, async move {

@@ -7,6 +7,7 @@ use super::*;
 /// (dropped unwritten) as H27 when the client went away first.
 pub(crate) struct Entry {
     pub(super) logplex: Logplex,
+    pub(super) metrics: Metrics,
     pub(super) app: String,
     /// `method=... path="..." host=... request_id=... fwd="..."`.
     pub(super) request: String,
@@ -30,6 +31,22 @@ impl Entry {
             Some(accepted) => (accepted - self.started, now - accepted),
             None => (Duration::ZERO, now - self.started),
         };
+        // The process type of the dyno that served (`web.1` → `web`); `router` when none took the request.
+        let kind = match self.dyno.split_once('.') {
+            Some((kind, _)) => kind,
+            None => "router",
+        };
+        let code = tag
+            .split_once("code=")
+            .map(|(_, rest)| rest.split(' ').next().unwrap_or(rest));
+        self.metrics.request(
+            &self.app,
+            kind,
+            status,
+            code,
+            now - self.started,
+            crate::clock::unix_now(),
+        );
         self.logplex.publish(
             &self.app,
             LogLine::platform(

@@ -90,6 +90,7 @@ use tokio::sync::Notify;
 
 use crate::dyno::{Manager, State, WebDyno};
 use crate::logplex::{LogLine, Logplex};
+use crate::metrics::Metrics;
 use body::{RequestBody, ResponseBody, empty, full};
 
 /// The largest request head (request line and headers) the router reads: Heroku's 8 KiB.
@@ -141,6 +142,8 @@ struct Inner {
     manager: Manager,
     routes: Routes,
     logplex: Logplex,
+    /// Each request's status, response time and code, per app and process type.
+    metrics: Metrics,
     settings: Settings,
     /// Requests in flight and queued, per app.
     loads: Mutex<HashMap<String, Arc<AppLoad>>>,
@@ -164,11 +167,24 @@ impl Router {
     /// # }
     /// ```
     pub fn new(manager: Manager, routes: Routes, logplex: Logplex, settings: Settings) -> Router {
+        Router::measured(manager, routes, logplex, settings, Metrics::new())
+    }
+
+    /// [`Router::new`], recording every request's status, response time and error code in `metrics` (per app and
+    /// process type, as `wasmdyno metrics` shows them).
+    pub fn measured(
+        manager: Manager,
+        routes: Routes,
+        logplex: Logplex,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> Router {
         Router {
             inner: Arc::new(Inner {
                 manager,
                 routes,
                 logplex,
+                metrics,
                 admission: Admission::new(settings.connections),
                 settings,
                 loads: Mutex::default(),
@@ -360,6 +376,7 @@ impl Router {
         };
         let mut entry = Entry {
             logplex: self.inner.logplex.clone(),
+            metrics: self.inner.metrics.clone(),
             app: app.name.clone(),
             request: format!(
                 "method={} path=\"{path}\" host={} request_id={request_id} fwd=\"{}\"",

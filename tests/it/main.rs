@@ -12,6 +12,7 @@ mod git;
 mod hardening;
 mod http;
 mod listener;
+mod metrics;
 mod platform;
 mod rebinding;
 mod release_phase;

@@ -98,6 +98,7 @@ pub(super) async fn destroy_app(
     p.manager.stop_app(&app).await;
     p.drains.stop_app(&app);
     p.logplex.remove_app(&app);
+    p.metrics.remove_app(&app);
     p.release_locks.lock().expect("lock table").remove(&app);
     p.release_phases
         .lock()

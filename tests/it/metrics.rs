@@ -1,0 +1,91 @@
+//! Metrics measured where they happen: requests through the router show up per app and process type, minute by
+//! minute, in `wasmdyno metrics` and in the Prometheus exposition at `/metrics`.
+
+use crate::http::deploy_probe;
+use crate::support::*;
+
+#[test]
+fn the_router_measures_every_request_by_type_status_and_code() {
+    let server = Server::start();
+    deploy_probe(&server, "measured");
+    for _ in 0..20 {
+        assert_eq!(server.get("measured.localhost", "/").0, 200);
+    }
+    // A handler that traps: the router answers 503 with an H code.
+    assert_eq!(server.get("measured.localhost", "/trap").0, 503);
+    server.cli(&["maintenance:on", "-a", "measured"]).ok();
+    for _ in 0..3 {
+        assert_eq!(server.get("measured.localhost", "/").0, 503);
+    }
+
+    let json = server
+        .cli(&["metrics", "-a", "measured", "--json"])
+        .ok()
+        .json();
+    let series = json.as_array().unwrap();
+    let of = |kind: &str| {
+        series
+            .iter()
+            .find(|s| s["process_type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} series: {json}"))
+    };
+    let web = of("web");
+    // The deploy's readiness checks are requests too: at least the 20 sent here.
+    assert!(
+        web["totals"]["requests"][1].as_u64().unwrap() >= 20,
+        "{web}"
+    );
+    assert_eq!(web["totals"]["requests"][4], 1, "one 503: {web}");
+    let codes = web["totals"]["errors"].as_object().unwrap();
+    assert_eq!(
+        codes.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        1,
+        "{web}"
+    );
+    let minute = &web["minutes"][0];
+    let (p50, p99) = (
+        minute["p50_ms"].as_f64().unwrap(),
+        minute["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{minute}");
+    // Maintenance pages are the router's own answers: no dyno took them.
+    let router = of("router");
+    assert_eq!(router["totals"]["errors"]["H80"], 3, "{router}");
+    assert_eq!(router["totals"]["requests"][4], 3, "{router}");
+
+    let table = server
+        .cli(&["metrics", "-a", "measured", "--type", "web"])
+        .ok();
+    assert!(table.stdout.contains("=== ⬢ measured web"), "{table}");
+    assert!(!table.stdout.contains("router"), "{table}");
+    let out = server.cli(&["metrics", "-a", "nope"]).fails();
+    assert!(out.stderr.contains("nope"), "{out}");
+
+    // The exposition parses as Prometheus text and carries the same counts.
+    let (status, text) = server.raw("GET", "/metrics", Some(&server.token()), "");
+    assert_eq!(status, 200, "{text}");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    let h80 = sample(
+        "wasmdyno_router_errors_total",
+        &[("app", "measured"), ("type", "router"), ("code", "H80")],
+    );
+    assert_eq!(h80, 3.0);
+    let ok = sample(
+        "wasmdyno_router_requests_total",
+        &[("app", "measured"), ("type", "web"), ("status", "2xx")],
+    );
+    assert!(ok >= 20.0, "{ok}");
+    // Behind the token, like the rest of the API.
+    assert_eq!(server.raw("GET", "/metrics", None, "").0, 401);
+}
