@@ -260,11 +260,6 @@ impl Minute {
 /// The Prometheus text exposition of `series` (from [`Metrics::all`]), labelled by app and process type.
 pub fn prometheus(series: &[(String, TypeMetrics)]) -> String {
     use std::fmt::Write;
-    let label = |text: &str| {
-        text.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
     let mut out = String::new();
     out.push_str(
         "# HELP wasmdyno_router_requests_total Requests the router answered, by status class.\n",
@@ -327,6 +322,53 @@ pub fn prometheus(series: &[(String, TypeMetrics)]) -> String {
         );
     }
     out
+}
+
+/// The Prometheus text exposition of dynos' memory and restarts, labelled by app, process type and dyno.
+pub fn prometheus_dynos(dynos: &[(String, crate::dyno::DynoInfo)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (name, help, kind, value) in [
+        (
+            "wasmdyno_dyno_memory_bytes",
+            "Bytes of the dyno's memory quota in use.",
+            "gauge",
+            (|d: &crate::dyno::DynoInfo| d.memory_bytes) as fn(&crate::dyno::DynoInfo) -> u64,
+        ),
+        (
+            "wasmdyno_dyno_memory_peak_bytes",
+            "The most of its memory quota the dyno has used.",
+            "gauge",
+            |d| d.memory_peak_bytes,
+        ),
+        (
+            "wasmdyno_dyno_restarts_total",
+            "Times the dyno was restarted after exiting or crashing.",
+            "counter",
+            |d| u64::from(d.restarts),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (app, dyno) in dynos {
+            let _ = writeln!(
+                out,
+                "{name}{{app=\"{}\",type=\"{}\",dyno=\"{}\"}} {}",
+                label(app),
+                label(&dyno.kind),
+                label(&dyno.name),
+                value(dyno)
+            );
+        }
+    }
+    out
+}
+
+/// A label value, escaped as the text format wants.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

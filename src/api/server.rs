@@ -60,6 +60,7 @@ use error::*;
 pub use formation::FormationType;
 use formation::*;
 use logs::*;
+pub use metrics::AppMetrics;
 use metrics::*;
 use releases::*;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{AppArg, api, block_on, print_json};
-use crate::metrics::TypeMetrics;
+use crate::api::server::AppMetrics;
 
 /// Show an app's router metrics: requests by status class, p50/p95/p99 response times and error codes, per minute.
 #[derive(Debug, Args)]
@@ -32,24 +32,24 @@ impl MetricsArgs {
         if let Some(kind) = &self.process_type {
             path.push_str(&format!("&type={kind}"));
         }
-        let series: Vec<TypeMetrics> = block_on(api()?.get(&path))?;
+        let metrics: AppMetrics = block_on(api()?.get(&path))?;
         if self.json {
-            print_json(&series)?;
+            print_json(&metrics)?;
         } else {
-            print!("{}", render(&name, &series));
+            print!("{}", render(&name, &metrics));
         }
         Ok(ExitCode::SUCCESS)
     }
 }
 
-/// A table per process type: one row a minute, newest first, then the totals since the server started.
-fn render(app: &str, series: &[TypeMetrics]) -> String {
+/// A table per process type: one row a minute, newest first, then the totals since the server started; then
+/// each dyno's memory and restarts.
+fn render(app: &str, metrics: &AppMetrics) -> String {
     let mut out = String::new();
-    if series.is_empty() {
+    if metrics.types.is_empty() {
         let _ = writeln!(out, "=== ⬢ {app} has served no requests yet");
-        return out;
     }
-    for s in series {
+    for s in &metrics.types {
         let _ = writeln!(out, "=== ⬢ {app} {} (per minute, UTC)", s.process_type);
         let _ = writeln!(
             out,
@@ -86,6 +86,24 @@ fn render(app: &str, series: &[TypeMetrics]) -> String {
             if errors.is_empty() { "" } else { "; errors " },
             errors.join(" ")
         );
+    }
+    if !metrics.dynos.is_empty() {
+        let _ = writeln!(
+            out,
+            "=== ⬢ {app} dynos (memory now, the most since it started)"
+        );
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        for d in &metrics.dynos {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<9} {:>8.1} MiB {:>8.1} MiB max  {} restarts",
+                d.name,
+                d.state.as_str(),
+                mib(d.memory_bytes),
+                mib(d.memory_peak_bytes),
+                d.restarts
+            );
+        }
     }
     out
 }

@@ -74,6 +74,15 @@ pub struct DynoInfo {
     pub updated_at: i64,
     /// The version of the release it runs.
     pub release: u64,
+    /// Bytes of its memory quota in use now: linear memories, tables and files written.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// The most it has used since it started (across restarts).
+    #[serde(default)]
+    pub memory_peak_bytes: u64,
+    /// Times it was restarted after exiting or crashing.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// A web dyno the router can send requests to.

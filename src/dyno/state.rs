@@ -27,6 +27,8 @@ pub(super) struct Dyno {
     /// A `wasi:http` or CGI web dyno's handler while it serves.
     pub(super) handler: Arc<Mutex<Option<WebHandler>>>,
     pub(super) slug: String,
+    /// Its memory budget, shared with its runs (for `memory_bytes` in what the manager reports).
+    pub(super) quota: Arc<crate::runtime::vfs::Quota>,
 }
 
 /// The manager's state, shared by its clones and its dynos' supervisors.

@@ -22,6 +22,8 @@ pub(super) struct Supervisor {
     pub(super) name: String,
     pub(super) want: Want,
     pub(super) info: Arc<Mutex<DynoInfo>>,
+    /// The dyno's memory budget, given to each run.
+    pub(super) quota: Arc<crate::runtime::vfs::Quota>,
     pub(super) listener: Option<Listener>,
     pub(super) shared_listener: Arc<Mutex<Option<Listener>>>,
     pub(super) shared_handler: Arc<Mutex<Option<WebHandler>>>,
@@ -212,6 +214,7 @@ impl Supervisor {
                 return;
             }
             self.set_state(State::Crashed);
+            self.info.lock().expect("dyno info").restarts += 1;
             crashes += 1;
             let delay = self.inner.settings.backoff(crashes);
             if !delay.is_zero() {
@@ -264,6 +267,7 @@ impl Supervisor {
             Err(reason) => return Ended::Failed(reason),
         };
         let mut spec = self.spec(listener_port, &module);
+        spec.quota = Some(self.quota.clone());
         spec.network = self
             .inner
             .activity(&self.app)

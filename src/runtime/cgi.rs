@@ -74,7 +74,10 @@ impl CgiDyno {
             stderr: spec.stderr,
             stderr_credit: spec.stderr_credit,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            quota: Arc::new(Quota::new(spec.size.memory() as u64)),
+            quota: spec
+                .quota
+                .clone()
+                .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64))),
             concurrency: concurrency.max(1) as u32,
             deadline,
             closed: AtomicBool::new(false),

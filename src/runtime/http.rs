@@ -194,7 +194,10 @@ pub struct HttpDyno {
 impl HttpDyno {
     pub(crate) fn new(pre: ProxyPre<HttpState>, spec: RunSpec, settings: HttpSettings) -> HttpDyno {
         let max = settings.max_instances.max(1);
-        let quota = Arc::new(Quota::new(spec.size.memory() as u64));
+        let quota = spec
+            .quota
+            .clone()
+            .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
         let fs = Arc::new(Mutex::new(Fs::new(spec.image.clone(), quota.clone())));
         HttpDyno {
             pre,

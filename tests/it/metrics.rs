@@ -22,7 +22,7 @@ fn the_router_measures_every_request_by_type_status_and_code() {
         .cli(&["metrics", "-a", "measured", "--json"])
         .ok()
         .json();
-    let series = json.as_array().unwrap();
+    let series = json["types"].as_array().unwrap();
     let of = |kind: &str| {
         series
             .iter()
@@ -53,10 +53,20 @@ fn the_router_measures_every_request_by_type_status_and_code() {
     assert_eq!(router["totals"]["errors"]["H80"], 3, "{router}");
     assert_eq!(router["totals"]["requests"][4], 3, "{router}");
 
+    // The web dyno's memory: its warm instances' linear memory, counted against its quota (none may be warm now).
+    let dyno = &json["dynos"][0];
+    assert_eq!(dyno["name"], "web.1", "{json}");
+    let (now, peak) = (
+        dyno["memory_bytes"].as_u64().unwrap(),
+        dyno["memory_peak_bytes"].as_u64().unwrap(),
+    );
+    assert!(peak > 0 && peak >= now && peak <= 512 << 20, "{dyno}");
+
     let table = server
         .cli(&["metrics", "-a", "measured", "--type", "web"])
         .ok();
     assert!(table.stdout.contains("=== ⬢ measured web"), "{table}");
+    assert!(table.stdout.contains("web.1"), "{table}");
     assert!(!table.stdout.contains("router"), "{table}");
     let out = server.cli(&["metrics", "-a", "nope"]).fails();
     assert!(out.stderr.contains("nope"), "{out}");
@@ -86,6 +96,17 @@ fn the_router_measures_every_request_by_type_status_and_code() {
         &[("app", "measured"), ("type", "web"), ("status", "2xx")],
     );
     assert!(ok >= 20.0, "{ok}");
+    let memory = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "wasmdyno_dyno_memory_peak_bytes" && s.labels.get("dyno") == Some("web.1")
+        })
+        .unwrap_or_else(|| panic!("no dyno memory in\n{text}"));
+    assert!(
+        matches!(memory.value, prometheus_parse::Value::Gauge(v) if v > 0.0),
+        "{memory:?}"
+    );
     // Behind the token, like the rest of the API.
     assert_eq!(server.raw("GET", "/metrics", None, "").0, 401);
 }

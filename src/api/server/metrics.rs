@@ -1,5 +1,5 @@
-//! `/apps/{app}/metrics` (an app's router metrics by process type, minute by minute) and `/metrics` (every app's,
-//! in the Prometheus text format).
+//! `/apps/{app}/metrics` (an app's router metrics by process type, minute by minute, and its dynos' memory and
+//! restarts) and `/metrics` (every app's, in the Prometheus text format).
 
 #[allow(unused_imports)]
 use super::*;
@@ -13,11 +13,20 @@ pub(super) struct MetricsQuery {
     minutes: Option<usize>,
 }
 
+/// An app's metrics: what the router measured per process type, and each dyno's memory and restarts now.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct AppMetrics {
+    /// Per process type, minute by minute.
+    pub types: Vec<crate::metrics::TypeMetrics>,
+    /// The app's dynos, with `memory_bytes`, `memory_peak_bytes` and `restarts`.
+    pub dynos: Vec<crate::dyno::DynoInfo>,
+}
+
 pub(super) async fn app_metrics(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
     Query(query): Query<MetricsQuery>,
-) -> ApiResult<Json<Vec<crate::metrics::TypeMetrics>>> {
+) -> ApiResult<Json<AppMetrics>> {
     p.store.app(&app)?;
     let mut series = p.metrics.app(&app, crate::clock::unix_now());
     if let Some(kind) = &query.process_type {
@@ -28,17 +37,32 @@ pub(super) async fn app_metrics(
             s.minutes.truncate(minutes);
         }
     }
-    Ok(Json(series))
+    let mut dynos = p.manager.dynos(&app);
+    if let Some(kind) = &query.process_type {
+        dynos.retain(|d| &d.kind == kind);
+    }
+    dynos.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(AppMetrics {
+        types: series,
+        dynos,
+    }))
 }
 
-pub(super) async fn prometheus(State(p): State<Arc<Platform>>) -> Response {
-    let text = crate::metrics::prometheus(&p.metrics.all(crate::clock::unix_now()));
-    (
+pub(super) async fn prometheus(State(p): State<Arc<Platform>>) -> ApiResult<Response> {
+    let mut text = crate::metrics::prometheus(&p.metrics.all(crate::clock::unix_now()));
+    let mut dynos = Vec::new();
+    for app in p.store.apps()? {
+        for dyno in p.manager.dynos(&app.name) {
+            dynos.push((app.name.clone(), dyno));
+        }
+    }
+    text.push_str(&crate::metrics::prometheus_dynos(&dynos));
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
     )
-        .into_response()
+        .into_response())
 }

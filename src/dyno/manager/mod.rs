@@ -422,7 +422,12 @@ impl Manager {
             .map(|dynos| {
                 dynos
                     .values()
-                    .map(|d| d.info.lock().expect("dyno info").clone())
+                    .map(|d| {
+                        let mut info = d.info.lock().expect("dyno info").clone();
+                        info.memory_bytes = d.quota.used();
+                        info.memory_peak_bytes = d.quota.peak();
+                        info
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -464,7 +469,12 @@ impl Manager {
             state: State::Starting,
             updated_at: unix_now(),
             release: want.release,
+            memory_bytes: 0,
+            memory_peak_bytes: 0,
+            restarts: 0,
         }));
+        // One memory budget for the dyno's whole life: each run gives back all it took when it ends.
+        let quota = Arc::new(crate::runtime::vfs::Quota::new(want.size.memory() as u64));
         let listener =
             (want.kind == "web").then(|| Listener::new(self.inner.settings.listen_backlog));
         let shared_listener = Arc::new(Mutex::new(listener.clone()));
@@ -479,6 +489,7 @@ impl Manager {
             name: name.to_string(),
             want,
             info: info.clone(),
+            quota: quota.clone(),
             listener,
             shared_listener: shared_listener.clone(),
             shared_handler: shared_handler.clone(),
@@ -499,6 +510,7 @@ impl Manager {
             task,
             listener: shared_listener,
             handler: shared_handler,
+            quota,
             slug,
         }
     }

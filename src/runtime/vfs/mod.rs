@@ -132,6 +132,8 @@ pub struct DirEntry {
 pub struct Quota {
     limit: u64,
     used: std::sync::atomic::AtomicU64,
+    /// The most `used` has been.
+    peak: std::sync::atomic::AtomicU64,
 }
 
 impl Quota {
@@ -139,6 +141,7 @@ impl Quota {
         Quota {
             limit,
             used: std::sync::atomic::AtomicU64::new(0),
+            peak: std::sync::atomic::AtomicU64::new(0),
         }
     }
     pub fn limit(&self) -> u64 {
@@ -147,14 +150,24 @@ impl Quota {
     pub fn used(&self) -> u64 {
         self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
+    /// The most the budget has had taken at once.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// Takes `bytes` from the budget, or returns false (and takes nothing) if that would pass the limit.
     pub fn try_take(&self, bytes: u64) -> bool {
         use std::sync::atomic::Ordering;
-        self.used
+        match self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|total| *total <= self.limit)
-            })
-            .is_ok()
+            }) {
+            Ok(before) => {
+                self.peak.fetch_max(before + bytes, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
     }
     /// Gives `bytes` back.
     pub fn give_back(&self, bytes: u64) {
