@@ -342,6 +342,12 @@ pub fn prometheus_dynos(dynos: &[(String, crate::dyno::DynoInfo)]) -> String {
             |d| d.memory_peak_bytes,
         ),
         (
+            "wasmdyno_dyno_cpu_milliseconds_total",
+            "Milliseconds of CPU the dyno's guests used, sampled by the 1 ms epoch ticks.",
+            "counter",
+            |d| d.cpu_ms,
+        ),
+        (
             "wasmdyno_dyno_restarts_total",
             "Times the dyno was restarted after exiting or crashing.",
             "counter",

@@ -90,17 +90,18 @@ fn render(app: &str, metrics: &AppMetrics) -> String {
     if !metrics.dynos.is_empty() {
         let _ = writeln!(
             out,
-            "=== ⬢ {app} dynos (memory now, the most since it started)"
+            "=== ⬢ {app} dynos (memory now and the most since it started, CPU time, restarts)"
         );
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         for d in &metrics.dynos {
             let _ = writeln!(
                 out,
-                "{:<10} {:<9} {:>8.1} MiB {:>8.1} MiB max  {} restarts",
+                "{:<10} {:<9} {:>8.1} MiB {:>8.1} MiB max {:>9.1} s CPU  {} restarts",
                 d.name,
                 d.state.as_str(),
                 mib(d.memory_bytes),
                 mib(d.memory_peak_bytes),
+                d.cpu_ms as f64 / 1000.0,
                 d.restarts
             );
         }

@@ -83,6 +83,9 @@ pub struct DynoInfo {
     /// Times it was restarted after exiting or crashing.
     #[serde(default)]
     pub restarts: u32,
+    /// Milliseconds of CPU its guests have used since it started, sampled by the 1 ms epoch ticks.
+    #[serde(default)]
+    pub cpu_ms: u64,
 }
 
 /// A web dyno the router can send requests to.

@@ -29,6 +29,8 @@ pub(super) struct Dyno {
     pub(super) slug: String,
     /// Its memory budget, shared with its runs (for `memory_bytes` in what the manager reports).
     pub(super) quota: Arc<crate::runtime::vfs::Quota>,
+    /// Its guests' CPU time in epoch ticks (milliseconds), shared with its runs.
+    pub(super) cpu: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The manager's state, shared by its clones and its dynos' supervisors.

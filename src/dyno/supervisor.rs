@@ -24,6 +24,8 @@ pub(super) struct Supervisor {
     pub(super) info: Arc<Mutex<DynoInfo>>,
     /// The dyno's memory budget, given to each run.
     pub(super) quota: Arc<crate::runtime::vfs::Quota>,
+    /// The dyno's CPU time, counted by each run.
+    pub(super) cpu: Arc<std::sync::atomic::AtomicU64>,
     pub(super) listener: Option<Listener>,
     pub(super) shared_listener: Arc<Mutex<Option<Listener>>>,
     pub(super) shared_handler: Arc<Mutex<Option<WebHandler>>>,
@@ -268,6 +270,7 @@ impl Supervisor {
         };
         let mut spec = self.spec(listener_port, &module);
         spec.quota = Some(self.quota.clone());
+        spec.cpu = Some(self.cpu.clone());
         spec.network = self
             .inner
             .activity(&self.app)

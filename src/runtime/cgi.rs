@@ -45,6 +45,8 @@ pub struct CgiDyno {
     stderr: Output,
     /// The dyno's log rate, shared by its runs' stderr.
     stderr_credit: Option<Credit>,
+    /// The dyno's CPU time, sampled across its runs.
+    cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Runs at once: a permit is held from before the request body is read until the run ends.
     permits: Arc<Semaphore>,
     concurrency: u32,
@@ -73,6 +75,7 @@ impl CgiDyno {
             size: spec.size,
             stderr: spec.stderr,
             stderr_credit: spec.stderr_credit,
+            cpu: spec.cpu,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             quota: spec
                 .quota
@@ -143,6 +146,7 @@ impl CgiDyno {
         spec.stdout = stdout;
         spec.stderr = self.stderr.clone();
         spec.stderr_credit = self.stderr_credit.clone();
+        spec.cpu = self.cpu.clone();
         spec.stdout_credit = Some(credit.clone());
         spec.quota = Some(self.quota.clone());
 

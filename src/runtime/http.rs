@@ -183,6 +183,8 @@ pub struct HttpDyno {
     stderr: Output,
     /// The dyno's log rate, shared by every instance's stdout and stderr.
     log_credit: (Option<Credit>, Option<Credit>),
+    /// The dyno's CPU time, sampled by the epoch ticks of all its instances.
+    cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
     report: Report,
     network: Arc<NetworkPolicy>,
     idle: Mutex<Vec<Warm>>,
@@ -208,6 +210,7 @@ impl HttpDyno {
             stdout: spec.stdout,
             stderr: spec.stderr,
             log_credit: (spec.stdout_credit, spec.stderr_credit),
+            cpu: spec.cpu,
             report: spec.platform,
             network: Arc::new(spec.network),
             idle: Mutex::new(Vec::new()),
@@ -244,7 +247,7 @@ impl HttpDyno {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        super::yield_on_every_tick(&mut store, None, self.cpu.clone());
         let proxy = self
             .pre
             .instantiate_async(&mut store)

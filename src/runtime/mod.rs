@@ -362,7 +362,7 @@ impl Runtime {
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(&mut store, spec.deadline);
+                yield_on_every_tick(&mut store, spec.deadline, spec.cpu.clone());
                 let instance = self
                     .p1_linker
                     .instantiate_async(&mut store, module)
@@ -412,7 +412,7 @@ impl Runtime {
                 };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(&mut store, spec.deadline);
+                yield_on_every_tick(&mut store, spec.deadline, spec.cpu.clone());
                 let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                     &mut store,
                     component,
@@ -454,22 +454,25 @@ fn exit_of(result: wasmtime::Result<()>, deadline: Option<Duration>) -> Exit {
 }
 
 /// The CPU policy of a store: on every epoch tick the guest yields to the async runtime, so a spinning guest
-/// never holds a thread; past `deadline` (from now) it is interrupted instead.
-pub(crate) fn yield_on_every_tick<T: 'static>(store: &mut Store<T>, deadline: Option<Duration>) {
-    match deadline {
-        None => store.epoch_deadline_async_yield_and_update(1),
-        Some(limit) => {
-            let end = std::time::Instant::now() + limit;
-            store.epoch_deadline_callback(move |_| {
-                Ok(if std::time::Instant::now() >= end {
-                    wasmtime::UpdateDeadline::Interrupt
-                } else {
-                    wasmtime::UpdateDeadline::Yield(1)
-                })
-            });
-            store.set_epoch_deadline(1);
+/// never holds a thread; past `deadline` (from now) it is interrupted instead. Each tick that finds the guest
+/// running adds one to `cpu`: a sample of its CPU time in milliseconds ([`EPOCH_TICK`]), unbiased however short
+/// its runs are.
+pub(crate) fn yield_on_every_tick<T: 'static>(
+    store: &mut Store<T>,
+    deadline: Option<Duration>,
+    cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
+) {
+    let end = deadline.map(|limit| std::time::Instant::now() + limit);
+    store.epoch_deadline_callback(move |_| {
+        if let Some(cpu) = &cpu {
+            cpu.fetch_add(1, Ordering::Relaxed);
         }
-    }
+        Ok(match end {
+            Some(end) if std::time::Instant::now() >= end => wasmtime::UpdateDeadline::Interrupt,
+            _ => wasmtime::UpdateDeadline::Yield(1),
+        })
+    });
+    store.set_epoch_deadline(1);
 }
 
 #[cfg(all(test, feature = "platform"))]

@@ -205,6 +205,8 @@ pub struct RunSpec {
     pub(crate) stderr_credit: Option<stdio::Credit>,
     /// A quota shared with other runs (a CGI dyno's concurrent requests); a quota of its own by default.
     pub(crate) quota: Option<Arc<Quota>>,
+    /// Counts the epoch ticks (milliseconds) that found the guest running: its CPU time, sampled.
+    pub(crate) cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl RunSpec {
@@ -232,6 +234,7 @@ impl RunSpec {
             stdout_credit: None,
             stderr_credit: None,
             quota: None,
+            cpu: None,
         }
     }
 

@@ -110,3 +110,38 @@ fn the_router_measures_every_request_by_type_status_and_code() {
     // Behind the token, like the rest of the API.
     assert_eq!(server.raw("GET", "/metrics", None, "").0, 401);
 }
+
+#[test]
+fn a_busy_dyno_shows_its_cpu_time_and_an_idle_one_none() {
+    // The spinning worker ignores the stop: interrupt it soon when the server shuts down.
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_STOP_TIMEOUT_MS", "500")]);
+    let dir = server.env.path("spin-src");
+    probe_app(&dir, "worker: probe.wasm spin\nidle: probe.wasm cat\n");
+    server.cli(&["apps:create", "busy"]).ok();
+    server
+        .cli(&["deploy", "-a", "busy", dir.to_str().unwrap()])
+        .ok();
+    server
+        .cli(&["ps:scale", "-a", "busy", "worker=1", "idle=1"])
+        .ok();
+    let cpu = |json: &serde_json::Value, dyno: &str| {
+        json["dynos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == dyno)
+            .and_then(|d| d["cpu_ms"].as_u64())
+    };
+    let mut last = serde_json::Value::Null;
+    wait_until(
+        "the spinning worker to show 300 ms of CPU",
+        std::time::Duration::from_secs(60),
+        || {
+            last = server.cli(&["metrics", "-a", "busy", "--json"]).ok().json();
+            cpu(&last, "worker.1").is_some_and(|ms| ms >= 300)
+        },
+    );
+    // A worker blocked on stdin runs nothing: a few ticks at boot at most.
+    let idle = cpu(&last, "idle.1").expect("the idle dyno");
+    assert!(idle < 50, "{last}");
+}

@@ -426,6 +426,7 @@ impl Manager {
                         let mut info = d.info.lock().expect("dyno info").clone();
                         info.memory_bytes = d.quota.used();
                         info.memory_peak_bytes = d.quota.peak();
+                        info.cpu_ms = d.cpu.load(std::sync::atomic::Ordering::Relaxed);
                         info
                     })
                     .collect()
@@ -472,7 +473,9 @@ impl Manager {
             memory_bytes: 0,
             memory_peak_bytes: 0,
             restarts: 0,
+            cpu_ms: 0,
         }));
+        let cpu = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // One memory budget for the dyno's whole life: each run gives back all it took when it ends.
         let quota = Arc::new(crate::runtime::vfs::Quota::new(want.size.memory() as u64));
         let listener =
@@ -490,6 +493,7 @@ impl Manager {
             want,
             info: info.clone(),
             quota: quota.clone(),
+            cpu: cpu.clone(),
             listener,
             shared_listener: shared_listener.clone(),
             shared_handler: shared_handler.clone(),
@@ -511,6 +515,7 @@ impl Manager {
             listener: shared_listener,
             handler: shared_handler,
             quota,
+            cpu,
             slug,
         }
     }
