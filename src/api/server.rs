@@ -244,6 +244,14 @@ impl Platform {
     }
 }
 
+/// `GET /metrics` alone, without the token: for `serve --metrics ADDR`, a listener of its own that a scraper
+/// reaches without credentials.
+pub fn metrics_router(platform: Arc<Platform>) -> Router {
+    Router::new()
+        .route("/metrics", get(prometheus))
+        .with_state(platform)
+}
+
 /// The API's routes over `platform`.
 pub fn router(platform: Arc<Platform>) -> Router {
     let uploads = Router::new()

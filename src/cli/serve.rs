@@ -35,6 +35,10 @@ pub(crate) struct ServeArgs {
         env = "WASMDYNO_API_LISTEN"
     )]
     api: SocketAddr,
+    /// Also serve `/metrics` (Prometheus text) here, without the API token, for a scraper that should hold no
+    /// credentials; keep it on a private address. `/metrics` on the API needs the token.
+    #[arg(long, value_name = "ADDR", env = "WASMDYNO_METRICS_LISTEN")]
+    metrics: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -48,7 +52,13 @@ impl ServeArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        tokio.block_on(serve(self.listen, self.api, &super::home_dir(), None))?;
+        tokio.block_on(serve(
+            self.listen,
+            self.api,
+            self.metrics,
+            &super::home_dir(),
+            None,
+        ))?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -57,6 +67,7 @@ impl ServeArgs {
 pub(crate) async fn serve(
     router_addr: SocketAddr,
     api: SocketAddr,
+    metrics: Option<SocketAddr>,
     home: &Path,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
@@ -185,6 +196,27 @@ pub(crate) async fn serve(
         crate::api::listener::API_CONNECTIONS,
         first_head,
     );
+    let scraping = match metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            println!(
+                "wasmdyno serve: metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let listener = crate::api::listener::LimitedListener::new(
+                listener,
+                crate::api::listener::API_CONNECTIONS,
+                first_head,
+            );
+            let app = crate::api::server::metrics_router(platform.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }))
+        }
+        None => None,
+    };
     let served = axum::serve(listener, router(platform)).with_graceful_shutdown(async move {
         shutdown_signal(stop).await;
         eprintln!("wasmdyno serve: shutting down");
@@ -194,6 +226,9 @@ pub(crate) async fn serve(
         }
     });
     let result = served.await.context("the API server failed");
+    if let Some(scraping) = scraping {
+        scraping.abort();
+    }
     let _ = router_stop.send(());
     let _ = routing.await;
     manager.shutdown().await;

@@ -145,3 +145,32 @@ fn a_busy_dyno_shows_its_cpu_time_and_an_idle_one_none() {
     let idle = cpu(&last, "idle.1").expect("the idle dyno");
     assert!(idle < 50, "{last}");
 }
+
+#[test]
+fn a_metrics_listener_of_its_own_needs_no_token_and_serves_nothing_else() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_METRICS_LISTEN", &addr)]);
+    deploy_probe(&server, "scraped");
+    assert_eq!(server.get("scraped.localhost", "/").0, 200);
+    let get = |path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        exchange(
+            &addr,
+            request.as_bytes(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    let (status, response) = get("/metrics");
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        body_of(&response).contains(
+            "wasmdyno_router_requests_total{app=\"scraped\",type=\"web\",status=\"2xx\"}"
+        ),
+        "{response}"
+    );
+    // Only the metrics: the API is not reachable through this listener.
+    assert_eq!(get("/apps").0, 404);
+}
