@@ -28,11 +28,15 @@ macro_rules! buildpack {
 }
 
 /// Detection order: language buildpacks first, so a Rust or Go app with a stray `.wasm` is built from source.
-const BUILTIN: [(&str, [(&str, &str); 3]); 3] =
-    [buildpack!("rust"), buildpack!("go"), buildpack!("wasm")];
+const BUILTIN: [(&str, [(&str, &str); 3]); 4] = [
+    buildpack!("rust"),
+    buildpack!("go"),
+    buildpack!("c"),
+    buildpack!("wasm"),
+];
 
 /// Names of the built-in buildpacks, in detection order.
-pub const BUILTIN_NAMES: [&str; 3] = [BUILTIN[0].0, BUILTIN[1].0, BUILTIN[2].0];
+pub const BUILTIN_NAMES: [&str; 4] = [BUILTIN[0].0, BUILTIN[1].0, BUILTIN[2].0, BUILTIN[3].0];
 
 fn write(work: &Path, name: &str, scripts: &[(&str, &str); 3]) -> Result<Buildpack, BuildError> {
     use std::os::unix::fs::PermissionsExt;

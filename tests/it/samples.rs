@@ -151,3 +151,69 @@ fn wat_app_with_a_procfile_naming_the_wat_source() {
         .ok();
     assert_eq!(out.stdout, "Hello from WebAssembly text on wasmdyno!\n");
 }
+
+#[test]
+fn c_command_with_a_shared_source() {
+    let env = TestEnv::new();
+    let (first, second) = build_twice(&env, "c-hello");
+    assert!(first.stderr.contains("-----> C app detected"), "{first}");
+    assert!(
+        second
+            .stderr
+            .contains("Using Zig 0.17.0 from the build cache"),
+        "{second}"
+    );
+    let json = second.json();
+    assert_eq!(json["process_types"]["hello"], "hello.wasm");
+    let slug = json["path"].as_str().unwrap();
+    let out = env.run(&[
+        "run",
+        "--slug",
+        slug,
+        "-e",
+        "GREETING=Hi",
+        "hello",
+        "Ada",
+        "3",
+    ]);
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stdout.starts_with("Hi, Ada! (run."), "{out}");
+}
+
+#[test]
+fn c_web_app_accepts_on_the_listener_and_stops_when_told() {
+    let server = Server::start();
+    server.cli(&["apps:create", "c-web"]).ok();
+    let out = server
+        .cli(&["deploy", "-a", "c-web", &sample("c-web")])
+        .ok();
+    assert!(
+        out.stderr.contains("Default types for buildpack -> web"),
+        "{out}"
+    );
+    let mut reply = String::new();
+    wait_until(
+        "the C web app to answer",
+        std::time::Duration::from_secs(60),
+        || {
+            let (status, response) = server.get("c-web.localhost", "/hello?from=c");
+            reply = response;
+            status == 200
+        },
+    );
+    assert!(
+        reply.contains("Hello from C on wasmdyno (web.1)\nGET /hello?from=c"),
+        "{reply}"
+    );
+    server.cli(&["ps:scale", "-a", "c-web", "web=0"]).ok();
+    wait_logs(
+        &server,
+        "c-web",
+        "a graceful exit",
+        std::time::Duration::from_secs(30),
+        |t| {
+            t.contains("app[web.1]: the listener closed")
+                && t.contains("Process exited with status 0")
+        },
+    );
+}
