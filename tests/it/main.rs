@@ -11,6 +11,7 @@ mod env;
 mod git;
 mod hardening;
 mod http;
+mod layout;
 mod listener;
 mod metrics;
 mod platform;
