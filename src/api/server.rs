@@ -275,7 +275,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/apps/{app}/current-release", get(get_current_release))
         .route("/apps/{app}/slugs/{sha256}", get(download_slug))
         .route("/apps/{app}/addons", get(list_addons).post(create_addon))
-        .route("/apps/{app}/addons/{name}", delete(destroy_addon))
+        .route(
+            "/apps/{app}/addons/{name}",
+            get(get_addon).delete(destroy_addon),
+        )
         .route("/apps/{app}/domains", get(list_domains).post(add_domain))
         .route("/apps/{app}/features", get(list_features))
         .route("/apps/{app}/metrics", get(app_metrics))

@@ -1,4 +1,4 @@
-//! `addons`, `addons:create`, `addons:destroy`: clients of `/apps/{app}/addons`. An add-on sets config vars (such
+//! `addons`, `addons:create` (`addons:add`), `addons:info`, `addons:destroy`: clients of `/apps/{app}/addons`. An add-on sets config vars (such
 //! as `DATABASE_URL`) in a new release, and its host joins the app's allowed network destinations.
 
 use std::process::ExitCode;
@@ -63,6 +63,36 @@ impl CreateArgs {
         let vars: Vec<&str> = addon.config.keys().map(String::as_str).collect();
         eprintln!("Creating {} on ⬢ {app}... done", addon.name);
         println!("Created {} as {}", addon.name, vars.join(", "));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Show one add-on: its service and plan, the config vars it sets (names only) and the hosts it opens.
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// The add-on's name (`wasmdyno addons` lists them).
+    name: String,
+    /// Print JSON (config var values included).
+    #[arg(long)]
+    json: bool,
+}
+
+impl InfoArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let app = self.app.name()?;
+        let addon: Addon = block_on(api()?.get(&format!("/apps/{app}/addons/{}", self.name)))?;
+        if self.json {
+            print_json(&addon)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let vars: Vec<&str> = addon.config.keys().map(String::as_str).collect();
+        println!("=== {}", addon.name);
+        println!("Attachments: {app}::{}", vars.join(", "));
+        println!("Plan:        {}:{}", addon.service, addon.plan);
+        println!("State:       created");
+        println!("Hosts:       {}", addon.hosts.join(", "));
         Ok(ExitCode::SUCCESS)
     }
 }

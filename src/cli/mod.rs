@@ -89,8 +89,10 @@ enum Commands {
     #[command(name = "run:detached")]
     RunDetached(ps::RunDetachedArgs),
     Addons(addons::AddonsArgs),
-    #[command(name = "addons:create")]
+    #[command(name = "addons:create", alias = "addons:add")]
     AddonsCreate(addons::CreateArgs),
+    #[command(name = "addons:info")]
+    AddonsInfo(addons::InfoArgs),
     #[command(name = "addons:destroy")]
     AddonsDestroy(addons::DestroyArgs),
     Domains(domains::DomainsArgs),
@@ -162,6 +164,7 @@ pub fn main() -> ExitCode {
         Commands::RunDetached(args) => args.run(),
         Commands::Addons(args) => args.run(),
         Commands::AddonsCreate(args) => args.run(),
+        Commands::AddonsInfo(args) => args.run(),
         Commands::AddonsDestroy(args) => args.run(),
         Commands::Domains(args) => args.run(),
         Commands::DomainsAdd(args) => args.run(),

@@ -225,10 +225,39 @@ fn addons_set_config_vars_in_releases() {
         .ok()
         .json();
     assert_eq!(listed[0]["service"], "postgres");
+    // `addons:info` shows the plan and the config var's name, never its value; `addons:add` is Heroku's alias.
+    let info = server
+        .cli(&["addons:info", "-a", "withdb", "postgres"])
+        .ok();
+    assert!(info.stdout.contains("Plan:        postgres:mini"), "{info}");
+    assert!(info.stdout.contains("withdb::DATABASE_URL"), "{info}");
+    assert!(!info.stdout.contains("u:p@"), "{info}");
+    let missing = server
+        .cli(&["addons:info", "-a", "withdb", "redis"])
+        .fails();
+    assert!(
+        missing.stderr.contains("no add-on named redis"),
+        "{missing}"
+    );
+    server
+        .cli(&[
+            "addons:add",
+            "-a",
+            "withdb",
+            "redistogo:nano",
+            "--url",
+            "redis://r.example.com:6379",
+        ])
+        .ok();
+    let listed = server
+        .cli(&["addons", "-a", "withdb", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     let out = server
         .cli(&["addons:destroy", "-a", "withdb", "postgres"])
         .ok();
-    assert!(out.stderr.contains("done, v3"), "{out}");
+    assert!(out.stderr.contains("done, v4"), "{out}");
     assert_eq!(
         server
             .cli(&["config:get", "-a", "withdb", "DATABASE_URL"])

@@ -105,6 +105,25 @@ pub(super) fn addon_var(service: &str, name: &str) -> String {
     }
 }
 
+/// One add-on of the app, by name.
+pub(super) async fn get_addon(
+    State(p): State<Arc<Platform>>,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<Addon>> {
+    p.store
+        .addons(&app)?
+        .into_iter()
+        .find(|a| a.name == name)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{app} has no add-on named {name} (`wasmdyno addons -a {app}` lists them)"),
+            )
+        })
+}
+
 pub(super) async fn destroy_addon(
     State(p): State<Arc<Platform>>,
     Path((app, name)): Path<(String, String)>,
