@@ -122,7 +122,7 @@ impl Metrics {
             .get_mut(app)
             .and_then(|types| types.get_mut(process_type))
             .expect("just made");
-        let start = now - now.rem_euclid(60);
+        let start = minute_of(now);
         series.roll(start);
         let (_, histogram, minute) = series.current.get_or_insert_with(|| {
             let histogram = Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds");
@@ -134,19 +134,15 @@ impl Metrics {
         series.totals.seconds += took.as_secs_f64();
         histogram.saturating_record(took.as_micros().clamp(1, u128::from(u64::MAX)) as u64);
         if let Some(code) = code {
-            if minute.errors.len() < MAX_CODES || minute.errors.contains_key(code) {
-                *minute.errors.entry(code.to_string()).or_default() += 1;
-            }
-            if series.totals.errors.len() < MAX_CODES || series.totals.errors.contains_key(code) {
-                *series.totals.errors.entry(code.to_string()).or_default() += 1;
-            }
+            count_code(&mut minute.errors, code);
+            count_code(&mut series.totals.errors, code);
         }
     }
 
     /// The series of `app` as of unix second `now`, by process type.
     pub fn app(&self, app: &str, now: i64) -> Vec<TypeMetrics> {
         let mut all = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = now - now.rem_euclid(60);
+        let start = minute_of(now);
         let mut found: Vec<TypeMetrics> = all
             .get_mut(app)
             .into_iter()
@@ -163,7 +159,7 @@ impl Metrics {
     /// Every series, for a scrape: app, process type, totals, and the latest minute's summary.
     pub fn all(&self, now: i64) -> Vec<(String, TypeMetrics)> {
         let mut all = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = now - now.rem_euclid(60);
+        let start = minute_of(now);
         let mut found: Vec<(String, TypeMetrics)> = all
             .iter_mut()
             .flat_map(|(app, types)| types.iter_mut().map(move |(kind, s)| (app, kind, s)))
@@ -182,6 +178,18 @@ impl Metrics {
     pub fn remove_app(&self, app: &str) {
         let mut all = self.series.lock().unwrap_or_else(PoisonError::into_inner);
         all.remove(app);
+    }
+}
+
+/// The unix second the minute of `now` starts at.
+fn minute_of(now: i64) -> i64 {
+    now - now.rem_euclid(60)
+}
+
+/// Counts one more `code` in `codes`, which holds at most [`MAX_CODES`] distinct ones.
+fn count_code(codes: &mut BTreeMap<String, u64>, code: &str) {
+    if codes.len() < MAX_CODES || codes.contains_key(code) {
+        *codes.entry(code.to_string()).or_default() += 1;
     }
 }
 

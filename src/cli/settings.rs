@@ -32,11 +32,7 @@ pub(crate) fn manager() -> Result<crate::dyno::Settings, String> {
             &mut settings.release_phase_timeout,
         ),
     ] {
-        if let Ok(value) = std::env::var(var) {
-            let ms: u64 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("{var}={value:?} is not a number of milliseconds"))?;
+        if let Some(ms) = number(var, "a number of milliseconds")? {
             *field = Duration::from_millis(ms);
         }
     }
@@ -87,16 +83,7 @@ pub(crate) fn manager() -> Result<crate::dyno::Settings, String> {
 /// a number.
 pub(crate) fn router() -> Result<crate::router::Settings, String> {
     let mut settings = crate::router::Settings::default();
-    let number = |var: &str| -> Result<Option<u64>, String> {
-        match std::env::var(var) {
-            Ok(value) => value
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("{var}={value:?} is not a number")),
-            Err(_) => Ok(None),
-        }
-    };
+    let number = |var: &str| number(var, "a number");
     for (var, field) in [
         ("WASMDYNO_ROUTER_TIMEOUT_MS", &mut settings.request_timeout),
         (
@@ -144,16 +131,7 @@ pub(crate) fn router() -> Result<crate::router::Settings, String> {
 /// `WASMDYNO_DRAIN_BACKOFF_BASE_MS`, `WASMDYNO_DRAIN_BACKOFF_CAP_MS` and `WASMDYNO_DRAIN_CA_FILE`.
 pub(crate) fn drains() -> Result<crate::logplex::drain::DrainSettings, String> {
     let mut settings = crate::logplex::drain::DrainSettings::default();
-    let number = |var: &str| -> Result<Option<u64>, String> {
-        match std::env::var(var) {
-            Ok(value) => value
-                .trim()
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("{var}={value:?} is not a whole number")),
-            Err(_) => Ok(None),
-        }
-    };
+    let number = |var: &str| number(var, "a whole number");
     if let Some(lines) = number("WASMDYNO_DRAIN_BUFFER_LINES")? {
         settings.buffer_lines = usize::try_from(lines.max(1)).unwrap_or(usize::MAX);
     }
@@ -170,4 +148,16 @@ pub(crate) fn drains() -> Result<crate::logplex::drain::DrainSettings, String> {
         settings.ca_file = Some(PathBuf::from(path));
     }
     Ok(settings)
+}
+
+/// The whole number `var` holds, if it is set; an error saying it is not `what` when it does not parse.
+fn number(var: &str, what: &str) -> Result<Option<u64>, String> {
+    match std::env::var(var) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{var}={value:?} is not {what}")),
+        Err(_) => Ok(None),
+    }
 }
