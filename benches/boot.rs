@@ -16,9 +16,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmdyno::Image;
-use wasmdyno::{DynoSize, Exit, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module};
-use wasmdyno::{Limits, PackOptions, Slug, pack};
+use wasmdyno::runtime::Image;
+use wasmdyno::{
+    Runtime, RuntimeConfig, runtime::DynoSize, runtime::Exit, runtime::PoolingSettings,
+    runtime::RunSpec, runtime::resolve_module,
+};
+use wasmdyno::{Slug, slug::Limits, slug::PackOptions, slug::pack};
 
 fn main() {
     let runs: usize = std::env::args()

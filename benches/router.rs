@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use wasmdyno::HttpSettings;
-use wasmdyno::{DynoSize, RunSpec, Runtime, RuntimeConfig, resolve_module};
-use wasmdyno::{Edge, EdgeSettings};
-use wasmdyno::{Limits, PackOptions, Slug, pack};
+use wasmdyno::runtime::http::HttpSettings;
+use wasmdyno::{Edge, edge::EdgeSettings};
+use wasmdyno::{
+    Runtime, RuntimeConfig, runtime::DynoSize, runtime::RunSpec, runtime::resolve_module,
+};
+use wasmdyno::{Slug, slug::Limits, slug::PackOptions, slug::pack};
 
 fn main() {
     let requests: usize = std::env::args()

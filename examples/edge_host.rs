@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmdyno::Central;
-use wasmdyno::{Edge, EdgeSettings, LogLine, Runtime, RuntimeConfig};
+use wasmdyno::edge::Central;
+use wasmdyno::{Edge, Runtime, RuntimeConfig, edge::EdgeSettings, logs::LogLine};
 
 struct Args {
     dir: Option<PathBuf>,

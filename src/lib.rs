@@ -8,38 +8,46 @@
 //!
 //! # Embedding
 //!
-//! The API is small and lives at the crate root:
+//! The root holds the types most hosts touch: [`Slug`], [`Runtime`] and [`RuntimeConfig`], [`Manager`],
+//! [`Router`], [`Logplex`], [`Edge`], and their errors. The rest lives in public modules, one per room:
 //!
-//! - [`Slug::open`] reads and verifies a slug (the sha256 of every file; [`Slug::sha256`] is the archive's).
-//! - [`Runtime::new`] builds the wasmtime engine with its compiled-code cache ([`RuntimeConfig`]); cache keys are
-//!   the module's sha256 and the engine's compatibility hash, the same in every process and on every machine with
-//!   the same engine configuration.
-//! - A [`Source`] says what should run: apps and their current [`ReleaseSpec`] (slug, config vars, formation of
-//!   [`Scale`]s with a [`DynoSize`]). [`MemorySource`] keeps that in memory.
-//! - A [`Manager`] starts and stops the dynos a source asks for ([`Manager::reconcile`]), with supervision,
-//!   restarts, preboot and graceful stop; [`Manager::run_one_off`] runs a one-off dyno of an app.
-//! - [`prepare`] readies a slug's command (a process type, a command line or a module) as a one-off dyno, with
-//!   the environment and command line every dyno gets, and [`Runtime::run`] runs it and returns its [`Exit`].
-//! - A [`Router`] serves the web dynos: [`Router::serve`] on a listener, or [`Router::service`] (a hyper
-//!   `Service`) in the host's own hyper server.
-//! - App log lines go to a [`LogSink`] the host gives ([`Edge::logs`]).
-//! - [`Edge`] puts these together for an edge host: a folder of slugs ([`Edge::sync_dir`]) or a central
-//!   `wasmdyno serve` to follow ([`Edge::follow`] with [`Central`]), each new release applied with preboot;
-//!   [`Edge::deploy`], [`Edge::scale`] and [`Edge::set_config`] change what runs from the host's own code.
+//! - [`slug`]: [`Slug::open`] reads and verifies a slug (the sha256 of every file; [`Slug::sha256`] is the
+//!   archive's); [`slug::pack`] makes one.
+//! - [`runtime`]: [`Runtime::new`] builds the wasmtime engine with its compiled-code cache ([`RuntimeConfig`]);
+//!   cache keys are the module's sha256 and the engine's compatibility hash, the same in every process and on
+//!   every machine with the same engine configuration. [`Runtime::run`] runs a [`runtime::RunSpec`] and returns
+//!   its [`runtime::Exit`].
+//! - [`dyno`]: a [`dyno::Source`] says what should run: apps and their current [`dyno::ReleaseSpec`] (slug,
+//!   config vars, formation of [`dyno::Scale`]s with a [`runtime::DynoSize`]). A [`Manager`] starts and stops the
+//!   dynos a source asks for ([`Manager::reconcile`]), with supervision, restarts, preboot and graceful stop;
+//!   [`Manager::run_one_off`] runs a one-off dyno of an app. [`dyno::prepare`] readies a slug's command (a
+//!   process type, a command line or a module) as a one-off dyno, with the environment and command line every
+//!   dyno gets.
+//! - [`router`]: a [`Router`] serves the web dynos: [`Router::serve`] on a listener, or [`Router::service`] (a
+//!   hyper `Service`) in the host's own hyper server.
+//! - [`logs`]: the [`Logplex`] merges every app's lines; an edge host's app lines go to a [`edge::LogSink`]
+//!   ([`Edge::logs`]).
+//! - [`edge`]: an [`Edge`] puts these together for an edge host: a folder of slugs ([`Edge::sync_dir`]) or a
+//!   central `wasmdyno serve` to follow ([`Edge::follow`] with [`edge::Central`]), each new release applied with
+//!   preboot, kept in an [`edge::MemorySource`]; [`Edge::deploy`], [`Edge::scale`] and [`Edge::set_config`]
+//!   change what runs from the host's own code.
+//! - [`metrics`]: what the router and the dyno manager measure, per app and process type.
 //!
 //! `wasmdyno serve` is built from the same parts, over a source backed by its state store, and `wasmdyno run`
-//! runs a local one-off dyno with [`prepare`]. Everything not re-exported here is private to the crate.
+//! runs a local one-off dyno with [`dyno::prepare`], the launch path every dyno takes. Modules not listed here are
+//! private to the crate.
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use wasmdyno::{Edge, EdgeSettings, Runtime, RuntimeConfig};
+//! use wasmdyno::edge::EdgeSettings;
+//! use wasmdyno::{Edge, Runtime, RuntimeConfig};
 //!
 //! let runtime = Runtime::new(RuntimeConfig::default().with_cache_dir(Some("/var/cache/edge".into())))?;
 //! let edge = Edge::new(Arc::new(runtime), "/var/lib/edge", EdgeSettings::default());
 //! edge.sync_dir("/srv/slugs".as_ref()).await?; // serves /srv/slugs/hello.tar.gz at hello.localhost
 //! for app in edge.apps() {
-//!     edge.logs(&app, |app: &str, line: &wasmdyno::LogLine| println!("{app}: {line}"));
+//!     edge.logs(&app, |app: &str, line: &wasmdyno::logs::LogLine| println!("{app}: {line}"));
 //! }
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! edge.router().clone().serve(listener, std::future::pending()).await;
@@ -48,51 +56,26 @@
 //!
 //! `examples/edge_host.rs` is a complete edge host.
 
-// The public API is what this file re-exports; the modules behind it stay private.
-
-// Slugs.
-pub use slug::{FileEntry, Limits, Manifest, PackOptions, Packed, Slug, SlugError, pack};
-
-// The sandbox.
-pub use runtime::http::{HttpDyno, HttpFailure, HttpSettings};
-pub use runtime::net::{Connection, Listener, NetError};
-pub use runtime::stdio::{Input, Output};
-pub use runtime::vfs::Image;
-pub use runtime::{
-    CacheOutcome, DynoSize, Exit, Guest, NetworkPolicy, PoolingSettings, Report, RunSpec, Runtime,
-    RuntimeConfig, RuntimeError, resolve_module,
-};
-
-// The dyno manager and what it runs.
-pub use dyno::{
-    AppSpec, Attach, DynoError, DynoInfo, Manager, Prepared, ReleaseSpec, Scale,
-    Settings as ManagerSettings, Source, SourceError, State as DynoState, prepare,
-};
-
-// Logs.
-pub use logplex::{
-    Filter, LogLine, Logplex, ParseTimestampError, Session, SessionOptions, Source as LogSource,
-    UnknownSource,
-};
-
-// The router.
-pub use router::{ConnectionLimits, Router, RouterService, Routes, Settings as RouterSettings};
-
-// An edge host's parts.
-pub use edge::{Central, Edge, EdgeError, EdgeSettings, LogSink, MemorySource};
+// The root holds the few types most hosts touch; the rest of the public API lives in the public modules below.
+pub use dyno::{DynoError, Manager};
+pub use edge::{Edge, EdgeError};
+pub use logs::Logplex;
+pub use router::Router;
+pub use runtime::{Runtime, RuntimeConfig, RuntimeError};
+pub use slug::{Slug, SlugError};
 
 mod clock;
-mod dyno;
-mod edge;
+pub mod dyno;
+pub mod edge;
 mod features;
 mod fsutil;
 mod ids;
-mod logplex;
+pub mod logs;
 pub mod metrics;
 mod procfile;
-mod router;
-mod runtime;
-mod slug;
+pub mod router;
+pub mod runtime;
+pub mod slug;
 mod tls;
 mod vars;
 mod wire;

@@ -86,8 +86,14 @@ mod tests {
         assert_eq!((release.version, release.slug.as_deref()), (3, Some("ab")));
         assert_eq!(release.config["A"], "1");
         assert_eq!(release.formation["web"].quantity, 2);
-        assert_eq!(release.formation["web"].size, crate::DynoSize::Standard2X);
-        assert_eq!(release.formation["worker"].size, crate::DynoSize::default());
+        assert_eq!(
+            release.formation["web"].size,
+            crate::runtime::DynoSize::Standard2X
+        );
+        assert_eq!(
+            release.formation["worker"].size,
+            crate::runtime::DynoSize::default()
+        );
         let again: CurrentRelease =
             serde_json::from_str(&serde_json::to_string(&current).unwrap()).unwrap();
         assert_eq!(again, current);

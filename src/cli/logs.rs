@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 
 use super::{AppArg, api, block_on};
 use crate::api::client::for_each_line;
-use crate::logplex::LogLine;
+use crate::logs::LogLine;
 
 /// Show an app's logs: the last lines, and with --tail the new ones as they come.
 #[derive(Debug, Args)]
@@ -97,7 +97,7 @@ fn for_terminal(line: &LogLine) -> String {
     }
     format!(
         "{} {}[{}]: {text}",
-        crate::logplex::time::Rfc3339(line.timestamp()),
+        crate::logs::time::Rfc3339(line.timestamp()),
         line.source(),
         line.dyno()
     )

@@ -129,8 +129,8 @@ pub(crate) fn router() -> Result<crate::router::Settings, String> {
 
 /// The defaults, overridden by `WASMDYNO_DRAIN_BUFFER_LINES`, `WASMDYNO_DRAIN_TIMEOUT_MS`,
 /// `WASMDYNO_DRAIN_BACKOFF_BASE_MS`, `WASMDYNO_DRAIN_BACKOFF_CAP_MS` and `WASMDYNO_DRAIN_CA_FILE`.
-pub(crate) fn drains() -> Result<crate::logplex::drain::DrainSettings, String> {
-    let mut settings = crate::logplex::drain::DrainSettings::default();
+pub(crate) fn drains() -> Result<crate::logs::drain::DrainSettings, String> {
+    let mut settings = crate::logs::drain::DrainSettings::default();
     let number = |var: &str| number(var, "a whole number");
     if let Some(lines) = number("WASMDYNO_DRAIN_BUFFER_LINES")? {
         settings.buffer_lines = usize::try_from(lines.max(1)).unwrap_or(usize::MAX);

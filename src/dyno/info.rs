@@ -8,7 +8,7 @@ use crate::runtime::web::WebHandler;
 /// A dyno's state, as `ps` shows it ([`DynoInfo::state`]); it serializes as its name.
 ///
 /// ```
-/// use wasmdyno::DynoState;
+/// use wasmdyno::dyno::State as DynoState;
 ///
 /// assert_eq!(serde_json::to_string(&DynoState::Crashed)?, r#""crashed""#);
 /// assert_eq!(serde_json::from_str::<DynoState>(r#""up""#)?, DynoState::Up);
@@ -33,7 +33,7 @@ impl State {
     /// The state's name: `starting`, `up`, `crashed`, `idle` or `down`.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::DynoState::Up.as_str(), "up");
+    /// assert_eq!(wasmdyno::dyno::State::Up.as_str(), "up");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,14 +46,14 @@ impl State {
     }
 }
 
-/// What `ps` and the API report about one dyno ([`Manager::dynos`], [`Manager::run_one_off`]).
+/// What `ps` and the API report about one dyno ([`Manager::dynos`](super::Manager::dynos), [`Manager::run_one_off`](super::Manager::run_one_off)).
 ///
 /// ```
-/// let info: wasmdyno::DynoInfo = serde_json::from_str(r#"{
+/// let info: wasmdyno::dyno::DynoInfo = serde_json::from_str(r#"{
 ///     "name": "web.1", "type": "web", "command": "hello.wasm", "size": "standard-1x",
 ///     "state": "up", "updated_at": 1700000000, "release": 3
 /// }"#)?;
-/// assert_eq!((info.kind.as_str(), info.state), ("web", wasmdyno::DynoState::Up));
+/// assert_eq!((info.kind.as_str(), info.state), ("web", wasmdyno::dyno::State::Up));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,7 +103,7 @@ pub struct WebDyno {
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use wasmdyno::{AppSpec, DynoError, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{dyno::AppSpec, DynoError, Logplex, Manager, edge::MemorySource, dyno::ReleaseSpec, Runtime, RuntimeConfig};
 ///
 /// let work = tempfile::tempdir()?;
 /// let source = Arc::new(MemorySource::new(work.path()));

@@ -106,16 +106,16 @@ pub(super) struct Want {
 /// # let app = tempfile::tempdir()?;
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
 /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::slug::pack(app.path(), options)?.bytes, Default::default())?;
 /// use std::time::Duration;
-/// use wasmdyno::{CacheOutcome, Exit, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::CacheOutcome, runtime::Exit, Runtime, RuntimeConfig};
 ///
 /// let runtime = Runtime::new(RuntimeConfig::default())?;
-/// let mut one_off = wasmdyno::prepare(&runtime, &slug, "worker", &[], Default::default(), Default::default())?;
+/// let mut one_off = wasmdyno::dyno::prepare(&runtime, &slug, "worker", &[], Default::default(), Default::default())?;
 /// assert!(matches!(one_off.cache, CacheOutcome::Uncached(_)));
 /// assert_eq!(one_off.spec.argv, ["hello.wasm"]);
 /// one_off.spec.deadline = Some(Duration::from_secs(60));
@@ -145,18 +145,18 @@ pub struct Prepared {
 /// # let app = tempfile::tempdir()?;
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
 /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("worker".to_string(), "hello.wasm --from ${GREETING}".to_string())].into(),
 /// #     config_vars: [("HOME".to_string(), "/app".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::slug::pack(app.path(), options)?.bytes, Default::default())?;
 /// use std::collections::BTreeMap;
-/// use wasmdyno::{DynoSize, Exit, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::DynoSize, runtime::Exit, Runtime, RuntimeConfig};
 ///
 /// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
-/// let one_off = wasmdyno::prepare(&runtime, &slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
+/// let one_off = wasmdyno::dyno::prepare(&runtime, &slug, "worker", &["--once".into()], env, DynoSize::Eco)?;
 /// assert_eq!(one_off.spec.argv, ["hello.wasm", "--from", "hi", "--once"]);
 /// assert_eq!(one_off.spec.env["DYNO"], "run.1");
 /// assert_eq!(one_off.spec.env["WASMDYNO_RELEASE"], &slug.sha256()[..7]);

@@ -9,7 +9,7 @@ use crate::runtime::http::HttpSettings;
 /// ```
 /// use std::time::Duration;
 ///
-/// let mut settings = wasmdyno::ManagerSettings::default();
+/// let mut settings = wasmdyno::dyno::Settings::default();
 /// assert_eq!(settings.backoff_base, Duration::from_secs(10));
 /// settings.stop_timeout = Duration::from_secs(5);
 /// settings.http.max_instances = 4;

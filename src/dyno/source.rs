@@ -7,12 +7,12 @@ use crate::runtime::DynoSize;
 /// What the dyno manager and the router run: the apps, and each app's current release and formation.
 ///
 /// `wasmdyno serve` implements it over its state store; an edge host over a folder of slugs or a central server
-/// ([`MemorySource`](crate::MemorySource)). Reads are frequent (every reconcile, every routing-table reload) and must be quick: keep the
+/// ([`MemorySource`](crate::edge::MemorySource)). Reads are frequent (every reconcile, every routing-table reload) and must be quick: keep the
 /// state in memory and refresh it elsewhere.
 ///
 /// ```
 /// use std::path::PathBuf;
-/// use wasmdyno::{AppSpec, ReleaseSpec, Source, SourceError};
+/// use wasmdyno::{dyno::AppSpec, dyno::ReleaseSpec, dyno::Source, dyno::SourceError};
 ///
 /// /// One app, never changing.
 /// struct Fixed(ReleaseSpec);
@@ -50,7 +50,7 @@ pub trait Source: Send + Sync {
 /// A [`Source`] could not be read.
 ///
 /// ```
-/// let e = wasmdyno::SourceError::new("the central server is unreachable");
+/// let e = wasmdyno::dyno::SourceError::new("the central server is unreachable");
 /// assert_eq!(e.to_string(), "the central server is unreachable");
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,7 +61,7 @@ impl SourceError {
     /// An error that says `why`.
     ///
     /// ```
-    /// let e = wasmdyno::SourceError::new(format!("cannot read {}", "/srv/slugs"));
+    /// let e = wasmdyno::dyno::SourceError::new(format!("cannot read {}", "/srv/slugs"));
     /// assert!(e.to_string().contains("/srv/slugs"));
     /// ```
     pub fn new(why: impl Into<String>) -> SourceError {
@@ -72,7 +72,7 @@ impl SourceError {
 /// An app as a [`Source`] lists it.
 ///
 /// ```
-/// let app = wasmdyno::AppSpec::new("hello");
+/// let app = wasmdyno::dyno::AppSpec::new("hello");
 /// assert!(!app.maintenance && !app.sleep);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub struct AppSpec {
     pub name: String,
     /// In maintenance mode the router answers every request with H80.
     pub maintenance: bool,
-    /// Its web dynos go idle after [`Settings::sleep_after`] without a request.
+    /// Its web dynos go idle after [`Settings::sleep_after`](super::Settings::sleep_after) without a request.
     pub sleep: bool,
     /// Features turned on (`http-fresh-instances`: a new `wasi:http` instance for every request).
     pub features: std::collections::BTreeSet<String>,
@@ -94,7 +94,7 @@ impl AppSpec {
     /// An app named `name`, not in maintenance, not sleeping.
     ///
     /// ```
-    /// let mut app = wasmdyno::AppSpec::new("hello");
+    /// let mut app = wasmdyno::dyno::AppSpec::new("hello");
     /// app.maintenance = true;
     /// assert_eq!(app.name, "hello");
     /// ```
@@ -112,7 +112,7 @@ impl AppSpec {
 /// An app's current release as a [`Source`] gives it: what its dynos run.
 ///
 /// ```
-/// use wasmdyno::{DynoSize, ReleaseSpec};
+/// use wasmdyno::{runtime::DynoSize, dyno::ReleaseSpec};
 ///
 /// let release = ReleaseSpec::new(3, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
 ///     .config("GREETING", "hi")
@@ -136,7 +136,7 @@ impl ReleaseSpec {
     /// Release `version` of the slug `sha256`, no config vars, an empty formation.
     ///
     /// ```
-    /// let release = wasmdyno::ReleaseSpec::new(1, "ab12");
+    /// let release = wasmdyno::dyno::ReleaseSpec::new(1, "ab12");
     /// assert_eq!(release.slug.as_deref(), Some("ab12"));
     /// assert!(release.config.is_empty() && release.formation.is_empty());
     /// ```
@@ -152,7 +152,7 @@ impl ReleaseSpec {
     /// Sets a config var.
     ///
     /// ```
-    /// let release = wasmdyno::ReleaseSpec::new(1, "ab12").config("GREETING", "hi");
+    /// let release = wasmdyno::dyno::ReleaseSpec::new(1, "ab12").config("GREETING", "hi");
     /// assert_eq!(release.config["GREETING"], "hi");
     /// ```
     pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> ReleaseSpec {
@@ -163,7 +163,7 @@ impl ReleaseSpec {
     /// Runs `quantity` dynos of `kind` at `size`.
     ///
     /// ```
-    /// use wasmdyno::{DynoSize, ReleaseSpec, Scale};
+    /// use wasmdyno::{runtime::DynoSize, dyno::ReleaseSpec, dyno::Scale};
     /// let release = ReleaseSpec::new(1, "ab12").scale("web", 2, DynoSize::Eco).scale("worker", 1, DynoSize::Basic);
     /// assert_eq!(release.formation["web"], Scale::new(2, DynoSize::Eco));
     /// ```
@@ -176,7 +176,7 @@ impl ReleaseSpec {
 /// How many dynos of one process type run, and how big.
 ///
 /// ```
-/// let one = wasmdyno::Scale::new(1, wasmdyno::DynoSize::default());
+/// let one = wasmdyno::dyno::Scale::new(1, wasmdyno::runtime::DynoSize::default());
 /// assert_eq!(one.quantity, 1);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +192,8 @@ impl Scale {
     /// `quantity` dynos of `size`.
     ///
     /// ```
-    /// let two = wasmdyno::Scale::new(2, "eco".parse().unwrap());
-    /// assert_eq!((two.quantity, two.size), (2, wasmdyno::DynoSize::Eco));
+    /// let two = wasmdyno::dyno::Scale::new(2, "eco".parse().unwrap());
+    /// assert_eq!((two.quantity, two.size), (2, wasmdyno::runtime::DynoSize::Eco));
     /// ```
     pub fn new(quantity: u32, size: DynoSize) -> Scale {
         Scale { quantity, size }

@@ -11,7 +11,7 @@ use super::Settings;
 use super::Source;
 use super::info::DynoInfo;
 use super::launch::Booted;
-use crate::logplex::Logplex;
+use crate::logs::Logplex;
 use crate::runtime::Runtime;
 use crate::runtime::net::Listener;
 use crate::runtime::web::WebHandler;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::launch::{self, PlatformVars, Want};
 use super::state::Inner;
 use super::*;
-use crate::logplex::{LineWriter, LogLine};
+use crate::logs::{LineWriter, LogLine};
 use crate::runtime::cgi::CgiDyno;
 use crate::runtime::net::Listener;
 use crate::runtime::stdio::{Credit, Input, Output};
@@ -47,13 +47,13 @@ pub(super) struct Supervisor {
 /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("echo.wasm"), ECHO)?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("console".to_string(), "echo.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// use std::sync::{Arc, Mutex};
-/// use wasmdyno::{AppSpec, Attach, Input, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{dyno::AppSpec, dyno::Attach, runtime::stdio::Input, Logplex, Manager, edge::MemorySource, dyno::ReleaseSpec, Runtime, RuntimeConfig};
 ///
 /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 /// tokio.block_on(async {

@@ -8,7 +8,7 @@ use super::*;
 /// reads releases and slugs and nothing else, is the one an edge box should hold.
 ///
 /// ```
-/// let central = wasmdyno::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
+/// let central = wasmdyno::edge::Central::new("http://127.0.0.1:5001", "TOKEN").unwrap();
 /// assert_eq!(central.url(), "http://127.0.0.1:5001");
 /// ```
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl Central {
     /// The server at `url`: `http://HOST:PORT` (as `wasmdyno serve` announces it) or `https://HOST[:PORT]`.
     ///
     /// ```
-    /// use wasmdyno::Central;
+    /// use wasmdyno::edge::Central;
     /// assert!(Central::new("http://127.0.0.1:5001/", "TOKEN").is_ok());
     /// assert_eq!(Central::new("https://central.example.com", "T").unwrap().url(), "https://central.example.com:443");
     /// assert!(Central::new("ftp://central.example.com", "TOKEN").is_err());
@@ -66,7 +66,7 @@ impl Central {
     /// Trusts the certificates in the PEM file `ca_file` too (a private CA), for `https://`.
     ///
     /// ```no_run
-    /// let central = wasmdyno::Central::new("https://central.internal", "TOKEN")?
+    /// let central = wasmdyno::edge::Central::new("https://central.internal", "TOKEN")?
     ///     .with_ca_file("/etc/wasmdyno/ca.pem".as_ref())?;
     /// # Ok::<(), wasmdyno::EdgeError>(())
     /// ```
@@ -83,7 +83,7 @@ impl Central {
     /// The server's URL.
     ///
     /// ```
-    /// let central = wasmdyno::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
+    /// let central = wasmdyno::edge::Central::new("10.0.0.1:5001", "TOKEN").unwrap();
     /// assert_eq!(central.url(), "http://10.0.0.1:5001");
     /// ```
     pub fn url(&self) -> String {
@@ -98,7 +98,7 @@ impl Central {
     /// The app and its current release (with formation) as the server has them; `None` if it has no such app.
     ///
     /// ```no_run
-    /// # async fn pull(central: wasmdyno::Central) -> Result<(), wasmdyno::EdgeError> {
+    /// # async fn pull(central: wasmdyno::edge::Central) -> Result<(), wasmdyno::EdgeError> {
     /// if let Some((app, Some(release))) = central.current("hello").await? {
     ///     println!("{} runs v{} of slug {:?}", app.name, release.version, release.slug);
     /// }
@@ -126,7 +126,7 @@ impl Central {
     /// The slug `sha256` of `app`, as bytes (verify them: [`MemorySource::add_slug`]).
     ///
     /// ```no_run
-    /// # async fn pull(central: wasmdyno::Central, source: wasmdyno::MemorySource) -> Result<(), wasmdyno::EdgeError> {
+    /// # async fn pull(central: wasmdyno::edge::Central, source: wasmdyno::edge::MemorySource) -> Result<(), wasmdyno::EdgeError> {
     /// let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     /// let bytes = central.slug("hello", sha).await?;
     /// source.add_slug(&bytes, Some(sha), Default::default())?;

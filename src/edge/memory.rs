@@ -6,8 +6,8 @@ use super::*;
 /// What should run, in memory: apps and their current releases, slugs in a folder as `<sha256>.tar.gz`.
 ///
 /// ```
-/// use wasmdyno::{AppSpec, ReleaseSpec, Source};
-/// use wasmdyno::MemorySource;
+/// use wasmdyno::{dyno::AppSpec, dyno::ReleaseSpec, dyno::Source};
+/// use wasmdyno::edge::MemorySource;
 ///
 /// let source = MemorySource::new("/var/lib/edge/slugs");
 /// source.set(AppSpec::new("hello"), Some(ReleaseSpec::new(1, "ab12")));
@@ -23,8 +23,8 @@ impl MemorySource {
     /// An empty source keeping its slugs in `dir`.
     ///
     /// ```
-    /// use wasmdyno::Source;
-    /// let source = wasmdyno::MemorySource::new("/var/lib/edge/slugs");
+    /// use wasmdyno::dyno::Source;
+    /// let source = wasmdyno::edge::MemorySource::new("/var/lib/edge/slugs");
     /// assert!(source.apps().unwrap().is_empty());
     /// ```
     pub fn new(dir: impl Into<PathBuf>) -> MemorySource {
@@ -38,7 +38,7 @@ impl MemorySource {
     /// next [`reconcile`](Manager::reconcile).
     ///
     /// ```
-    /// use wasmdyno::{AppSpec, DynoSize, MemorySource, ReleaseSpec, Source};
+    /// use wasmdyno::{dyno::AppSpec, runtime::DynoSize, edge::MemorySource, dyno::ReleaseSpec, dyno::Source};
     ///
     /// let source = MemorySource::new("/var/lib/edge/slugs");
     /// let release = ReleaseSpec::new(2, "ab12").scale("web", 2, DynoSize::Eco);
@@ -53,7 +53,7 @@ impl MemorySource {
     /// Changes an app's current release in place; false (and nothing changed) if the app has no release.
     ///
     /// ```
-    /// use wasmdyno::{AppSpec, DynoSize, MemorySource, ReleaseSpec, Source};
+    /// use wasmdyno::{dyno::AppSpec, runtime::DynoSize, edge::MemorySource, dyno::ReleaseSpec, dyno::Source};
     ///
     /// let source = MemorySource::new("/var/lib/edge/slugs");
     /// assert!(!source.update("hello", |release| release.version += 1));
@@ -75,8 +75,8 @@ impl MemorySource {
     /// Forgets an app; false if there was none.
     ///
     /// ```
-    /// let source = wasmdyno::MemorySource::new("/var/lib/edge/slugs");
-    /// source.set(wasmdyno::AppSpec::new("hello"), None);
+    /// let source = wasmdyno::edge::MemorySource::new("/var/lib/edge/slugs");
+    /// source.set(wasmdyno::dyno::AppSpec::new("hello"), None);
     /// assert!(source.remove("hello"));
     /// assert!(!source.remove("hello"));
     /// ```
@@ -91,12 +91,12 @@ impl MemorySource {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
-    /// use wasmdyno::{EdgeError, MemorySource, Source};
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// use wasmdyno::{EdgeError, edge::MemorySource, dyno::Source};
     ///
     /// let work = tempfile::tempdir()?;
     /// let source = MemorySource::new(work.path());

@@ -17,7 +17,7 @@ use hyper::body::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::dyno::{AppSpec, Manager, ReleaseSpec, Scale, Source, SourceError, State};
-use crate::logplex::{LogLine, Logplex, SessionOptions};
+use crate::logs::{LogLine, Logplex, SessionOptions};
 use crate::router::{Router, Routes};
 use crate::runtime::{DynoSize, Runtime};
 use crate::slug::{Limits, Slug, SlugError};
@@ -31,7 +31,7 @@ pub use memory::MemorySource;
 /// Why an edge operation failed.
 ///
 /// ```
-/// use wasmdyno::{EdgeError, MemorySource};
+/// use wasmdyno::{EdgeError, edge::MemorySource};
 ///
 /// let source = MemorySource::new(std::env::temp_dir().join("wasmdyno-doc-slugs"));
 /// let err = source.add_slug(b"not a slug", None, Default::default()).unwrap_err();
@@ -73,9 +73,9 @@ pub enum EdgeError {
 /// Where app log lines go: the host's sink. Any `Fn(&str, &LogLine)` closure is one.
 ///
 /// ```
-/// use wasmdyno::LogSink;
+/// use wasmdyno::edge::LogSink;
 ///
-/// let sink = |app: &str, line: &wasmdyno::LogLine| println!("{app} {line}");
+/// let sink = |app: &str, line: &wasmdyno::logs::LogLine| println!("{app} {line}");
 /// fn takes(_: impl LogSink) {}
 /// takes(sink);
 /// ```
@@ -93,7 +93,7 @@ impl<F: Fn(&str, &LogLine) + Send + Sync + 'static> LogSink for F {
 /// Settings of an [`Edge`].
 ///
 /// ```
-/// let settings = wasmdyno::EdgeSettings::default();
+/// let settings = wasmdyno::edge::EdgeSettings::default();
 /// assert_eq!(settings.base_domain, "localhost");
 /// ```
 #[derive(Debug, Clone)]
@@ -128,12 +128,12 @@ impl Default for EdgeSettings {
 /// ```no_run
 /// # async fn host() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use wasmdyno::{Edge, EdgeSettings, Runtime, RuntimeConfig};
+/// use wasmdyno::{Edge, edge::EdgeSettings, Runtime, RuntimeConfig};
 ///
 /// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
 /// let edge = Edge::new(runtime, "/var/lib/edge", EdgeSettings::default());
 /// edge.sync_dir("/srv/slugs".as_ref()).await?;
-/// edge.logs("hello", |app: &str, line: &wasmdyno::LogLine| println!("{app} {line}"));
+/// edge.logs("hello", |app: &str, line: &wasmdyno::logs::LogLine| println!("{app} {line}"));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// edge.router().clone().serve(listener, std::future::pending()).await;
 /// # Ok(()) }
@@ -156,7 +156,7 @@ impl Edge {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use wasmdyno::{Edge, EdgeSettings, Runtime, RuntimeConfig};
+    /// use wasmdyno::{Edge, edge::EdgeSettings, Runtime, RuntimeConfig};
     ///
     /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     /// let _guard = tokio.enter();
@@ -252,7 +252,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
-    /// use wasmdyno::Source;
+    /// use wasmdyno::dyno::Source;
     /// let release = edge.source().release("hello")?;
     /// println!("hello runs {:?}", release.map(|r| r.version));
     /// # Ok(()) }
@@ -292,7 +292,7 @@ impl Edge {
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// use wasmdyno::{AppSpec, DynoSize, ReleaseSpec};
+    /// use wasmdyno::{dyno::AppSpec, runtime::DynoSize, dyno::ReleaseSpec};
     ///
     /// let slug = edge.source().add_slug(&std::fs::read("hello.tar.gz")?, None, Default::default())?;
     /// let release = ReleaseSpec::new(1, slug.sha256()).config("GREETING", "hi").scale("web", 2, DynoSize::Eco);
@@ -312,7 +312,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), wasmdyno::EdgeError> {
-    /// use wasmdyno::DynoSize;
+    /// use wasmdyno::runtime::DynoSize;
     ///
     /// edge.scale("hello", "worker", 2, DynoSize::Basic).await?;
     /// edge.scale("hello", "worker", 0, DynoSize::Basic).await?; // stops them
@@ -418,7 +418,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
-    /// edge.source().set(wasmdyno::AppSpec::new("hello"), None);
+    /// edge.source().set(wasmdyno::dyno::AppSpec::new("hello"), None);
     /// edge.apply("hello").await; // stops its dynos
     /// # Ok(()) }
     /// ```
@@ -459,7 +459,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
-    /// let task = edge.logs("hello", |app: &str, line: &wasmdyno::LogLine| println!("{app}: {line}"));
+    /// let task = edge.logs("hello", |app: &str, line: &wasmdyno::logs::LogLine| println!("{app}: {line}"));
     /// // ... later: stop printing.
     /// task.abort();
     /// # Ok(()) }
@@ -561,7 +561,7 @@ impl Edge {
     ///
     /// ```no_run
     /// # async fn host(edge: wasmdyno::Edge) -> Result<(), Box<dyn std::error::Error>> {
-    /// let central = wasmdyno::Central::new("http://10.0.0.1:5001", std::env::var("WASMDYNO_TOKEN")?)?;
+    /// let central = wasmdyno::edge::Central::new("http://10.0.0.1:5001", std::env::var("WASMDYNO_TOKEN")?)?;
     /// loop {
     ///     if edge.follow(&central, "hello").await? {
     ///         println!("hello: new release");

@@ -89,7 +89,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::dyno::{Manager, State, WebDyno};
-use crate::logplex::{LogLine, Logplex};
+use crate::logs::{LogLine, Logplex};
 use crate::metrics::Metrics;
 use body::{RequestBody, ResponseBody, empty, full};
 
@@ -117,7 +117,7 @@ const POOL_RELEASE_AFTER: Duration = Duration::from_millis(20);
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use wasmdyno::{Edge, EdgeSettings, Router, Runtime, RuntimeConfig};
+/// use wasmdyno::{Edge, edge::EdgeSettings, Router, Runtime, RuntimeConfig};
 ///
 /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 /// tokio.block_on(async {
@@ -159,8 +159,8 @@ impl Router {
     /// hyper server.
     ///
     /// ```no_run
-    /// # fn build(manager: wasmdyno::Manager, source: std::sync::Arc<wasmdyno::MemorySource>) -> wasmdyno::Router {
-    /// use wasmdyno::{Logplex, Router, RouterSettings, Routes};
+    /// # fn build(manager: wasmdyno::Manager, source: std::sync::Arc<wasmdyno::edge::MemorySource>) -> wasmdyno::Router {
+    /// use wasmdyno::{Logplex, Router, router::Settings as RouterSettings, router::Routes};
     ///
     /// let routes = Routes::from_source(source, "apps.example.com");
     /// Router::new(manager, routes, Logplex::new(), RouterSettings::default())
@@ -551,7 +551,7 @@ impl Router {
 ///
 /// ```no_run
 /// # async fn host(router: wasmdyno::Router) -> std::io::Result<()> {
-/// use wasmdyno::RouterService;
+/// use wasmdyno::router::RouterService;
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let (stream, peer) = listener.accept().await?;

@@ -43,11 +43,13 @@ pub struct AppRoute {
 /// One of an app's hostnames, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainInfo {
+    /// The hostname, e.g. `hello.localhost` or `www.example.com`.
     pub hostname: String,
     /// `default` for `<app>.<base domain>` (every app has it) or `custom`.
     pub kind: String,
     /// Where a custom domain's DNS points: a CNAME to the app's default domain.
     pub cname: Option<String>,
+    /// The app it routes to.
     pub app: String,
 }
 
@@ -58,7 +60,7 @@ pub struct DomainInfo {
 /// use std::sync::Arc;
 /// use http_body_util::Empty;
 /// use hyper::body::Bytes;
-/// use wasmdyno::{AppSpec, Logplex, Manager, MemorySource, Router, Routes, Runtime, RuntimeConfig};
+/// use wasmdyno::{dyno::AppSpec, Logplex, Manager, edge::MemorySource, Router, router::Routes, Runtime, RuntimeConfig};
 ///
 /// let work = tempfile::tempdir()?;
 /// let source = Arc::new(MemorySource::new(work.path()));
@@ -128,14 +130,14 @@ impl Routes {
     }
 
     /// A read-only table over `source` for apps at `<app>.<base_domain>` (and their
-    /// [`Source::domains`](crate::Source::domains)). The table is a snapshot of `source`, reloaded once it is
+    /// [`Source::domains`](crate::dyno::Source::domains)). The table is a snapshot of `source`, reloaded once it is
     /// older than 10 seconds: a change in `source` is seen within that time, or at once after
     /// [`invalidate`](Self::invalidate).
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use wasmdyno::{Logplex, Manager, MemorySource, Router, Routes, Runtime, RuntimeConfig};
+    /// use wasmdyno::{Logplex, Manager, edge::MemorySource, Router, router::Routes, Runtime, RuntimeConfig};
     ///
     /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));
     /// // `hello` is served at hello.apps.example.com.
@@ -180,7 +182,7 @@ impl Routes {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use wasmdyno::{AppSpec, MemorySource, Routes};
+    /// use wasmdyno::{dyno::AppSpec, edge::MemorySource, router::Routes};
     ///
     /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));
     /// let routes = Routes::from_source(source.clone(), "apps.example.com");

@@ -8,7 +8,7 @@ use super::*;
 /// ```
 /// use std::time::Duration;
 ///
-/// let mut settings = wasmdyno::RouterSettings::default();
+/// let mut settings = wasmdyno::router::Settings::default();
 /// settings.request_timeout = Duration::from_secs(10);
 /// settings.base_domain = "apps.example.com".into();
 /// assert_eq!(settings.max_body, None);

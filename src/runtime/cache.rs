@@ -24,7 +24,7 @@ use super::{Guest, RuntimeError};
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use wasmdyno::{CacheOutcome, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::CacheOutcome, Runtime, RuntimeConfig};
 ///
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
 /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));

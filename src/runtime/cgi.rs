@@ -6,7 +6,7 @@
 //!
 //! Bounded: at most `concurrency` runs at once, each holding its permit from before its request body is read
 //! until it ends; all runs share the dyno's one quota; and stdout reaches the client through a window of
-//! [`RESPONSE_WINDOW`] bytes, so a slow client slows the command, never grows the server.
+//! `RESPONSE_WINDOW` bytes, so a slow client slows the command, never grows the server.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

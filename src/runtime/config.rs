@@ -8,7 +8,7 @@ use super::*;
 /// same engine configuration, so a cache can be shared or shipped.
 ///
 /// ```
-/// use wasmdyno::{PoolingSettings, RuntimeConfig};
+/// use wasmdyno::{runtime::PoolingSettings, RuntimeConfig};
 ///
 /// let config = RuntimeConfig::default()
 ///     .with_cache_dir(Some("/var/cache/wasmdyno".into()))
@@ -41,7 +41,7 @@ impl RuntimeConfig {
     /// Uses the pooling allocator with these settings.
     ///
     /// ```
-    /// use wasmdyno::PoolingSettings;
+    /// use wasmdyno::runtime::PoolingSettings;
     /// let config = wasmdyno::RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(1000)));
     /// assert_eq!(config.pooling.unwrap().slots, 1000);
     /// ```
@@ -57,7 +57,7 @@ impl RuntimeConfig {
 /// `WASMDYNO_HTTP_INSTANCES` instances, other dynos one.
 ///
 /// ```
-/// let pooling = wasmdyno::PoolingSettings::new(256);
+/// let pooling = wasmdyno::runtime::PoolingSettings::new(256);
 /// assert_eq!((pooling.slots, pooling.per_component), (256, 4));
 /// let config = wasmdyno::RuntimeConfig::default().with_pooling(Some(pooling));
 /// # drop(config);
@@ -79,7 +79,7 @@ impl PoolingSettings {
     /// `slots` instances at once (at least one), components of up to 4 core instances each.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::PoolingSettings::new(0).slots, 1);
+    /// assert_eq!(wasmdyno::runtime::PoolingSettings::new(0).slots, 1);
     /// ```
     pub fn new(slots: u32) -> PoolingSettings {
         PoolingSettings {
@@ -92,7 +92,7 @@ impl PoolingSettings {
     /// Reserves `bytes` of address space per linear memory (at least 64 KiB, at most 4 GiB).
     ///
     /// ```
-    /// let pool = wasmdyno::PoolingSettings::new(1000).with_memory_reservation(1 << 30);
+    /// let pool = wasmdyno::runtime::PoolingSettings::new(1000).with_memory_reservation(1 << 30);
     /// assert_eq!(pool.memory_reservation, 1 << 30);
     /// ```
     pub fn with_memory_reservation(mut self, bytes: u64) -> PoolingSettings {

@@ -36,7 +36,7 @@ use super::{RunSpec, RuntimeError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use wasmdyno::HttpSettings;
+/// use wasmdyno::runtime::http::HttpSettings;
 ///
 /// let mut settings = HttpSettings::default();
 /// assert_eq!((settings.max_instances, settings.fresh_instances), (16, false));
@@ -70,7 +70,7 @@ impl Default for HttpSettings {
 /// Why a request got no response from the dyno, from [`HttpDyno::handle`].
 ///
 /// ```
-/// use wasmdyno::HttpFailure;
+/// use wasmdyno::runtime::http::HttpFailure;
 ///
 /// // The status a host answers with when the dyno gave no response.
 /// fn status(failure: &HttpFailure) -> u16 {
@@ -156,11 +156,11 @@ pub use super::Report;
 /// makes one of a component exporting `wasi:http/incoming-handler`.
 ///
 /// ```
-/// # async fn host(runtime: &wasmdyno::Runtime, guest: &wasmdyno::Guest) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn host(runtime: &wasmdyno::Runtime, guest: &wasmdyno::runtime::Guest) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use http_body_util::Empty;
 /// use hyper::body::Bytes;
-/// use wasmdyno::{HttpSettings, RunSpec};
+/// use wasmdyno::{runtime::http::HttpSettings, runtime::RunSpec};
 ///
 /// let spec = RunSpec::new(vec!["handler.wasm".into()], Default::default(), Default::default());
 /// if let Some(dyno) = runtime.http_dyno(guest, spec, HttpSettings::default())? {
@@ -264,10 +264,10 @@ impl HttpDyno {
     /// `handle` has returned.
     ///
     /// ```
-    /// # async fn host(dyno: std::sync::Arc<wasmdyno::HttpDyno>) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn host(dyno: std::sync::Arc<wasmdyno::runtime::http::HttpDyno>) -> Result<(), Box<dyn std::error::Error>> {
     /// use http_body_util::{BodyExt, Full};
     /// use hyper::body::Bytes;
-    /// use wasmdyno::HttpFailure;
+    /// use wasmdyno::runtime::http::HttpFailure;
     ///
     /// let request = hyper::Request::post("/echo").body(Full::new(Bytes::from("hello")))?;
     /// match dyno.handle(request).await {
@@ -380,7 +380,7 @@ impl HttpDyno {
     /// every request in flight finished in time.
     ///
     /// ```
-    /// # async fn host(dyno: std::sync::Arc<wasmdyno::HttpDyno>) {
+    /// # async fn host(dyno: std::sync::Arc<wasmdyno::runtime::http::HttpDyno>) {
     /// use std::time::Duration;
     ///
     /// if !dyno.close(Duration::from_secs(30)).await {

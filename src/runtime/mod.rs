@@ -1,8 +1,8 @@
 //! The wasmtime side: one engine configuration, the compiled-code cache, and running a guest to completion.
 //!
 //! Two kinds of guest run here: WASI preview-1 core modules (what `wasm32-wasip1` and Go emit), on our own
-//! preview-1 host ([`p1`]), and WASI 0.2 components (commands and `wasi:http` handlers) on wasmtime-wasi's p2 host
-//! with our own `wasi:filesystem` linked over its (`p2fs`). Both see the dyno's in-memory filesystem ([`vfs`]).
+//! preview-1 host (`p1`), and WASI 0.2 components (commands and `wasi:http` handlers) on wasmtime-wasi's p2 host
+//! with our own `wasi:filesystem` linked over its (`p2fs`). Both see the dyno's in-memory filesystem (`vfs`).
 //! Every guest gets its argv, its environment, its standard streams and its own filesystem, and nothing else: no
 //! host directory is ever visible to a guest.
 
@@ -16,12 +16,12 @@ mod limits;
 mod module;
 pub mod net;
 mod outgoing;
-pub mod p1;
+pub(crate) mod p1;
 mod p2fs;
 pub(crate) mod policy;
 mod spec;
 pub mod stdio;
-pub mod vfs;
+pub(crate) mod vfs;
 pub mod web;
 
 pub use cache::CacheOutcome;
@@ -44,7 +44,8 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use limits::DynoLimiter;
 use net::Listener;
 use stdio::{Input, Output};
-use vfs::{Fs, Image, Quota};
+pub use vfs::Image;
+use vfs::{Fs, Quota};
 
 use crate::slug::Slug;
 
@@ -121,7 +122,7 @@ pub fn trap_cause(report: &str) -> &str {
 /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
 /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
 /// let (guest, _) = runtime.load(HELLO)?;
-/// assert!(matches!(guest, wasmdyno::Guest::Module(_)));
+/// assert!(matches!(guest, wasmdyno::runtime::Guest::Module(_)));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -146,7 +147,7 @@ pub(crate) fn is_component(wasm: &[u8]) -> Result<bool, RuntimeError> {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use wasmdyno::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::DynoSize, runtime::Exit, runtime::RunSpec, Runtime, RuntimeConfig};
 ///
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
 /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
@@ -267,7 +268,7 @@ impl Runtime {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use wasmdyno::CacheOutcome;
+    /// use wasmdyno::runtime::CacheOutcome;
     /// use wasmdyno::{Runtime, RuntimeConfig};
     ///
     /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
@@ -294,7 +295,7 @@ impl Runtime {
     /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
     /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
     /// let (guest, _) = runtime.load(HELLO)?;
-    /// let spec = wasmdyno::RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default());
+    /// let spec = wasmdyno::runtime::RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default());
     /// // A core module is no `wasi:http` handler.
     /// assert!(runtime.http_dyno(&guest, spec, Default::default())?.is_none());
     /// # Ok(()) }
@@ -322,10 +323,10 @@ impl Runtime {
     /// ```no_run
     /// # async fn one_off(runtime: &wasmdyno::Runtime) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use wasmdyno::{Exit, Image, RunSpec, Slug};
+    /// use wasmdyno::{runtime::Exit, runtime::Image, runtime::RunSpec, Slug};
     ///
     /// let slug = Slug::open("hello.tar.gz".as_ref(), Default::default())?;
-    /// let (module, wasm) = wasmdyno::resolve_module(&slug, "hello")?;
+    /// let (module, wasm) = wasmdyno::runtime::resolve_module(&slug, "hello")?;
     /// let (guest, _) = runtime.load(&wasm)?;
     /// let spec = RunSpec::new(vec![module], Default::default(), Default::default())
     ///     .with_image(Arc::new(Image::from_slug(&slug)))

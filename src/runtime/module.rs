@@ -10,17 +10,17 @@ use super::*;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
 /// for word in ["hello", "hello.wasm", "hello.wat", "/app/hello.wasm"] {
-///     let (path, _wasm) = wasmdyno::resolve_module(&slug, word)?;
+///     let (path, _wasm) = wasmdyno::runtime::resolve_module(&slug, word)?;
 ///     assert_eq!(path, "hello.wasm");
 /// }
-/// assert!(wasmdyno::resolve_module(&slug, "other").is_err());
+/// assert!(wasmdyno::runtime::resolve_module(&slug, "other").is_err());
 /// # Ok(()) }
 /// ```
 pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), RuntimeError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// allowed name is refused when it resolves to an address that is not public (loopback, private, link-local...).
 ///
 /// ```
-/// use wasmdyno::{NetworkPolicy, RunSpec};
+/// use wasmdyno::{runtime::NetworkPolicy, runtime::RunSpec};
 ///
 /// let mut spec = RunSpec::new(vec!["worker.wasm".into()], Default::default(), Default::default());
 /// assert!(spec.network.is_closed(), "a guest reaches nothing by default");
@@ -63,7 +63,7 @@ impl NetworkPolicy {
     /// parse are skipped.
     ///
     /// ```
-    /// use wasmdyno::NetworkPolicy;
+    /// use wasmdyno::runtime::NetworkPolicy;
     /// let policy = NetworkPolicy::new(["api.example.com:443", "db.example.com"]);
     /// assert!(policy.allows("API.example.com", 443));
     /// assert!(!policy.allows("api.example.com", 80));
@@ -86,7 +86,7 @@ impl NetworkPolicy {
     /// request sees what the server says now, and is checked for it.
     ///
     /// ```
-    /// let policy = wasmdyno::NetworkPolicy::new(["api.example.com"]).with_dns_server("127.0.0.1:5353".parse()?);
+    /// let policy = wasmdyno::runtime::NetworkPolicy::new(["api.example.com"]).with_dns_server("127.0.0.1:5353".parse()?);
     /// assert!(policy.allows("api.example.com", 443));
     /// # Ok::<(), std::net::AddrParseError>(())
     /// ```
@@ -99,7 +99,7 @@ impl NetworkPolicy {
     /// addresses a name resolves to are checked separately, when a guest connects.
     ///
     /// ```
-    /// let policy = wasmdyno::NetworkPolicy::new(["api.example.com:443", "[2606:4700::1111]:53", "db.example.com"]);
+    /// let policy = wasmdyno::runtime::NetworkPolicy::new(["api.example.com:443", "[2606:4700::1111]:53", "db.example.com"]);
     /// assert!(policy.allows("API.example.com.", 443));
     /// assert!(!policy.allows("api.example.com", 80));
     /// assert!(policy.allows("[2606:4700::1111]", 53));
@@ -117,7 +117,7 @@ impl NetworkPolicy {
     /// Is nothing allowed?
     ///
     /// ```
-    /// use wasmdyno::NetworkPolicy;
+    /// use wasmdyno::runtime::NetworkPolicy;
     ///
     /// assert!(NetworkPolicy::default().is_closed());
     /// assert!(NetworkPolicy::new(["not/a destination"]).is_closed(), "entries that do not parse are skipped");

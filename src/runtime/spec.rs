@@ -8,7 +8,7 @@ use super::*;
 /// Heroku's aliases `1X` and `2X`; the default is `standard-1x`.
 ///
 /// ```
-/// use wasmdyno::DynoSize;
+/// use wasmdyno::runtime::DynoSize;
 ///
 /// let size: DynoSize = "2X".parse()?;
 /// assert_eq!(size, DynoSize::Standard2X);
@@ -40,7 +40,7 @@ impl DynoSize {
     /// Every size, smallest first.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::DynoSize::ALL[0], wasmdyno::DynoSize::Eco);
+    /// assert_eq!(wasmdyno::runtime::DynoSize::ALL[0], wasmdyno::runtime::DynoSize::Eco);
     /// ```
     pub const ALL: [DynoSize; 6] = [
         DynoSize::Eco,
@@ -54,7 +54,7 @@ impl DynoSize {
     /// The size's name, as `ps` shows it and [`FromStr`](std::str::FromStr) parses it.
     ///
     /// ```
-    /// use wasmdyno::DynoSize;
+    /// use wasmdyno::runtime::DynoSize;
     /// assert_eq!(DynoSize::PerformanceM.name(), "performance-m");
     /// assert_eq!(DynoSize::PerformanceM.name().parse::<DynoSize>(), Ok(DynoSize::PerformanceM));
     /// ```
@@ -72,7 +72,7 @@ impl DynoSize {
     /// The dyno's memory quota in bytes: its linear memories and its filesystem's writes together.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::DynoSize::Eco.memory(), 512 * 1024 * 1024);
+    /// assert_eq!(wasmdyno::runtime::DynoSize::Eco.memory(), 512 * 1024 * 1024);
     /// ```
     pub fn memory(self) -> usize {
         const MB: usize = 1024 * 1024;
@@ -109,7 +109,7 @@ impl std::str::FromStr for DynoSize {
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use wasmdyno::{Report, RunSpec};
+/// use wasmdyno::{runtime::Report, runtime::RunSpec};
 ///
 /// let lines = Arc::new(Mutex::new(Vec::new()));
 /// let seen = lines.clone();
@@ -124,7 +124,7 @@ pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 /// How a guest ended, from [`Runtime::run`].
 ///
 /// ```
-/// use wasmdyno::Exit;
+/// use wasmdyno::runtime::Exit;
 ///
 /// assert_eq!(Exit::Status(3).code(), 3);
 /// let exit = Exit::Trap("wasm trap: unreachable".into());
@@ -144,8 +144,8 @@ impl Exit {
     /// `wasmtime run` does.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::Exit::Status(0).code(), 0);
-    /// assert_eq!(wasmdyno::Exit::Trap("out of fuel".into()).code(), 134);
+    /// assert_eq!(wasmdyno::runtime::Exit::Status(0).code(), 0);
+    /// assert_eq!(wasmdyno::runtime::Exit::Trap("out of fuel".into()).code(), 134);
     /// ```
     pub fn code(&self) -> i32 {
         match self {
@@ -161,7 +161,7 @@ impl Exit {
 /// ```
 /// use std::collections::BTreeMap;
 /// use std::time::Duration;
-/// use wasmdyno::{DynoSize, RunSpec};
+/// use wasmdyno::{runtime::DynoSize, runtime::RunSpec};
 ///
 /// let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
 /// let mut spec = RunSpec::new(vec!["hello.wasm".into(), "--loud".into()], env, DynoSize::Eco);
@@ -213,8 +213,8 @@ impl RunSpec {
     /// A spec with an empty filesystem, stdin at end of file and output discarded.
     ///
     /// ```
-    /// let spec = wasmdyno::RunSpec::new(vec!["app.wasm".into()], Default::default(), Default::default());
-    /// assert_eq!(spec.size, wasmdyno::DynoSize::Standard1X);
+    /// let spec = wasmdyno::runtime::RunSpec::new(vec!["app.wasm".into()], Default::default(), Default::default());
+    /// assert_eq!(spec.size, wasmdyno::runtime::DynoSize::Standard1X);
     /// assert!(spec.deadline.is_none());
     /// ```
     pub fn new(argv: Vec<String>, env: BTreeMap<String, String>, size: DynoSize) -> Self {
@@ -241,7 +241,7 @@ impl RunSpec {
     /// Makes the guest a web dyno that accepts connections on `listener` (see [`RunSpec::listener`]).
     ///
     /// ```
-    /// use wasmdyno::{Listener, RunSpec};
+    /// use wasmdyno::{runtime::net::Listener, runtime::RunSpec};
     ///
     /// let spec = RunSpec::new(vec!["web.wasm".into()], Default::default(), Default::default())
     ///     .with_listener(Listener::new(64));
@@ -258,13 +258,13 @@ impl RunSpec {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// use std::sync::Arc;
-    /// use wasmdyno::{Image, RunSpec, Slug};
+    /// use wasmdyno::{runtime::Image, runtime::RunSpec, Slug};
     ///
     /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
     /// let spec = RunSpec::new(vec!["hello.wasm".into()], Default::default(), Default::default())
@@ -280,7 +280,7 @@ impl RunSpec {
     /// Attaches the guest to this process's standard streams (as `wasmdyno run` does).
     ///
     /// ```
-    /// let spec = wasmdyno::RunSpec::new(vec!["cat.wasm".into()], Default::default(), Default::default())
+    /// let spec = wasmdyno::runtime::RunSpec::new(vec!["cat.wasm".into()], Default::default(), Default::default())
     ///     .with_host_stdio();
     /// # drop(spec);
     /// ```

@@ -16,7 +16,7 @@ struct InputState {
     eof: bool,
 }
 
-/// A guest's standard input ([`RunSpec::stdin`](crate::RunSpec::stdin)): a buffer fed by a pump (a reader on its
+/// A guest's standard input ([`RunSpec::stdin`](crate::runtime::RunSpec::stdin)): a buffer fed by a pump (a reader on its
 /// own thread, or a channel), which the guest reads and polls without blocking the runtime's threads. Cloning
 /// shares it.
 ///
@@ -25,7 +25,7 @@ struct InputState {
 /// // `ECHO`: a core module that copies its standard input to its standard output.
 /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
 /// use std::sync::{Arc, Mutex};
-/// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::Exit, runtime::stdio::Input, runtime::RunSpec, Runtime, RuntimeConfig};
 ///
 /// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let (echo, _) = runtime.load(ECHO)?;
@@ -56,7 +56,7 @@ impl Input {
     /// // `ECHO`: a core module that copies its standard input to its standard output.
     /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
     /// use std::sync::{Arc, Mutex};
-    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    /// use wasmdyno::{runtime::Exit, runtime::stdio::Input, runtime::RunSpec, Runtime, RuntimeConfig};
     ///
     /// let runtime = Runtime::new(RuntimeConfig::default())?;
     /// let (echo, _) = runtime.load(ECHO)?;
@@ -92,7 +92,7 @@ impl Input {
     /// // `ECHO`: a core module that copies its standard input to its standard output.
     /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
     /// use std::sync::{Arc, Mutex};
-    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    /// use wasmdyno::{runtime::Exit, runtime::stdio::Input, runtime::RunSpec, Runtime, RuntimeConfig};
     ///
     /// let runtime = Runtime::new(RuntimeConfig::default())?;
     /// let (echo, _) = runtime.load(ECHO)?;
@@ -153,7 +153,7 @@ impl Input {
     /// // `ECHO`: a core module that copies its standard input to its standard output.
     /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
     /// use std::sync::{Arc, Mutex};
-    /// use wasmdyno::{Exit, Input, RunSpec, Runtime, RuntimeConfig};
+    /// use wasmdyno::{runtime::Exit, runtime::stdio::Input, runtime::RunSpec, Runtime, RuntimeConfig};
     ///
     /// let runtime = Runtime::new(RuntimeConfig::default())?;
     /// let (echo, _) = runtime.load(ECHO)?;
@@ -255,7 +255,7 @@ impl Read for ChannelReader {
 /// // `ECHO`: a core module that copies its standard input to its standard output.
 /// # const ECHO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/echo.wasm"));
 /// use std::sync::{Arc, Mutex};
-/// use wasmdyno::{Exit, Input, Output, RunSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::Exit, runtime::stdio::Input, runtime::stdio::Output, runtime::RunSpec, Runtime, RuntimeConfig};
 ///
 /// let captured = Arc::new(Mutex::new(Vec::new()));
 /// let sink = captured.clone();
@@ -394,6 +394,7 @@ pub fn discard() -> Output {
 pub struct InputCloser(Input);
 
 impl InputCloser {
+    /// Ends the input: reads see end of file once what was written is consumed.
     pub fn close(&self) {
         self.0.state.lock().expect("input lock").eof = true;
         self.0.readable.notify_waiters();

@@ -27,6 +27,7 @@ pub enum WebHandler {
 }
 
 impl WebHandler {
+    /// Serves one request with this web dyno.
     pub async fn handle<B>(
         &self,
         request: Request<B>,

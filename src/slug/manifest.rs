@@ -16,12 +16,12 @@ pub const MANIFEST_PATH: &str = ".wasmdyno/slug.json";
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     buildpack: "wasm".into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
 /// let manifest = slug.manifest();
 /// assert_eq!(manifest.format, 1);
@@ -61,12 +61,12 @@ pub struct Manifest {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     buildpack: "wasm".into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// use sha2::Digest;
 ///
 /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;

@@ -18,7 +18,7 @@ pub use packing::{PackOptions, Packed, pack};
 pub(crate) use read::normalize;
 
 pub use manifest::{FORMAT, FileEntry, MANIFEST_PATH, Manifest};
-pub use store::SlugStore;
+pub(crate) use store::SlugStore;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_UNPACKED: u64 = 2 * 1024 * 1024 * 1024;
 /// changed.
 ///
 /// ```
-/// use wasmdyno::Limits;
+/// use wasmdyno::slug::Limits;
 ///
 /// let limits = Limits::default().with_max_compressed(10 * 1024 * 1024);
 /// assert_eq!(limits.max_compressed, 10 * 1024 * 1024);
@@ -64,7 +64,7 @@ impl Limits {
     /// Limits with a different compressed-size cap.
     ///
     /// ```
-    /// let limits = wasmdyno::Limits::default().with_max_compressed(1024);
+    /// let limits = wasmdyno::slug::Limits::default().with_max_compressed(1024);
     /// assert_eq!(limits.max_compressed, 1024);
     /// ```
     pub fn with_max_compressed(mut self, bytes: u64) -> Self {
@@ -76,7 +76,7 @@ impl Limits {
 /// Everything that can be wrong with a slug.
 ///
 /// ```
-/// use wasmdyno::{Limits, Slug, SlugError};
+/// use wasmdyno::{slug::Limits, Slug, SlugError};
 ///
 /// let err = Slug::from_bytes(b"not a slug", Limits::default()).unwrap_err();
 /// assert!(matches!(err, SlugError::Archive(_)), "{err}");
@@ -161,13 +161,13 @@ fn bad(path: &str, reason: impl Into<String>) -> SlugError {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
-/// // `packed.bytes`: a slug built by `wasmdyno::pack` (or `wasmdyno build`).
-/// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+/// // `packed.bytes`: a slug built by `wasmdyno::slug::pack` (or `wasmdyno build`).
+/// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::slug::Limits::default())?;
 /// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
 /// assert_eq!(&*slug.file("hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
 /// # Ok(()) }
@@ -188,14 +188,14 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// let path = app.path().join("hello.tar.gz");
     /// std::fs::write(&path, &packed.bytes)?;
-    /// let slug = wasmdyno::Slug::open(&path, wasmdyno::Limits::default())?;
+    /// let slug = wasmdyno::Slug::open(&path, wasmdyno::slug::Limits::default())?;
     /// assert_eq!(slug.sha256(), packed.sha256);
     /// # Ok(()) }
     /// ```
@@ -226,17 +226,17 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
-    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::Limits::default())?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
+    /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, wasmdyno::slug::Limits::default())?;
     /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
     ///
     /// let mut corrupt = packed.bytes.clone();
     /// corrupt.truncate(corrupt.len() / 2);
-    /// assert!(wasmdyno::Slug::from_bytes(&corrupt, wasmdyno::Limits::default()).is_err());
+    /// assert!(wasmdyno::Slug::from_bytes(&corrupt, wasmdyno::slug::Limits::default()).is_err());
     /// # Ok(()) }
     /// ```
     pub fn from_bytes(bytes: &[u8], limits: Limits) -> Result<Slug, SlugError> {
@@ -265,11 +265,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// use sha2::Digest;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.sha256(), hex::encode(sha2::Sha256::digest(&packed.bytes)));
@@ -285,11 +285,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.compressed_size(), packed.bytes.len() as u64);
     /// # Ok(()) }
@@ -304,11 +304,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(slug.manifest().process_types["web"], "hello.wasm");
     /// assert_eq!(slug.manifest().files["hello.wasm"].size, 8);
@@ -330,11 +330,11 @@ impl Slug {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// let slug = wasmdyno::Slug::from_bytes(&packed.bytes, Default::default())?;
     /// assert_eq!(&*slug.file("./hello.wasm").unwrap(), b"\0asm\x01\0\0\0");
     /// assert!(slug.file("missing.wasm").is_none());

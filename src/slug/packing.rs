@@ -10,7 +10,7 @@ use super::*;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-/// use wasmdyno::PackOptions;
+/// use wasmdyno::slug::PackOptions;
 ///
 /// let options = PackOptions {
 ///     process_types: [("web".to_string(), "hello.wasm --port ${PORT}".to_string())].into(),
@@ -18,7 +18,7 @@ use super::*;
 ///     buildpack: "wasm".into(),
 ///     commit: Some("3f2a9c1".into()),
 /// };
-/// let packed = wasmdyno::pack(app.path(), options)?;
+/// let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// assert_eq!(packed.manifest.config_vars["GREETING"], "hi");
 /// assert_eq!(packed.manifest.commit.as_deref(), Some("3f2a9c1"));
 /// # Ok(()) }
@@ -43,7 +43,7 @@ pub struct PackOptions {
 /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
 /// use sha2::Digest;
 ///
-/// let packed = wasmdyno::pack(app.path(), Default::default())?;
+/// let packed = wasmdyno::slug::pack(app.path(), Default::default())?;
 /// assert_eq!(packed.sha256, hex::encode(sha2::Sha256::digest(&packed.bytes)));
 /// assert_eq!(packed.manifest.files["hello.wasm"].size, 8);
 /// // Store it as `<sha256>.tar.gz`: the same tree always packs to the same bytes.
@@ -68,7 +68,7 @@ pub struct Packed {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use wasmdyno::{PackOptions, Slug, SlugError};
+/// use wasmdyno::{slug::PackOptions, Slug, SlugError};
 ///
 /// let app = tempfile::tempdir()?;
 /// std::fs::create_dir(app.path().join("bin"))?;
@@ -77,13 +77,13 @@ pub struct Packed {
 ///     process_types: [("web".to_string(), "bin/hello.wasm".to_string())].into(),
 ///     ..Default::default()
 /// };
-/// let packed = wasmdyno::pack(app.path(), options.clone())?;
-/// assert_eq!(packed.bytes, wasmdyno::pack(app.path(), options.clone())?.bytes);
+/// let packed = wasmdyno::slug::pack(app.path(), options.clone())?;
+/// assert_eq!(packed.bytes, wasmdyno::slug::pack(app.path(), options.clone())?.bytes);
 /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
 /// assert!(slug.file("bin/hello.wasm").is_some());
 ///
 /// std::fs::write(app.path().join("hello.wat"), "(module)")?;
-/// let err = wasmdyno::pack(app.path(), options).unwrap_err();
+/// let err = wasmdyno::slug::pack(app.path(), options).unwrap_err();
 /// assert!(matches!(err, SlugError::Pack { .. }), "{err}");
 /// # Ok(()) }
 /// ```

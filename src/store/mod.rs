@@ -198,7 +198,7 @@ pub struct Domain {
     pub hostname: String,
 }
 
-/// A log drain of an app: where its log stream is shipped (see [`crate::logplex::drain`]). Drains make no release.
+/// A log drain of an app: where its log stream is shipped (see [`crate::logs::drain`]). Drains make no release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drain {
     pub app: String,
@@ -306,8 +306,8 @@ pub trait Store: Send + Sync {
     /// The app's domains, by hostname.
     fn domains(&self, app: &str) -> Result<Vec<Domain>, StoreError>;
 
-    /// Adds a log drain (its URL checked by [`DrainUrl::parse`](crate::logplex::drain::DrainUrl::parse)), with a
-    /// new id and token; at most [`MAX_DRAINS_PER_APP`](crate::logplex::drain::MAX_DRAINS_PER_APP) per app, one
+    /// Adds a log drain (its URL checked by [`DrainUrl::parse`](crate::logs::drain::DrainUrl::parse)), with a
+    /// new id and token; at most [`MAX_DRAINS_PER_APP`](crate::logs::drain::MAX_DRAINS_PER_APP) per app, one
     /// per URL.
     fn add_drain(&self, app: &str, url: &str) -> Result<Drain, StoreError>;
     /// Removes the drain with this id, token or URL and returns it.

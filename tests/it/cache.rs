@@ -88,7 +88,7 @@ fn a_second_process_reuses_the_first_ones_compiled_code() {
 
     // The name: `<cache>/<engine key>/<module sha256>.cwasm`.
     let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
-    let (_, wasm) = wasmdyno::resolve_module(&slug, "probe.wasm").unwrap();
+    let (_, wasm) = wasmdyno::runtime::resolve_module(&slug, "probe.wasm").unwrap();
     let module_sha = hex::encode(Sha256::digest(&wasm));
     assert_eq!(
         stored.file_name().unwrap().to_str().unwrap(),
@@ -109,7 +109,7 @@ fn a_second_process_reuses_the_first_ones_compiled_code() {
     )
     .unwrap();
     let (_, outcome) = runtime.load(&wasm).unwrap();
-    assert_eq!(outcome, wasmdyno::CacheOutcome::Hit(stored));
+    assert_eq!(outcome, wasmdyno::runtime::CacheOutcome::Hit(stored));
 }
 
 #[test]

@@ -38,9 +38,9 @@ fn probe_slugs() -> &'static (PathBuf, PathBuf) {
                 std::fs::write(dest, slug.file(path).unwrap()).unwrap();
             }
             let pack = |commit: &str| {
-                let packed = wasmdyno::pack(
+                let packed = wasmdyno::slug::pack(
                     &app,
-                    wasmdyno::PackOptions {
+                    wasmdyno::slug::PackOptions {
                         process_types: slug.manifest().process_types.clone(),
                         config_vars: slug.manifest().config_vars.clone(),
                         buildpack: slug.manifest().buildpack.clone(),
@@ -383,8 +383,8 @@ fn an_edge_host_follows_a_server_over_https_with_a_private_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_edge_scales_a_process_type_and_sets_config_vars() {
     use wasmdyno::{
-        AppSpec, DynoSize, DynoState, Edge, EdgeError, EdgeSettings, ReleaseSpec, Runtime,
-        RuntimeConfig,
+        Edge, EdgeError, Runtime, RuntimeConfig, dyno::AppSpec, dyno::ReleaseSpec,
+        dyno::State as DynoState, edge::EdgeSettings, runtime::DynoSize,
     };
 
     let (one, _) = probe_slugs();

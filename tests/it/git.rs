@@ -216,7 +216,7 @@ fn releases(server: &Server, app: &str) -> Vec<serde_json::Value> {
 fn slug_commit(server: &Server, release: &serde_json::Value) -> Option<String> {
     let sha = release["slug"].as_str().unwrap();
     let path = server.env.home().join(format!("slugs/{sha}.tar.gz"));
-    let slug = wasmdyno::Slug::open(&path, wasmdyno::Limits::default()).unwrap();
+    let slug = wasmdyno::Slug::open(&path, wasmdyno::slug::Limits::default()).unwrap();
     slug.manifest().commit.clone()
 }
 

@@ -11,10 +11,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use wasmdyno::Image;
-use wasmdyno::{Connection, Listener, NetError};
-use wasmdyno::{DynoSize, Exit, RunSpec, Runtime, RuntimeConfig, RuntimeError, resolve_module};
-use wasmdyno::{Limits, Slug};
+use wasmdyno::runtime::Image;
+use wasmdyno::{
+    Runtime, RuntimeConfig, RuntimeError, runtime::DynoSize, runtime::Exit, runtime::RunSpec,
+    runtime::resolve_module,
+};
+use wasmdyno::{Slug, slug::Limits};
+use wasmdyno::{runtime::net::Connection, runtime::net::Listener, runtime::net::NetError};
 
 use crate::support::*;
 
@@ -79,7 +82,7 @@ impl WebDyno {
         let listener = Listener::new(16);
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();
-        let output: wasmdyno::Output =
+        let output: wasmdyno::runtime::stdio::Output =
             Arc::new(move |data: &[u8]| sink.lock().unwrap().extend_from_slice(data));
         let env = BTreeMap::from([
             ("DYNO".to_string(), "web.1".to_string()),

@@ -106,10 +106,10 @@ fn a_memory_bomb_fails_inside_the_guest() {
 /// The probe guest's module, loaded into a fresh runtime.
 fn probe_guest() -> (
     wasmdyno::Runtime,
-    wasmdyno::Guest,
-    std::sync::Arc<wasmdyno::Image>,
+    wasmdyno::runtime::Guest,
+    std::sync::Arc<wasmdyno::runtime::Image>,
 ) {
-    use wasmdyno::{Image, Runtime, RuntimeConfig, resolve_module};
+    use wasmdyno::{Runtime, RuntimeConfig, runtime::Image, runtime::resolve_module};
     let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
     let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
@@ -121,7 +121,7 @@ fn probe_guest() -> (
 fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
     use std::collections::BTreeMap;
     use std::time::Duration;
-    use wasmdyno::{DynoSize, Exit, RunSpec};
+    use wasmdyno::{runtime::DynoSize, runtime::Exit, runtime::RunSpec};
 
     let (runtime, guest, image) = probe_guest();
     let spec = |verb: &[&str]| {
@@ -163,7 +163,8 @@ fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
 fn the_pooling_allocator_runs_guests_within_the_same_quota() {
     use std::collections::BTreeMap;
     use wasmdyno::{
-        DynoSize, Exit, Image, PoolingSettings, RunSpec, Runtime, RuntimeConfig, resolve_module,
+        Runtime, RuntimeConfig, runtime::DynoSize, runtime::Exit, runtime::Image,
+        runtime::PoolingSettings, runtime::RunSpec, runtime::resolve_module,
     };
     let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
     let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();

@@ -10,7 +10,7 @@ use super::launch::Want;
 use super::state::{Activity, Dyno, Inner};
 use super::supervisor::Supervisor;
 use super::*;
-use crate::logplex::Logplex;
+use crate::logs::Logplex;
 use crate::procfile::Command;
 use crate::runtime::net::Listener;
 use crate::runtime::{DynoSize, Runtime};
@@ -32,13 +32,13 @@ use one_off::*;
 /// # // A slug whose `worker` runs a module that exits 0 at once.
 /// # let app = tempfile::tempdir()?;
 /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("worker".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let packed = wasmdyno::pack(app.path(), options)?;
+/// # let packed = wasmdyno::slug::pack(app.path(), options)?;
 /// use std::sync::Arc;
-/// use wasmdyno::{AppSpec, Attach, Input, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{dyno::AppSpec, dyno::Attach, runtime::stdio::Input, Logplex, Manager, edge::MemorySource, dyno::ReleaseSpec, Runtime, RuntimeConfig};
 ///
 /// let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 /// tokio.block_on(async {
@@ -71,7 +71,7 @@ impl Manager {
     /// ```no_run
     /// # async fn host() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use wasmdyno::{AppSpec, DynoSize, Logplex, Manager, MemorySource, ReleaseSpec, Runtime, RuntimeConfig};
+    /// use wasmdyno::{dyno::AppSpec, runtime::DynoSize, Logplex, Manager, edge::MemorySource, dyno::ReleaseSpec, Runtime, RuntimeConfig};
     ///
     /// let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     /// let source = Arc::new(MemorySource::new("/var/lib/edge/slugs"));

@@ -2,7 +2,7 @@
 //! in-process byte streams rather than kernel sockets.
 //!
 //! The host side is a [`Listener`]: the router accepts a TCP connection, calls [`Listener::connect`] and copies
-//! bytes between the two ends. The guest side lives in the preview-1 host ([`super::p1`]): `sock_accept` takes the
+//! bytes between the two ends. The guest side lives in the preview-1 host (`p1`): `sock_accept` takes the
 //! next queued connection, and reads, writes and `poll_oneoff` work on it without ever blocking a runtime thread.
 //!
 //! Each connection is a pair of bounded pipes (one per direction, [`BUFFER`] bytes each), so readiness is exact:
@@ -38,11 +38,11 @@ pub const BUFFER: usize = 64 * 1024;
 /// Errors from a [`Listener`].
 ///
 /// ```
-/// let listener = wasmdyno::Listener::new(8);
+/// let listener = wasmdyno::runtime::net::Listener::new(8);
 /// listener.close();
 /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
 /// let err = tokio.block_on(listener.connect()).unwrap_err();
-/// assert_eq!(err, wasmdyno::NetError::Closed);
+/// assert_eq!(err, wasmdyno::runtime::net::NetError::Closed);
 /// assert_eq!(err.to_string(), "the dyno's listener is closed");
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -61,7 +61,7 @@ pub enum NetError {
 ///
 /// ```
 /// use tokio::io::AsyncWriteExt;
-/// use wasmdyno::{Listener, RunSpec};
+/// use wasmdyno::{runtime::net::Listener, runtime::RunSpec};
 ///
 /// let listener = Listener::new(8);
 /// // A preview-1 guest accepts on it at fd 4.
@@ -113,7 +113,7 @@ impl Listener {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let listener = wasmdyno::Listener::new(1);
+    /// let listener = wasmdyno::runtime::net::Listener::new(1);
     /// let tokio = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     /// tokio.block_on(async {
     ///     let _first = listener.connect().await.unwrap();
@@ -147,7 +147,7 @@ impl Listener {
     /// Cancel-safe: dropping the future before it completes queues nothing.
     ///
     /// ```
-    /// use wasmdyno::{Listener, NetError};
+    /// use wasmdyno::{runtime::net::Listener, runtime::net::NetError};
     ///
     /// let listener = Listener::new(8);
     /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
@@ -189,7 +189,7 @@ impl Listener {
     ///
     /// ```
     /// use tokio::io::AsyncReadExt;
-    /// use wasmdyno::{Listener, NetError};
+    /// use wasmdyno::{runtime::net::Listener, runtime::net::NetError};
     ///
     /// let listener = Listener::new(8);
     /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
@@ -226,7 +226,7 @@ impl Listener {
     /// Has [`close`](Self::close) been called?
     ///
     /// ```
-    /// let listener = wasmdyno::Listener::new(8);
+    /// let listener = wasmdyno::runtime::net::Listener::new(8);
     /// let clone = listener.clone();
     /// assert!(!listener.is_closed());
     /// clone.close();
@@ -255,7 +255,7 @@ impl Listener {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let listener = wasmdyno::Listener::new(8);
+    /// let listener = wasmdyno::runtime::net::Listener::new(8);
     /// let tokio = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     /// // No guest accepts on this listener, so its boot timeout passes.
     /// let boot_timeout = Duration::from_millis(20);

@@ -11,7 +11,7 @@ use super::*;
 /// ```
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
-/// let listener = wasmdyno::Listener::new(8);
+/// let listener = wasmdyno::runtime::net::Listener::new(8);
 /// let tokio = tokio::runtime::Builder::new_current_thread().build()?;
 /// tokio.block_on(async {
 ///     let mut conn = listener.connect().await?;

@@ -187,13 +187,13 @@ impl Quota {
 /// # let app = tempfile::tempdir()?;
 /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
 /// # std::fs::write(app.path().join("hello.wasm"), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm")))?;
-/// # let options = wasmdyno::PackOptions {
+/// # let options = wasmdyno::slug::PackOptions {
 /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
 /// #     ..Default::default()
 /// # };
-/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::pack(app.path(), options)?.bytes, Default::default())?;
+/// # let slug = wasmdyno::Slug::from_bytes(&wasmdyno::slug::pack(app.path(), options)?.bytes, Default::default())?;
 /// use std::sync::Arc;
-/// use wasmdyno::{Exit, Image, RunSpec, Runtime, RuntimeConfig};
+/// use wasmdyno::{runtime::Exit, runtime::Image, runtime::RunSpec, Runtime, RuntimeConfig};
 ///
 /// // One image per release, shared by all its dynos; each gets its own copy-on-write layer over it.
 /// let image = Arc::new(Image::from_slug(&slug));
@@ -240,13 +240,13 @@ impl Image {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let app = tempfile::tempdir()?;
     /// # std::fs::write(app.path().join("hello.wasm"), b"\0asm\x01\0\0\0")?;
-    /// # let options = wasmdyno::PackOptions {
+    /// # let options = wasmdyno::slug::PackOptions {
     /// #     process_types: [("web".to_string(), "hello.wasm".to_string())].into(),
     /// #     ..Default::default()
     /// # };
-    /// # let packed = wasmdyno::pack(app.path(), options)?;
+    /// # let packed = wasmdyno::slug::pack(app.path(), options)?;
     /// use std::sync::Arc;
-    /// use wasmdyno::{Image, RunSpec, Slug};
+    /// use wasmdyno::{runtime::Image, runtime::RunSpec, Slug};
     ///
     /// let slug = Slug::from_bytes(&packed.bytes, Default::default())?;
     /// let image = Arc::new(Image::from_slug(&slug));

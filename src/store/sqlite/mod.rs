@@ -25,7 +25,7 @@ use super::{
     FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, NewAddon, NewRelease, Release,
     ReleaseStatus, ScaleChange, Store, StoreError, failpoint, unix_now,
 };
-use crate::logplex::drain::{DrainUrl, MAX_DRAINS_PER_APP};
+use crate::logs::drain::{DrainUrl, MAX_DRAINS_PER_APP};
 use crate::runtime::DynoSize;
 mod ops;
 mod rows;

@@ -448,9 +448,9 @@ async fn a_dead_drain_never_blocks_the_stream_and_reports_its_losses() {
 struct SessionOptionsForTest;
 
 impl SessionOptionsForTest {
-    fn all() -> crate::logplex::SessionOptions {
-        crate::logplex::SessionOptions {
-            lines: crate::logplex::HISTORY_LINES,
+    fn all() -> crate::logs::SessionOptions {
+        crate::logs::SessionOptions {
+            lines: crate::logs::HISTORY_LINES,
             ..Default::default()
         }
     }

@@ -14,7 +14,7 @@ use super::time::{ParseTimestampError, Rfc3339, parse_rfc3339};
 /// its name, as [`as_str`](Self::as_str) gives it.
 ///
 /// ```
-/// use wasmdyno::{LogLine, LogSource};
+/// use wasmdyno::{logs::LogLine, logs::Source as LogSource};
 ///
 /// let line = LogLine::platform("web.1", "State changed from starting to up".into());
 /// assert_eq!(line.source(), LogSource::Platform);
@@ -35,7 +35,7 @@ impl Source {
     /// The name printed in a line: `app` or `wasmdyno`.
     ///
     /// ```
-    /// use wasmdyno::LogSource;
+    /// use wasmdyno::logs::Source as LogSource;
     ///
     /// assert_eq!(LogSource::App.as_str(), "app");
     /// assert_eq!(LogSource::Platform.as_str(), "wasmdyno");
@@ -54,10 +54,10 @@ impl fmt::Display for Source {
     }
 }
 
-/// A source name that is neither `app` nor `wasmdyno`, from parsing a [`Source`](crate::LogSource).
+/// A source name that is neither `app` nor `wasmdyno`, from parsing a [`Source`](crate::logs::Source).
 ///
 /// ```
-/// let err = "kernel".parse::<wasmdyno::LogSource>().unwrap_err();
+/// let err = "kernel".parse::<wasmdyno::logs::Source>().unwrap_err();
 /// assert_eq!(err.to_string(), r#"unknown log source "kernel" (app or wasmdyno)"#);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,7 +84,7 @@ impl FromStr for Source {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use wasmdyno::{LogLine, LogSource};
+/// use wasmdyno::{logs::LogLine, logs::Source as LogSource};
 ///
 /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 /// let line = LogLine::new(at, LogSource::App, "web.1", "hello");
@@ -104,7 +104,7 @@ impl LogLine {
     /// A line with every part given.
     ///
     /// ```
-    /// let line = wasmdyno::LogLine::new(std::time::SystemTime::now(), wasmdyno::LogSource::Platform, "router", "at=info");
+    /// let line = wasmdyno::logs::LogLine::new(std::time::SystemTime::now(), wasmdyno::logs::Source::Platform, "router", "at=info");
     /// assert_eq!(line.dyno(), "router");
     /// ```
     pub fn new(
@@ -124,8 +124,8 @@ impl LogLine {
     /// A line from the app, stamped now: `app[web.1]: ...`, `app[api]: Release v3 created`.
     ///
     /// ```
-    /// let line = wasmdyno::LogLine::app("api", "Release v3 created".into());
-    /// assert_eq!(line.source(), wasmdyno::LogSource::App);
+    /// let line = wasmdyno::logs::LogLine::app("api", "Release v3 created".into());
+    /// assert_eq!(line.source(), wasmdyno::logs::Source::App);
     /// ```
     pub fn app(dyno: &str, text: String) -> LogLine {
         LogLine::new(SystemTime::now(), Source::App, dyno, text)
@@ -134,7 +134,7 @@ impl LogLine {
     /// A line from the platform about the app, stamped now: `wasmdyno[web.1]: State changed from starting to up`.
     ///
     /// ```
-    /// let line = wasmdyno::LogLine::platform("web.1", "State changed from starting to up".into());
+    /// let line = wasmdyno::logs::LogLine::platform("web.1", "State changed from starting to up".into());
     /// assert!(line.to_string().contains("wasmdyno[web.1]: State changed"));
     /// ```
     pub fn platform(dyno: &str, text: String) -> LogLine {
@@ -144,7 +144,7 @@ impl LogLine {
     /// When the line was written.
     ///
     /// ```
-    /// let line = wasmdyno::LogLine::app("web.1", "hi".into());
+    /// let line = wasmdyno::logs::LogLine::app("web.1", "hi".into());
     /// assert!(line.timestamp() <= std::time::SystemTime::now());
     /// ```
     pub fn timestamp(&self) -> SystemTime {
@@ -154,7 +154,7 @@ impl LogLine {
     /// Who wrote it: the app or the platform.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::LogLine::platform("router", "at=info".into()).source().as_str(), "wasmdyno");
+    /// assert_eq!(wasmdyno::logs::LogLine::platform("router", "at=info".into()).source().as_str(), "wasmdyno");
     /// ```
     pub fn source(&self) -> Source {
         self.source
@@ -163,7 +163,7 @@ impl LogLine {
     /// `web.1`, `run.2`, `release.3`, `api`, `router`...
     ///
     /// ```
-    /// assert_eq!(wasmdyno::LogLine::app("run.2", "done".into()).dyno(), "run.2");
+    /// assert_eq!(wasmdyno::logs::LogLine::app("run.2", "done".into()).dyno(), "run.2");
     /// ```
     pub fn dyno(&self) -> &str {
         &self.dyno
@@ -172,7 +172,7 @@ impl LogLine {
     /// The text, without a line end.
     ///
     /// ```
-    /// assert_eq!(wasmdyno::LogLine::app("web.1", "hi".into()).text(), "hi");
+    /// assert_eq!(wasmdyno::logs::LogLine::app("web.1", "hi".into()).text(), "hi");
     /// ```
     pub fn text(&self) -> &str {
         &self.text

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::logplex::{LOGPLEX_DYNO, LogLine, Rfc3339, Source};
+use crate::logs::{LOGPLEX_DYNO, LogLine, Rfc3339, Source};
 
 /// The PRI of a line (facility × 8 + severity), from its source and dyno, with Logplex's values:
 ///

@@ -1,11 +1,11 @@
 //! Logplex: the in-process log multiplexer, one stream per app.
 //!
 //! Everything that has something to say about an app writes into its stream: the dynos' output, line by line
-//! through a [`LineWriter`] (`app[web.1]`, `app[release.3]`, `app[run.2]`), the platform about the dynos and the
+//! through a `LineWriter` (`app[web.1]`, `app[release.3]`, `app[run.2]`), the platform about the dynos and the
 //! router (`wasmdyno[web.1]`, `wasmdyno[router]`), and the API's events (`app[api]: Release v3 created`). This
 //! module owns those streams: it keeps the last [`HISTORY_LINES`] lines of each app in memory and hands lines to the
 //! [`Session`]s reading it (`wasmdyno logs`, `--tail`), filtered by process type, dyno and source. The platform's own
-//! diagnostics (`tracing`) are not part of it. [Drains](drain) ship each app's stream elsewhere (syslog, HTTPS), reading it
+//! diagnostics (`tracing`) are not part of it. Drains (`drain`) ship each app's stream elsewhere (syslog, HTTPS), reading it
 //! through sessions of their own, with a larger queue.
 //!
 //! # Never blocking a writer
@@ -20,7 +20,7 @@
 //! are two numbers.
 
 #[cfg(feature = "drains")]
-pub mod drain;
+pub(crate) mod drain;
 mod line;
 pub(crate) mod time;
 mod writer;
@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 pub use line::{LogLine, Source, UnknownSource};
 pub use time::{ParseTimestampError, Rfc3339};
-pub use writer::LineWriter;
+pub(crate) use writer::LineWriter;
 
 /// Lines kept per app, the most a session can ask for.
 pub const HISTORY_LINES: usize = 1_500;
@@ -53,8 +53,8 @@ pub const LOGPLEX_DYNO: &str = "logplex";
 /// The log streams of every app. Cheap to clone: clones share the streams.
 ///
 /// ```
-/// use wasmdyno::SessionOptions;
-/// use wasmdyno::{LogLine, Logplex};
+/// use wasmdyno::logs::SessionOptions;
+/// use wasmdyno::{logs::LogLine, Logplex};
 ///
 /// let logplex = Logplex::new();
 /// logplex.publish("hello", LogLine::app("web.1", "listening on 8080".into()));
@@ -88,7 +88,7 @@ impl Logplex {
     ///
     /// ```
     /// let logplex = wasmdyno::Logplex::new();
-    /// logplex.publish("hello", wasmdyno::LogLine::app("api", "Release v3 created".into()));
+    /// logplex.publish("hello", wasmdyno::logs::LogLine::app("api", "Release v3 created".into()));
     /// ```
     pub fn publish(&self, app: &str, line: LogLine) {
         self.stream(app).publish(line);
@@ -98,7 +98,7 @@ impl Logplex {
     /// the new ones as they are published.
     ///
     /// ```
-    /// use wasmdyno::{LogLine, LogSource, Logplex, SessionOptions};
+    /// use wasmdyno::{logs::LogLine, logs::Source as LogSource, Logplex, logs::SessionOptions};
     ///
     /// let logplex = Logplex::new();
     /// let mut options = SessionOptions::default();
@@ -120,7 +120,7 @@ impl Logplex {
     ///
     /// ```
     /// let logplex = wasmdyno::Logplex::new();
-    /// logplex.publish("hello", wasmdyno::LogLine::app("web.1", "bye".into()));
+    /// logplex.publish("hello", wasmdyno::logs::LogLine::app("web.1", "bye".into()));
     /// logplex.remove_app("hello");
     /// let mut session = logplex.session("hello", Default::default());
     /// let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -137,7 +137,7 @@ impl Logplex {
     ///
     /// ```
     /// let logplex = wasmdyno::Logplex::new();
-    /// let mut options = wasmdyno::SessionOptions::default();
+    /// let mut options = wasmdyno::logs::SessionOptions::default();
     /// options.tail = true;
     /// let session = logplex.session("hello", options);
     /// assert_eq!(logplex.session_count("hello"), 1);
@@ -169,7 +169,7 @@ impl fmt::Debug for Logplex {
 /// What a [`Session`] reads: by default the last 100 lines, without tail, unfiltered.
 ///
 /// ```
-/// let mut options = wasmdyno::SessionOptions::default();
+/// let mut options = wasmdyno::logs::SessionOptions::default();
 /// options.lines = 10;
 /// options.filter.ps = Some("web".into());
 /// ```
@@ -197,7 +197,7 @@ impl Default for SessionOptions {
 /// Which lines a session reads ([`SessionOptions::filter`]): those that pass every condition set.
 ///
 /// ```
-/// use wasmdyno::{Filter, LogLine, LogSource, Logplex, SessionOptions};
+/// use wasmdyno::{logs::Filter, logs::LogLine, logs::Source as LogSource, Logplex, logs::SessionOptions};
 ///
 /// let logplex = Logplex::new();
 /// logplex.publish("hello", LogLine::app("web.1", "GET /".into()));
@@ -229,7 +229,7 @@ impl Filter {
     /// Whether `line` passes.
     ///
     /// ```
-    /// use wasmdyno::{Filter, LogLine};
+    /// use wasmdyno::{logs::Filter, logs::LogLine};
     ///
     /// let mut filter = Filter::default();
     /// filter.ps = Some("web".into());
@@ -258,7 +258,7 @@ fn ps_matches(ps: &str, dyno: &str) -> bool {
 /// A reader of one app's stream, made by [`Logplex::session`]. Dropping it detaches it from the stream.
 ///
 /// ```
-/// use wasmdyno::{LogLine, Logplex, SessionOptions};
+/// use wasmdyno::{logs::LogLine, Logplex, logs::SessionOptions};
 ///
 /// let logplex = Logplex::new();
 /// logplex.publish("hello", LogLine::app("web.1", "before".into()));
@@ -290,7 +290,7 @@ impl Session {
     /// lines past that; it then reads an `Error L10` line from the platform saying how many.
     ///
     /// ```
-    /// use wasmdyno::{LogLine, Logplex, SessionOptions};
+    /// use wasmdyno::{logs::LogLine, Logplex, logs::SessionOptions};
     ///
     /// let logplex = Logplex::new();
     /// let mut options = SessionOptions::default();

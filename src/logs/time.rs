@@ -31,16 +31,16 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// A timestamp that is not RFC 3339 (`2026-11-23T12:00:00.123456+00:00`), met when a [`LogLine`](crate::LogLine) is
+/// A timestamp that is not RFC 3339 (`2026-11-23T12:00:00.123456+00:00`), met when a [`LogLine`](crate::logs::LogLine) is
 /// read back from JSON.
 ///
 /// ```
 /// let json = r#"{"timestamp":"yesterday","source":"app","dyno":"web.1","text":"hi"}"#;
-/// let err = serde_json::from_str::<wasmdyno::LogLine>(json).unwrap_err();
+/// let err = serde_json::from_str::<wasmdyno::logs::LogLine>(json).unwrap_err();
 /// assert!(err.to_string().contains(r#"not an RFC 3339 timestamp: "yesterday""#), "{err}");
 ///
 /// let json = r#"{"timestamp":"2026-11-23T12:00:00Z","source":"app","dyno":"web.1","text":"hi"}"#;
-/// assert_eq!(serde_json::from_str::<wasmdyno::LogLine>(json).unwrap().text(), "hi");
+/// assert_eq!(serde_json::from_str::<wasmdyno::logs::LogLine>(json).unwrap().text(), "hi");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not an RFC 3339 timestamp: {0:?}")]
