@@ -20,6 +20,7 @@
 //! Every operation is atomic: it either happens entirely or not at all, and concurrent writers (threads, or
 //! processes sharing the database file) never see each other's partial work or collide on version numbers.
 
+mod ledger;
 mod sqlite;
 mod validate;
 

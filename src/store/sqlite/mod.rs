@@ -1,4 +1,4 @@
-//! The SQLite backend of the [`Store`].
+//! The SQLite backend of the [`Store`](super::Store): transactions for the operations of [`super::ledger`].
 //!
 //! One connection behind a mutex: SQLite serializes writers anyway, and one connection keeps every read and write
 //! of an operation on one consistent snapshot. Every write runs in an IMMEDIATE transaction, which takes the
@@ -8,7 +8,7 @@
 //!
 //! The ledger rules are enforced by the schema itself (triggers), not only by this code: see [`MIGRATIONS`].
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -16,22 +16,19 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::validate::{
-    MAX_QUANTITY, check_addon_fields, check_addon_name, check_app_name, check_config,
-    check_config_name, check_config_value, describe_config_change, normalize_hostname,
+use super::ledger::{
+    Backend, Flag, ReleaseRow, Tx, Which, decode_addon, release_filter, to_json, version_param,
 };
 use super::{
     Addon, App, Domain, Drain, FAILPOINT_MIGRATION_BEFORE_COMMIT, FAILPOINT_RELEASE_AFTER_COMMIT,
-    FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, NewAddon, NewRelease, Release,
-    ReleaseStatus, ScaleChange, Store, StoreError, failpoint, unix_now,
+    FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, Release, ReleaseStatus,
+    StoreError, failpoint, unix_now,
 };
-use crate::logs::drain::{DrainUrl, MAX_DRAINS_PER_APP};
 use crate::runtime::DynoSize;
-mod ops;
 mod rows;
 mod schema;
 #[allow(unused_imports)]
-use {ops::*, rows::*, schema::*};
+use {rows::*, schema::*};
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -116,49 +113,36 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+}
+
+impl Backend for SqliteStore {
     /// Runs `f` on one snapshot of the database, so its queries agree with each other even while another
     /// connection writes.
     fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&tx)?;
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let out = f(&mut tx)?;
         tx.commit()?;
         Ok(out)
     }
 
-    /// Runs `f` in an IMMEDIATE transaction and commits if it succeeds; an error rolls everything back.
+    /// Runs `f` in an IMMEDIATE transaction (the database's write lock up front) and commits if it succeeds.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.write_with_failpoints(false, f)
-    }
-
-    /// [`write`](Self::write) for the operations whose commit crash tests target, with the release failpoints
-    /// around the commit.
-    fn write_release<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.write_with_failpoints(true, f)
-    }
-
-    fn write_with_failpoints<T>(
-        &self,
-        failpoints: bool,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        release: bool,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        if failpoints {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&mut tx)?;
+        if release {
             failpoint(FAILPOINT_RELEASE_BEFORE_COMMIT);
         }
         tx.commit()?;
-        if failpoints {
+        if release {
             failpoint(FAILPOINT_RELEASE_AFTER_COMMIT);
         }
         Ok(out)
