@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::api::server::{Platform, router};
 use crate::api::{Announcement, FOLLOWER_TOKEN_FILE, LOCK_FILE, TOKEN_FILE};
-use crate::store::SqliteStore;
+use crate::store::{PgStore, SqliteStore, Store};
 
 /// Run the platform: the control API, with its state in $WASMDYNO_HOME.
 ///
@@ -39,6 +39,16 @@ pub(crate) struct ServeArgs {
     /// credentials; keep it on a private address. `/metrics` on the API needs the token.
     #[arg(long, value_name = "ADDR", env = "WASMDYNO_METRICS_LISTEN")]
     metrics: Option<SocketAddr>,
+    /// Keep the state (apps, the release ledger, config, formation, add-ons, domains, drains) in this PostgreSQL
+    /// database (`postgres://user:password@host:port/database`, a database of wasmdyno's own) instead of
+    /// $WASMDYNO_HOME/state.db. Several hosts may share one.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASMDYNO_DATABASE_URL",
+        hide_env_values = true
+    )]
+    store: Option<String>,
 }
 
 impl ServeArgs {
@@ -56,6 +66,7 @@ impl ServeArgs {
             self.listen,
             self.api,
             self.metrics,
+            self.store.as_deref(),
             &super::home_dir(),
             None,
         ))?;
@@ -63,11 +74,28 @@ impl ServeArgs {
     }
 }
 
+/// The state store: the PostgreSQL database at `url`, or `state.db` in `home`.
+fn open_store(url: Option<&str>, home: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = url {
+        let store = PgStore::connect(url).context("cannot open the PostgreSQL state store")?;
+        tracing::info!(store = store.url(), "state in PostgreSQL");
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(&home.join("state.db")).context("cannot open the state store")?;
+    // SQLite creates its files with the umask's mode: the ledger and its journal are the owner's alone.
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(home.join(file), std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(Arc::new(store))
+}
+
 /// Serves until Ctrl-C/SIGTERM (or until `stop` resolves). Announces the API address on stdout once it listens.
 pub(crate) async fn serve(
     router_addr: SocketAddr,
     api: SocketAddr,
     metrics: Option<SocketAddr>,
+    store: Option<&str>,
     home: &Path,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) -> anyhow::Result<()> {
@@ -89,12 +117,7 @@ pub(crate) async fn serve(
         );
     }
 
-    let store = SqliteStore::open(&home.join("state.db")).context("cannot open the state store")?;
-    // SQLite creates its files with the umask's mode: the ledger and its journal are the owner's alone.
-    for file in ["state.db", "state.db-wal", "state.db-shm"] {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(home.join(file), std::fs::Permissions::from_mode(0o600));
-    }
+    let store = open_store(store, home)?;
     let runtime = Arc::new(super::runtime()?);
     let token = new_token();
     write_private(&home.join(TOKEN_FILE), &token)?;
@@ -128,7 +151,7 @@ pub(crate) async fn serve(
     }
     let mut platform = Platform::new(
         home.to_path_buf(),
-        Arc::new(store),
+        store,
         runtime,
         super::slug_limits()?,
         token,

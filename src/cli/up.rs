@@ -56,7 +56,8 @@ impl UpArgs {
         let server_home = home.clone();
         let server = std::thread::spawn(move || {
             tokio.block_on(async {
-                let serving = super::serve::serve(router_addr, api_addr, None, &server_home, None);
+                let serving =
+                    super::serve::serve(router_addr, api_addr, None, None, &server_home, None);
                 tokio::pin!(serving);
                 // The announcement file appears once the API listens.
                 let announced = async {

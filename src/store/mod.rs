@@ -2,8 +2,10 @@
 //! drains and maintenance mode. This is the single source of truth of `wasmdyno serve`; the dyno manager and the router
 //! reconcile toward what it holds.
 //!
-//! Everything goes through the [`Store`] trait so that a PostgreSQL backend can serve several hosts later;
-//! [`SqliteStore`] is the one backend today.
+//! Everything goes through the [`Store`] trait, with two backends: [`SqliteStore`] (one file, the default for one
+//! host) and [`PgStore`] (one PostgreSQL database that several hosts share). The operations are written once
+//! (`ledger`) over each backend's transactions and row queries; each backend's schema enforces the ledger's rules
+//! again, for anything that writes around this code.
 //!
 //! # The release ledger
 //! A release is the slug, the config vars and the attached add-ons an app runs with. Releases are numbered v1, v2,
@@ -20,13 +22,16 @@
 //! Every operation is atomic: it either happens entirely or not at all, and concurrent writers (threads, or
 //! processes sharing the database file) never see each other's partial work or collide on version numbers.
 
+mod backend;
 mod ledger;
+mod postgres;
 mod sqlite;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
+pub use postgres::PgStore;
 #[cfg(test)]
 use sqlite::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
@@ -426,11 +431,12 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error(
-        "the state store {path} has schema version {found}, newer than this wasmdyno understands ({supported}); \
+        "the state store {store} has schema version {found}, newer than this wasmdyno understands ({supported}); \
          upgrade wasmdyno"
     )]
     SchemaTooNew {
-        path: PathBuf,
+        /// The file, or the PostgreSQL URL without its password.
+        store: String,
         found: u32,
         supported: u32,
     },
@@ -438,6 +444,15 @@ pub enum StoreError {
         "{path} is an SQLite database but not a wasmdyno state store; point WASMDYNO_HOME elsewhere"
     )]
     ForeignDatabase { path: PathBuf },
+    #[error(
+        "the PostgreSQL database {url} has tables of its own and no wasmdyno schema; give wasmdyno a database of \
+         its own (CREATE DATABASE wasmdyno) and point --store at it"
+    )]
+    ForeignPostgres { url: String },
+    #[error("cannot reach the PostgreSQL state store {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("PostgreSQL state store error: {0}")]
+    Postgres(String),
     #[error("state store error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("the state store holds unexpected data: {0}")]
@@ -483,6 +498,9 @@ impl StoreError {
             Open { .. }
             | SchemaTooNew { .. }
             | ForeignDatabase { .. }
+            | ForeignPostgres { .. }
+            | Unreachable { .. }
+            | Postgres(_)
             | Database(_)
             | Corrupt(_) => ErrorKind::Internal,
         }

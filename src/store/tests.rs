@@ -1,10 +1,51 @@
-//! Tests of the store on real SQLite files.
+//! Tests of the store: one suite run on both backends (a real SQLite file, a real PostgreSQL database of its own),
+//! and the tests of each backend's own file or schema.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::*;
+
+mod fixture;
+mod postgres_schema;
+use fixture::Fresh;
+
+/// Each test of the shared suite, on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { super::$name(&super::Fresh::sqlite()) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(&super::Fresh::postgres()) })*
+        }
+    };
+}
+
+on_both_backends!(
+    app_names_are_checked,
+    apps_are_created_listed_and_destroyed,
+    operations_on_a_missing_app_say_so,
+    a_new_app_has_the_initial_release,
+    config_vars_are_set_and_unset_with_heroku_descriptions,
+    bad_config_changes_write_nothing,
+    config_is_limited_to_32_kb,
+    release_status_comes_from_events_and_decides_the_current_release,
+    create_release_defaults_to_the_base_slug_and_config,
+    rollback_copies_an_earlier_release,
+    destroying_an_app_removes_everything_of_it_and_nothing_else,
+    addons_attach_and_detach_with_releases,
+    scaling_changes_the_formation_without_a_release,
+    sleeping_is_toggled_and_defaults_off,
+    features_are_toggled_and_must_be_known,
+    maintenance_mode_is_toggled,
+    domains_are_added_and_removed,
+    drains_are_added_listed_and_removed_without_releases,
+    reopening_keeps_everything,
+    concurrent_writers_through_one_store,
+    concurrent_writers_through_two_stores_on_one_database,
+);
 
 /// A store in a fresh directory; the directory lives as long as the returned guard.
 fn store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
@@ -21,7 +62,7 @@ fn changes(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
-fn set(store: &SqliteStore, app: &str, pairs: &[(&str, &str)]) -> Release {
+fn set(store: &dyn Store, app: &str, pairs: &[(&str, &str)]) -> Release {
     let pairs: Vec<_> = pairs.iter().map(|&(k, v)| (k, Some(v))).collect();
     store.set_config(app, changes(&pairs), false).unwrap()
 }
@@ -33,7 +74,7 @@ fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn deploy(store: &SqliteStore, app: &str, slug: &str, pending: bool) -> Release {
+fn deploy(store: &dyn Store, app: &str, slug: &str, pending: bool) -> Release {
     store
         .create_release(
             app,
@@ -47,7 +88,7 @@ fn deploy(store: &SqliteStore, app: &str, slug: &str, pending: bool) -> Release 
         .unwrap()
 }
 
-fn versions(store: &SqliteStore, app: &str) -> Vec<u64> {
+fn versions(store: &dyn Store, app: &str) -> Vec<u64> {
     store
         .releases(app)
         .unwrap()
@@ -90,9 +131,8 @@ fn store_is_shareable_and_object_safe() {
     assert_eq!(shared.apps().unwrap().len(), 1);
 }
 
-#[test]
-fn app_names_are_checked() {
-    let (_dir, _path, store) = store();
+fn app_names_are_checked(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     let rejected = [
         ("ab", "at least 3"),
         ("a234567890123456789012345678901", "at most 30"),
@@ -125,9 +165,8 @@ fn app_names_are_checked() {
     );
 }
 
-#[test]
-fn apps_are_created_listed_and_destroyed() {
-    let (_dir, _path, store) = store();
+fn apps_are_created_listed_and_destroyed(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     let created = store.create_app("zeta").unwrap();
     assert_eq!(created.name, "zeta");
     assert!(!created.maintenance);
@@ -148,9 +187,8 @@ fn apps_are_created_listed_and_destroyed() {
     assert_eq!(store.apps().unwrap().len(), 1);
 }
 
-#[test]
-fn operations_on_a_missing_app_say_so() {
-    let (_dir, _path, store) = store();
+fn operations_on_a_missing_app_say_so(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     let missing = |r: Result<(), StoreError>| {
         assert!(matches!(r, Err(StoreError::AppNotFound(n)) if n == "nope"))
     };
@@ -182,9 +220,8 @@ fn operations_on_a_missing_app_say_so() {
     );
 }
 
-#[test]
-fn a_new_app_has_the_initial_release() {
-    let (_dir, _path, store) = store();
+fn a_new_app_has_the_initial_release(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("web-app").unwrap();
     let releases = store.releases("web-app").unwrap();
     assert_eq!(releases.len(), 1);
@@ -204,19 +241,18 @@ fn a_new_app_has_the_initial_release() {
     ));
 }
 
-#[test]
-fn config_vars_are_set_and_unset_with_heroku_descriptions() {
-    let (_dir, _path, store) = store();
+fn config_vars_are_set_and_unset_with_heroku_descriptions(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("cfg").unwrap();
-    deploy(&store, "cfg", "slug1", false);
+    deploy(store, "cfg", "slug1", false);
 
-    let r = set(&store, "cfg", &[("FOO", "1")]);
+    let r = set(store, "cfg", &[("FOO", "1")]);
     assert_eq!(r.description, "Set FOO config var");
     assert_eq!(r.version, 3);
     assert_eq!(r.slug.as_deref(), Some("slug1"), "the base slug is kept");
     assert_eq!(r.status, ReleaseStatus::Succeeded);
 
-    let r = set(&store, "cfg", &[("BAR", "2"), ("BAZ", "a=b c")]);
+    let r = set(store, "cfg", &[("BAR", "2"), ("BAZ", "a=b c")]);
     assert_eq!(r.description, "Set BAR, BAZ config vars");
     assert_eq!(
         r.config,
@@ -241,16 +277,15 @@ fn config_vars_are_set_and_unset_with_heroku_descriptions() {
     assert_eq!(store.config("cfg").unwrap(), config(&[("NEW", "x")]));
 
     // Lowercase names and leading underscores are fine; so is re-setting a value (it still releases).
-    let r = set(&store, "cfg", &[("_private", "p"), ("NEW", "x")]);
+    let r = set(store, "cfg", &[("_private", "p"), ("NEW", "x")]);
     assert_eq!(r.version, 8);
-    assert_eq!(versions(&store, "cfg"), [8, 7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(versions(store, "cfg"), [8, 7, 6, 5, 4, 3, 2, 1]);
 }
 
-#[test]
-fn bad_config_changes_write_nothing() {
-    let (_dir, _path, store) = store();
+fn bad_config_changes_write_nothing(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("cfg").unwrap();
-    set(&store, "cfg", &[("KEEP", "1")]);
+    set(store, "cfg", &[("KEEP", "1")]);
 
     for name in ["1FOO", "FOO-BAR", "FOO BAR", "", "FÖÖ", "A.B"] {
         let err = store
@@ -297,7 +332,7 @@ fn bad_config_changes_write_nothing() {
         Err(StoreError::EmptyConfigChange)
     ));
     // The one good change above made v3; every refused one made nothing.
-    assert_eq!(versions(&store, "cfg"), [3, 2, 1]);
+    assert_eq!(versions(store, "cfg"), [3, 2, 1]);
     assert_eq!(
         store.config("cfg").unwrap(),
         config(&[("KEEP", "1"), ("port", "1")])
@@ -313,15 +348,14 @@ fn bad_config_changes_write_nothing() {
         matches!(err, Err(StoreError::ReservedConfigName(_))),
         "explicit configs are checked too"
     );
-    assert_eq!(versions(&store, "cfg"), [3, 2, 1]);
+    assert_eq!(versions(store, "cfg"), [3, 2, 1]);
 }
 
-#[test]
-fn config_is_limited_to_32_kb() {
-    let (_dir, _path, store) = store();
+fn config_is_limited_to_32_kb(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("big").unwrap();
     // Exactly the limit is fine: "A" + value = 32768 bytes.
-    set(&store, "big", &[("A", &"x".repeat(CONFIG_LIMIT - 1))]);
+    set(store, "big", &[("A", &"x".repeat(CONFIG_LIMIT - 1))]);
     // One more byte, counted with what is already there, is not.
     let err = store
         .set_config("big", changes(&[("B", Some(""))]), false)
@@ -333,22 +367,21 @@ fn config_is_limited_to_32_kb() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("32769 bytes"), "{err}");
-    assert_eq!(versions(&store, "big"), [2, 1]);
+    assert_eq!(versions(store, "big"), [2, 1]);
     // Replacing the big value with a small one is fine.
-    let r = set(&store, "big", &[("A", "small"), ("B", "")]);
+    let r = set(store, "big", &[("A", "small"), ("B", "")]);
     assert_eq!(r.config.len(), 2);
 }
 
-#[test]
-fn release_status_comes_from_events_and_decides_the_current_release() {
-    let (_dir, _path, store) = store();
+fn release_status_comes_from_events_and_decides_the_current_release(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("phases").unwrap();
-    let v2 = deploy(&store, "phases", "s2", false);
+    let v2 = deploy(store, "phases", "s2", false);
     assert_eq!(v2.status, ReleaseStatus::Succeeded);
     assert_eq!(store.current_release("phases").unwrap().unwrap().version, 2);
 
     // A pending release is not current until its release phase succeeds.
-    let v3 = deploy(&store, "phases", "s3", true);
+    let v3 = deploy(store, "phases", "s3", true);
     assert_eq!(v3.status, ReleaseStatus::Pending);
     assert_eq!(
         store.release("phases", 3).unwrap().status,
@@ -418,17 +451,17 @@ fn release_status_comes_from_events_and_decides_the_current_release() {
         .unwrap();
     assert_eq!(failed.status, ReleaseStatus::Failed);
     assert_eq!(store.config("phases").unwrap(), config(&[("PENDING", "1")]));
-    let v6 = set(&store, "phases", &[("NEXT", "1")]);
+    let v6 = set(store, "phases", &[("NEXT", "1")]);
     assert_eq!(v6.config, config(&[("NEXT", "1"), ("PENDING", "1")]));
     assert_eq!(v6.slug.as_deref(), Some("s3"));
     assert_eq!(store.current_release("phases").unwrap().unwrap().version, 6);
 
     // A failed deploy's slug is not carried forward either.
-    deploy(&store, "phases", "bad-slug", true);
+    deploy(store, "phases", "bad-slug", true);
     store
         .record_release_result("phases", 7, false, String::new())
         .unwrap();
-    let v8 = set(&store, "phases", &[("AFTER", "1")]);
+    let v8 = set(store, "phases", &[("AFTER", "1")]);
     assert_eq!(v8.slug.as_deref(), Some("s3"));
 
     let statuses: Vec<_> = store
@@ -453,12 +486,11 @@ fn release_status_comes_from_events_and_decides_the_current_release() {
     );
 }
 
-#[test]
-fn create_release_defaults_to_the_base_slug_and_config() {
-    let (_dir, _path, store) = store();
+fn create_release_defaults_to_the_base_slug_and_config(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("defaults").unwrap();
-    deploy(&store, "defaults", "s1", false);
-    set(&store, "defaults", &[("A", "1")]);
+    deploy(store, "defaults", "s1", false);
+    set(store, "defaults", &[("A", "1")]);
     let r = store
         .create_release(
             "defaults",
@@ -489,17 +521,16 @@ fn create_release_defaults_to_the_base_slug_and_config() {
     );
 }
 
-#[test]
-fn rollback_copies_an_earlier_release() {
-    let (_dir, _path, store) = store();
+fn rollback_copies_an_earlier_release(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("rollbacks").unwrap();
     assert!(matches!(
         store.rollback("rollbacks", None, false),
         Err(StoreError::NoPreviousRelease)
     ));
 
-    deploy(&store, "rollbacks", "s2", false); // v2
-    set(&store, "rollbacks", &[("A", "1")]); // v3
+    deploy(store, "rollbacks", "s2", false); // v2
+    set(store, "rollbacks", &[("A", "1")]); // v3
     store.create_addon("rollbacks", postgres(), false).unwrap(); // v4
 
     // Default: the release before the current one.
@@ -538,7 +569,7 @@ fn rollback_copies_an_earlier_release() {
         store.rollback("rollbacks", Some(7), false),
         Err(StoreError::RollbackToFailed { version: 7 })
     ));
-    deploy(&store, "rollbacks", "s8", true); // v8 pending
+    deploy(store, "rollbacks", "s8", true); // v8 pending
     assert_eq!(
         store.current_release("rollbacks").unwrap().unwrap().version,
         6
@@ -565,7 +596,7 @@ fn rollback_copies_an_earlier_release() {
     let r = store.rollback("rollbacks", Some(1), false).unwrap();
     assert_eq!((r.slug, r.config.len()), (None, 0));
     assert_eq!(
-        versions(&store, "rollbacks"),
+        versions(store, "rollbacks"),
         (1..=10).rev().collect::<Vec<_>>()
     );
 }
@@ -636,16 +667,15 @@ fn the_schema_refuses_to_change_or_remove_releases() {
     assert_eq!(count(&conn, "release_events"), 0);
 }
 
-#[test]
-fn destroying_an_app_removes_everything_of_it_and_nothing_else() {
-    let (_dir, path, store) = store();
+fn destroying_an_app_removes_everything_of_it_and_nothing_else(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     for app in ["doomed", "kept"] {
         store.create_app(app).unwrap();
-        deploy(&store, app, "s", true);
+        deploy(store, app, "s", true);
         store
             .record_release_result(app, 2, true, "ok".into())
             .unwrap();
-        set(&store, app, &[("A", "1")]);
+        set(store, app, &[("A", "1")]);
         store.create_addon(app, postgres(), false).unwrap();
         store
             .scale(
@@ -666,7 +696,6 @@ fn destroying_an_app_removes_everything_of_it_and_nothing_else() {
     }
     store.destroy_app("doomed").unwrap();
 
-    let conn = raw(&path);
     for table in [
         "apps",
         "releases",
@@ -675,36 +704,27 @@ fn destroying_an_app_removes_everything_of_it_and_nothing_else() {
         "formation",
         "domains",
     ] {
-        let doomed: i64 = conn
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM {table} WHERE {} = 'doomed'",
-                    if table == "apps" { "name" } else { "app" }
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let column = if table == "apps" { "name" } else { "app" };
+        let doomed = fresh.count(&format!("{table} WHERE {column} = 'doomed'"));
         assert_eq!(doomed, 0, "{table} still has rows of the destroyed app");
-        assert!(count(&conn, table) > 0, "{table} lost the other app's rows");
+        assert!(fresh.count(table) > 0, "{table} lost the other app's rows");
     }
-    assert_eq!(versions(&store, "kept"), [4, 3, 2, 1]);
+    assert_eq!(versions(store, "kept"), [4, 3, 2, 1]);
 
     // The name is free again, and its ledger starts over.
     store.create_app("doomed").unwrap();
-    assert_eq!(versions(&store, "doomed"), [1]);
+    assert_eq!(versions(store, "doomed"), [1]);
     assert!(store.addons("doomed").unwrap().is_empty());
     assert!(store.formation("doomed").unwrap().is_empty());
     assert!(store.domains("doomed").unwrap().is_empty());
     assert!(!store.app("doomed").unwrap().maintenance);
 }
 
-#[test]
-fn addons_attach_and_detach_with_releases() {
-    let (_dir, _path, store) = store();
+fn addons_attach_and_detach_with_releases(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("with-db").unwrap();
-    deploy(&store, "with-db", "s2", false);
-    set(&store, "with-db", &[("A", "1")]);
+    deploy(store, "with-db", "s2", false);
+    set(store, "with-db", &[("A", "1")]);
 
     let (addon, release) = store.create_addon("with-db", postgres(), false).unwrap();
     assert_eq!(addon.app, "with-db");
@@ -771,7 +791,7 @@ fn addons_attach_and_detach_with_releases() {
         store.create_addon("with-db", bad, false),
         Err(StoreError::InvalidAddon { .. })
     ));
-    assert_eq!(versions(&store, "with-db").len(), 5);
+    assert_eq!(versions(store, "with-db").len(), 5);
 
     let detached = store.destroy_addon("with-db", "db", false).unwrap();
     assert_eq!(detached.description, "Detach db");
@@ -787,9 +807,8 @@ fn addons_attach_and_detach_with_releases() {
     ));
 }
 
-#[test]
-fn scaling_changes_the_formation_without_a_release() {
-    let (_dir, _path, store) = store();
+fn scaling_changes_the_formation_without_a_release(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("scaled").unwrap();
     assert!(store.formation("scaled").unwrap().is_empty());
     let change = |quantity: Option<u32>, size: Option<&str>| ScaleChange {
@@ -848,12 +867,11 @@ fn scaling_changes_the_formation_without_a_release() {
     )]));
     assert!(matches!(err, StoreError::QuantityTooLarge { .. }), "{err}");
     assert_eq!(store.formation("scaled").unwrap(), formation);
-    assert_eq!(versions(&store, "scaled"), [1], "scaling makes no release");
+    assert_eq!(versions(store, "scaled"), [1], "scaling makes no release");
 }
 
-#[test]
-fn sleeping_is_toggled_and_defaults_off() {
-    let (_dir, _path, store) = store();
+fn sleeping_is_toggled_and_defaults_off(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("napper").unwrap();
     assert!(!store.app("napper").unwrap().sleep);
     assert!(store.set_sleep("napper", true).unwrap().sleep);
@@ -863,9 +881,8 @@ fn sleeping_is_toggled_and_defaults_off() {
     assert!(store.set_sleep("nope", true).is_err());
 }
 
-#[test]
-fn features_are_toggled_and_must_be_known() {
-    let (_dir, _path, store) = store();
+fn features_are_toggled_and_must_be_known(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("labs").unwrap();
     assert!(store.app("labs").unwrap().features.is_empty());
     let on = store
@@ -893,20 +910,18 @@ fn features_are_toggled_and_must_be_known() {
     );
 }
 
-#[test]
-fn maintenance_mode_is_toggled() {
-    let (_dir, _path, store) = store();
+fn maintenance_mode_is_toggled(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("maint").unwrap();
     assert!(store.set_maintenance("maint", true).unwrap().maintenance);
     assert!(store.app("maint").unwrap().maintenance);
     assert!(!store.set_maintenance("maint", false).unwrap().maintenance);
     assert!(!store.app("maint").unwrap().maintenance);
-    assert_eq!(versions(&store, "maint"), [1]);
+    assert_eq!(versions(store, "maint"), [1]);
 }
 
-#[test]
-fn domains_are_added_and_removed() {
-    let (_dir, _path, store) = store();
+fn domains_are_added_and_removed(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("one").unwrap();
     store.create_app("two").unwrap();
     let d = store.add_domain("one", "WWW.Example.com.").unwrap();
@@ -955,9 +970,8 @@ fn domains_are_added_and_removed() {
     store.add_domain("two", "www.example.com").unwrap();
 }
 
-#[test]
-fn drains_are_added_listed_and_removed_without_releases() {
-    let (_dir, path, store) = store();
+fn drains_are_added_listed_and_removed_without_releases(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("one").unwrap();
     store.create_app("two").unwrap();
     let first = store
@@ -1042,11 +1056,10 @@ fn drains_are_added_listed_and_removed_without_releases() {
         Err(StoreError::AppNotFound(_))
     ));
     // Drains make no release.
-    assert_eq!(versions(&store, "one"), [1]);
+    assert_eq!(versions(store, "one"), [1]);
 
     // They outlive a reopening, and go with their app.
-    drop(store);
-    let store = SqliteStore::open(&path).unwrap();
+    let store = fresh.reopen();
     assert_eq!(store.drains("one").unwrap(), drains[3..]);
     store.destroy_app("one").unwrap();
     store.create_app("one").unwrap();
@@ -1054,15 +1067,14 @@ fn drains_are_added_listed_and_removed_without_releases() {
     assert_eq!(store.drains("two").unwrap().len(), 1);
 }
 
-#[test]
-fn reopening_keeps_everything() {
-    let (_dir, path, store) = store();
+fn reopening_keeps_everything(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
     store.create_app("durable").unwrap();
-    deploy(&store, "durable", "s2", true);
+    deploy(store, "durable", "s2", true);
     store
         .record_release_result("durable", 2, true, "out".into())
         .unwrap();
-    set(&store, "durable", &[("A", "1")]);
+    set(store, "durable", &[("A", "1")]);
     store.create_addon("durable", postgres(), false).unwrap();
     store
         .scale(
@@ -1078,7 +1090,7 @@ fn reopening_keeps_everything() {
         .unwrap();
     store.set_maintenance("durable", true).unwrap();
     store.add_domain("durable", "durable.example.com").unwrap();
-    let snapshot = |s: &SqliteStore| {
+    let snapshot = |s: &dyn Store| {
         (
             s.apps().unwrap(),
             s.releases("durable").unwrap(),
@@ -1087,15 +1099,13 @@ fn reopening_keeps_everything() {
             s.domains("durable").unwrap(),
         )
     };
-    let before = snapshot(&store);
-    drop(store);
-    let reopened = SqliteStore::open(&path).unwrap();
-    assert_eq!(snapshot(&reopened), before);
-    assert_eq!(reopened.path(), path);
+    let before = snapshot(store);
+    let reopened = fresh.reopen();
+    assert_eq!(snapshot(&*reopened), before);
 }
 
 /// 50 threads each set their own key; `stores` are shared round-robin.
-fn concurrent_config_sets(app: &str, stores: &[Arc<SqliteStore>]) {
+fn concurrent_config_sets(app: &str, stores: &[Arc<dyn Store>]) {
     const THREADS: usize = 50;
     let handles: Vec<_> = (0..THREADS)
         .map(|i| {
@@ -1143,19 +1153,15 @@ fn concurrent_config_sets(app: &str, stores: &[Arc<SqliteStore>]) {
     }
 }
 
-#[test]
-fn concurrent_writers_through_one_store() {
-    let (_dir, _path, store) = store();
-    store.create_app("busy").unwrap();
-    concurrent_config_sets("busy", &[Arc::new(store)]);
+fn concurrent_writers_through_one_store(fresh: &Fresh) {
+    fresh.store.create_app("busy").unwrap();
+    concurrent_config_sets("busy", std::slice::from_ref(&fresh.store));
 }
 
-#[test]
-fn concurrent_writers_through_two_stores_on_one_file() {
-    let (_dir, path, first) = store();
-    let second = SqliteStore::open(&path).unwrap();
+fn concurrent_writers_through_two_stores_on_one_database(fresh: &Fresh) {
+    let (first, second) = (fresh.store.clone(), fresh.reopen());
     first.create_app("busy").unwrap();
-    concurrent_config_sets("busy", &[Arc::new(first), Arc::new(second)]);
+    concurrent_config_sets("busy", &[first, second]);
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod layout;
 mod listener;
 mod metrics;
 mod platform;
+mod postgres;
 mod rebinding;
 mod release_phase;
 mod router;

@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::ledger::{
+use super::backend::{
     Backend, Flag, ReleaseRow, Tx, Which, decode_addon, release_filter, to_json, version_param,
 };
 use super::{
     Addon, App, Domain, Drain, FAILPOINT_MIGRATION_BEFORE_COMMIT, FAILPOINT_RELEASE_AFTER_COMMIT,
-    FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, Release, ReleaseStatus,
-    StoreError, failpoint, unix_now,
+    FAILPOINT_RELEASE_BEFORE_COMMIT, Formation, FormationEntry, Release, ReleaseStatus, StoreError,
+    failpoint, unix_now,
 };
 use crate::runtime::DynoSize;
 mod rows;
@@ -101,18 +101,11 @@ impl SqliteStore {
         })
     }
 
-    /// The database file.
-    #[cfg(test)]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held left no transaction open (a dropped `Transaction` rolls back), so the
         // connection is still good.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
 }
 
 impl Backend for SqliteStore {

@@ -45,15 +45,20 @@ const ADDON_COLUMNS: &str = "app, name, service, plan, config, hosts";
 impl Tx for Transaction<'_> {
     fn app(&mut self, name: &str) -> Result<Option<App>, StoreError> {
         Ok(self
-            .prepare_cached("SELECT name, created_at, maintenance, sleep FROM apps WHERE name = ?1")?
+            .prepare_cached(
+                "SELECT name, created_at, maintenance, sleep FROM apps WHERE name = ?1",
+            )?
             .query_row([name], app_from_row)
             .optional()?)
     }
 
     fn apps(&mut self) -> Result<Vec<App>, StoreError> {
-        let mut stmt = self
-            .prepare_cached("SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name")?;
-        let apps = stmt.query_map([], app_from_row)?.collect::<Result<_, _>>()?;
+        let mut stmt = self.prepare_cached(
+            "SELECT name, created_at, maintenance, sleep FROM apps ORDER BY name",
+        )?;
+        let apps = stmt
+            .query_map([], app_from_row)?
+            .collect::<Result<_, _>>()?;
         Ok(apps)
     }
 
@@ -168,7 +173,8 @@ impl Tx for Transaction<'_> {
         let version: i64 = self
             .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?1")?
             .query_row([app], |row| row.get(0))?;
-        u64::try_from(version).map_err(|_| StoreError::Corrupt(format!("app {app} has bad versions")))
+        u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("app {app} has bad versions")))
     }
 
     fn append_event(
@@ -318,7 +324,13 @@ impl Tx for Transaction<'_> {
     fn insert_drain(&mut self, drain: &Drain) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO log_drains (id, app, url, token, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![drain.id, drain.app, drain.url, drain.token, drain.created_at],
+            params![
+                drain.id,
+                drain.app,
+                drain.url,
+                drain.token,
+                drain.created_at
+            ],
         )?;
         Ok(())
     }

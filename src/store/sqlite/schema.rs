@@ -187,7 +187,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     }
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
-            path: path.to_owned(),
+            store: path.display().to_string(),
             found: version,
             supported: SCHEMA_VERSION,
         });
