@@ -88,6 +88,8 @@ mod build;
 #[doc(hidden)]
 pub mod cli;
 #[cfg(feature = "platform")]
+mod cluster;
+#[cfg(feature = "platform")]
 mod git;
 #[cfg(feature = "platform")]
 mod store;

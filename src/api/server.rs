@@ -41,6 +41,7 @@ mod domains;
 mod drains;
 mod error;
 mod formation;
+mod hosts;
 mod logs;
 mod metrics;
 mod release;
@@ -59,6 +60,7 @@ pub use error::ApiError;
 use error::*;
 pub use formation::FormationType;
 use formation::*;
+use hosts::*;
 use logs::*;
 pub use metrics::AppMetrics;
 use metrics::*;
@@ -91,6 +93,8 @@ pub struct Platform {
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The running release phase of each app, told to stop when its app is destroyed.
     release_phases: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// The cluster this server is a host of (with a PostgreSQL store).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// How builds are isolated from the platform's state.
     pub build_sandbox: crate::build::Sandbox,
     /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
@@ -134,9 +138,28 @@ impl Platform {
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
             release_phases: Mutex::default(),
+            cluster: None,
             build_sandbox: crate::build::Sandbox::default(),
             build_locks: Mutex::default(),
         }
+    }
+
+    /// This platform as one host of `cluster`: its dyno manager runs only the formation dynos placed here, and its
+    /// slugs are shared with the other hosts through the cluster's database. Call before anything runs.
+    pub(crate) fn join(&mut self, cluster: Arc<crate::cluster::Cluster>) {
+        self.slugs = self.slugs.clone().with_shared(cluster.slugs());
+        let source = Arc::new(crate::dyno::StoreSource::new(
+            self.store.clone(),
+            self.slugs.clone(),
+        ));
+        self.manager = Manager::new(
+            self.runtime.clone(),
+            cluster.placed(source),
+            self.limits,
+            self.logplex.clone(),
+            self.manager.settings().clone(),
+        );
+        self.cluster = Some(cluster);
     }
 
     /// Starts the log drains of every app in the store (when the server starts). Must run within Tokio.
@@ -164,10 +187,17 @@ impl Platform {
 
     /// Fails every release whose release phase never finished (the server stopped while it ran): none is left
     /// pending, so the next release can be made. Runs when the server starts, before it takes requests.
-    pub fn fail_interrupted_releases(&self) -> Result<(), StoreError> {
+    pub fn fail_interrupted_releases(
+        &self,
+        older_than: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        let cutoff = older_than
+            .map(|age| crate::clock::unix_now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
         for app in self.store.apps()? {
             for release in self.store.releases(&app.name)? {
-                if release.status == crate::store::ReleaseStatus::Pending {
+                if release.status == crate::store::ReleaseStatus::Pending
+                    && cutoff.is_none_or(|cutoff| release.created_at < cutoff)
+                {
                     let why = "release phase interrupted: the server stopped before it finished\n";
                     self.store.record_release_result(
                         &app.name,
@@ -214,7 +244,7 @@ impl Platform {
                 ),
             ));
         }
-        Slug::open(&self.slugs.path(sha256), self.limits).map_err(|e| {
+        Slug::open(&self.slugs.fetch(sha256), self.limits).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_params",
@@ -262,6 +292,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         ));
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
+        .route("/hosts", get(list_hosts))
         .route(
             "/apps/{app}",
             get(get_app).delete(destroy_app).patch(update_app),

@@ -10,6 +10,7 @@ mod drains;
 mod env;
 mod features;
 mod git;
+mod hosts;
 mod logs;
 mod metrics;
 mod network;
@@ -50,6 +51,7 @@ enum Commands {
     #[command(name = "apps:sleep")]
     AppsSleep(apps::SleepArgs),
     Features(features::FeaturesArgs),
+    Hosts(hosts::HostsArgs),
     Network(network::NetworkArgs),
     #[command(name = "network:allow")]
     NetworkAllow(network::AllowArgs),
@@ -141,6 +143,7 @@ pub fn main() -> ExitCode {
         Commands::AppsDestroy(args) => args.run(),
         Commands::AppsSleep(args) => args.run(),
         Commands::Features(args) => args.run(),
+        Commands::Hosts(args) => args.run(),
         Commands::Network(args) => args.run(),
         Commands::NetworkAllow(args) => args.run(),
         Commands::NetworkDeny(args) => args.run(),

@@ -74,12 +74,17 @@ impl ServeArgs {
     }
 }
 
-/// The state store: the PostgreSQL database at `url`, or `state.db` in `home`.
-fn open_store(url: Option<&str>, home: &Path) -> anyhow::Result<Arc<dyn Store>> {
+/// The store, and the same store as a cluster's database when it is PostgreSQL.
+type OpenedStore = (Arc<dyn Store>, Option<Arc<PgStore>>);
+
+/// The state store: the PostgreSQL database at `url` (returned twice: a cluster's hosts share it), or `state.db`
+/// in `home`.
+fn open_store(url: Option<&str>, home: &Path) -> anyhow::Result<OpenedStore> {
     if let Some(url) = url {
-        let store = PgStore::connect(url).context("cannot open the PostgreSQL state store")?;
+        let store =
+            Arc::new(PgStore::connect(url).context("cannot open the PostgreSQL state store")?);
         tracing::info!(store = store.url(), "state in PostgreSQL");
-        return Ok(Arc::new(store));
+        return Ok((store.clone(), Some(store)));
     }
     let store = SqliteStore::open(&home.join("state.db")).context("cannot open the state store")?;
     // SQLite creates its files with the umask's mode: the ledger and its journal are the owner's alone.
@@ -87,7 +92,7 @@ fn open_store(url: Option<&str>, home: &Path) -> anyhow::Result<Arc<dyn Store>> 
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(home.join(file), std::fs::Permissions::from_mode(0o600));
     }
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), None))
 }
 
 /// Serves until Ctrl-C/SIGTERM (or until `stop` resolves). Announces the API address on stdout once it listens.
@@ -117,7 +122,7 @@ pub(crate) async fn serve(
         );
     }
 
-    let store = open_store(store, home)?;
+    let (store, shared) = open_store(store, home)?;
     let runtime = Arc::new(super::runtime()?);
     let token = new_token();
     write_private(&home.join(TOKEN_FILE), &token)?;
@@ -159,13 +164,35 @@ pub(crate) async fn serve(
         super::settings::drains().map_err(anyhow::Error::msg)?,
     );
     platform.build_sandbox = super::build_sandbox()?;
+    // On PostgreSQL this server is one host of a cluster: it runs the formation dynos placed on it.
+    let cluster = match shared {
+        Some(shared) => {
+            let cluster = crate::cluster::Cluster::join(
+                shared,
+                home,
+                format!("http://{api_addr}"),
+                router_addr.to_string(),
+                &super::settings::cluster().map_err(anyhow::Error::msg)?,
+            )
+            .context("cannot join the cluster")?;
+            let cluster = Arc::new(cluster);
+            platform.join(cluster.clone());
+            Some(cluster)
+        }
+        None => None,
+    };
     platform.follower_token = follower_token;
     // One routing table, read by the router and refreshed by the API when apps, releases or domains change.
     platform.routes =
         crate::router::Routes::new(platform.store.clone(), &router_settings.base_domain);
     let platform = Arc::new(platform);
+    // Alone, every pending release was this server's; on a cluster, only those older than any release phase may
+    // run (another host may be running the rest).
+    let abandoned_after = cluster
+        .as_ref()
+        .map(|_| platform.manager.settings().release_phase_timeout);
     platform
-        .fail_interrupted_releases()
+        .fail_interrupted_releases(abandoned_after)
         .context("cannot fail the releases a stopped server left pending")?;
     let announcement = Announcement {
         api: format!("http://{api_addr}"),
@@ -192,7 +219,18 @@ pub(crate) async fn serve(
         .context("cannot start the log drains")?;
     // Bring back every app's formation (after a restart, the dynos the ledger says should run).
     let manager = platform.manager.clone();
-    tokio::spawn(async move { manager.reconcile_all().await });
+    match &cluster {
+        Some(cluster) => {
+            tracing::info!(
+                host = cluster.host_id(),
+                "running the dynos placed on this host"
+            );
+            cluster.clone().spawn(manager);
+        }
+        None => {
+            tokio::spawn(async move { manager.reconcile_all().await });
+        }
+    }
 
     let routing_table = crate::router::Router::measured(
         platform.manager.clone(),

@@ -4,6 +4,32 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How this server takes part in a cluster (with `--store postgres://...`): `WASMDYNO_HOST_TIMEOUT` (seconds
+/// without a heartbeat before a host is dead, 15), `WASMDYNO_HOST_CAPACITY` (dyno units of 512 MiB; from the
+/// machine's memory) and `WASMDYNO_HOST_ID`.
+pub(crate) fn cluster() -> Result<crate::cluster::Settings, String> {
+    let mut settings = crate::cluster::Settings::default();
+    if let Ok(value) = std::env::var("WASMDYNO_HOST_TIMEOUT") {
+        settings.host_timeout = value
+            .trim()
+            .trim_end_matches('s')
+            .parse::<f64>()
+            .ok()
+            .filter(|secs| *secs >= 0.5)
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| {
+                format!("WASMDYNO_HOST_TIMEOUT={value:?} is not a number of seconds (0.5 or more)")
+            })?;
+    }
+    if let Some(units) = number("WASMDYNO_HOST_CAPACITY", "a number of dyno units")? {
+        settings.capacity = Some(u32::try_from(units).unwrap_or(u32::MAX));
+    }
+    settings.host_id = std::env::var("WASMDYNO_HOST_ID")
+        .ok()
+        .filter(|id| !id.trim().is_empty());
+    Ok(settings)
+}
+
 /// The defaults, overridden by `WASMDYNO_BACKOFF_BASE_MS`, `WASMDYNO_BACKOFF_CAP_MS`, `WASMDYNO_CYCLE_MS`,
 /// `WASMDYNO_CYCLE_JITTER_MS`, `WASMDYNO_STOP_TIMEOUT_MS`, `WASMDYNO_BOOT_TIMEOUT_MS` (R10),
 /// `WASMDYNO_UNRESPONSIVE_MS` (R18), `WASMDYNO_ATTACH_IDLE_MS`, `WASMDYNO_SLEEP_AFTER_MS`,

@@ -45,6 +45,11 @@ pub trait Source: Send + Sync {
     fn domains(&self, _app: &str) -> Result<Vec<String>, SourceError> {
         Ok(Vec::new())
     }
+    /// Which of the app's formation dynos (`web.1`, `worker.2`) this host runs, when several hosts share the work;
+    /// `None` (the default) runs the whole formation here.
+    fn placement(&self, _app: &str) -> Option<std::collections::BTreeSet<String>> {
+        None
+    }
 }
 
 /// A [`Source`] could not be read.

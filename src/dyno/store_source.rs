@@ -94,7 +94,7 @@ impl super::Source for StoreSource {
     }
 
     fn slug_path(&self, sha256: &str) -> PathBuf {
-        self.slugs.path(sha256)
+        self.slugs.fetch(sha256)
     }
 
     fn domains(&self, app: &str) -> Result<Vec<String>, super::SourceError> {

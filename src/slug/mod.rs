@@ -18,6 +18,8 @@ pub use packing::{PackOptions, Packed, pack};
 pub(crate) use read::normalize;
 
 pub use manifest::{FORMAT, FileEntry, MANIFEST_PATH, Manifest};
+#[cfg(feature = "platform")]
+pub(crate) use store::SharedSlugs;
 pub(crate) use store::SlugStore;
 
 use std::collections::BTreeMap;

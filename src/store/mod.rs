@@ -24,7 +24,7 @@
 
 mod backend;
 mod ledger;
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 mod validate;
 

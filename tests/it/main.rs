@@ -2,6 +2,7 @@
 
 mod buildpack;
 mod cache;
+mod cluster;
 mod components;
 mod containment;
 mod drains;

@@ -61,7 +61,7 @@ pub(super) async fn download_slug(
     {
         return Err(not_found());
     }
-    let bytes = tokio::fs::read(p.slugs.path(&sha256))
+    let bytes = tokio::fs::read(p.slugs.fetch(&sha256))
         .await
         .map_err(|_| not_found())?;
     Ok((

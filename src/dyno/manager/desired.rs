@@ -21,6 +21,11 @@ impl Manager {
         let Some(sha) = release.slug.clone() else {
             return Ok(BTreeMap::new());
         };
+        // On a cluster, only the dynos placed on this host.
+        let placed = self.inner.source.placement(app);
+        if placed.as_ref().is_some_and(|placed| placed.is_empty()) {
+            return Ok(BTreeMap::new());
+        }
         let booted = self.booted(&sha)?;
         let formation = release.formation.clone();
         let mut env = booted.slug.manifest().config_vars.clone();
@@ -39,8 +44,15 @@ impl Manager {
                 }
             };
             for index in 1..=entry.quantity {
+                let name = format!("{kind}.{index}");
+                if placed
+                    .as_ref()
+                    .is_some_and(|placed| !placed.contains(&name))
+                {
+                    continue;
+                }
                 desired.insert(
-                    format!("{kind}.{index}"),
+                    name,
                     Want {
                         kind: kind.clone(),
                         command: command.clone(),

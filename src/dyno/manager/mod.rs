@@ -17,6 +17,7 @@ use crate::runtime::{DynoSize, Runtime};
 use crate::slug::Limits;
 
 mod desired;
+mod fence;
 mod one_off;
 #[allow(unused_imports)]
 use one_off::*;

@@ -26,6 +26,7 @@ use super::{
     FAILPOINT_RELEASE_AFTER_COMMIT, FAILPOINT_RELEASE_BEFORE_COMMIT, StoreError, failpoint,
 };
 
+pub mod cluster;
 mod rows;
 mod schema;
 

@@ -182,6 +182,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, destination)
     );
     "#,
+    // v2: the cluster. Hosts heartbeat (on the database's clock); placements say which host runs which formation
+    // dyno; slugs are kept in 1 MiB chunks so that any host can run any release.
+    r#"
+    CREATE TABLE hosts (
+        id           TEXT NOT NULL PRIMARY KEY,
+        api          TEXT NOT NULL,
+        router       TEXT NOT NULL,
+        capacity     BIGINT NOT NULL CHECK (capacity >= 0),
+        heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+
+    CREATE TABLE placements (
+        app       TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE,
+        dyno      TEXT NOT NULL,
+        host      TEXT NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+        units     BIGINT NOT NULL CHECK (units >= 1),
+        placed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (app, dyno)
+    );
+    CREATE INDEX placements_by_host ON placements (host);
+
+    CREATE TABLE slug_chunks (
+        sha256 TEXT NOT NULL,
+        seq    INTEGER NOT NULL CHECK (seq >= 0),
+        bytes  BYTEA NOT NULL,
+        PRIMARY KEY (sha256, seq)
+    );
+    -- Written in the transaction that writes the last chunk: a slug listed here is complete.
+    CREATE TABLE slugs (
+        sha256 TEXT NOT NULL PRIMARY KEY,
+        size   BIGINT NOT NULL CHECK (size >= 0),
+        chunks INTEGER NOT NULL CHECK (chunks >= 0)
+    );
+    "#,
 ];
 
 /// The schema version this code writes and understands.

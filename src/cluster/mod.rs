@@ -1,0 +1,304 @@
+//! Several `wasmdyno serve` hosts on one PostgreSQL database: each host registers itself and heartbeats, one host
+//! at a time places the formation dynos across the live hosts ([`placement`]), and each host's dyno manager runs
+//! what is placed on it.
+//!
+//! - **Liveness** is the database's: a host whose last heartbeat is older than the host timeout is dead, and its
+//!   dynos are placed on live hosts by the next scheduling round (every tick, on whichever host takes the
+//!   scheduler's lock).
+//! - **Fencing**: a host that has not reached the database for a third of the host timeout stops its formation
+//!   dynos at once ([`Manager::fence`]) and runs none until it reaches the database again. Its dynos are placed
+//!   elsewhere only after the full timeout, so a formation dyno never runs on two hosts at once.
+//! - **Slugs** are kept in the database (in chunks) when built or uploaded; a host fetches a slug it lacks from
+//!   there and checks its sha256. The database and not a peer, so that a slug outlives the host that built it.
+
+pub(crate) mod placement;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::dyno::{AppSpec, Manager, ReleaseSpec, Source, SourceError};
+use crate::slug::SharedSlugs;
+use crate::store::PgStore;
+use crate::store::postgres::cluster::Host;
+
+/// How a host takes part in a cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// A host that has not heartbeat for this long is dead (`WASMDYNO_HOST_TIMEOUT`, 15 s).
+    pub host_timeout: Duration,
+    /// Dyno units (512 MiB each) this host runs at most (`WASMDYNO_HOST_CAPACITY`; from its memory).
+    pub capacity: Option<u32>,
+    /// This host's id (`WASMDYNO_HOST_ID`; else kept in `$WASMDYNO_HOME/host-id`).
+    pub host_id: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            host_timeout: Duration::from_secs(15),
+            capacity: None,
+            host_id: None,
+        }
+    }
+}
+
+/// A live host as `GET /hosts` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct HostStatus {
+    pub id: String,
+    pub api: String,
+    pub router: String,
+    /// Dyno units (512 MiB each).
+    pub capacity: u32,
+    /// `app/dyno` of each formation dyno placed on it.
+    pub dynos: Vec<String>,
+    /// The host that answered.
+    pub this: bool,
+}
+
+/// What this host knows of its share of the work: read by its dyno manager through [`PlacedSource`].
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    /// App → the formation dynos placed on this host.
+    placed: RwLock<BTreeMap<String, BTreeSet<String>>>,
+    /// Lost touch with the database: run no formation dyno.
+    fenced: AtomicBool,
+}
+
+/// This host in its cluster.
+pub(crate) struct Cluster {
+    store: Arc<PgStore>,
+    host: Host,
+    timeout: Duration,
+    view: Arc<View>,
+}
+
+impl Cluster {
+    /// Registers this host (its API at `api`, its router at `router`) in `store`'s cluster.
+    pub(crate) fn join(
+        store: Arc<PgStore>,
+        home: &Path,
+        api: String,
+        router: String,
+        settings: &Settings,
+    ) -> anyhow::Result<Cluster> {
+        let id = match &settings.host_id {
+            Some(id) => id.clone(),
+            None => host_id(home)?,
+        };
+        let capacity = settings.capacity.unwrap_or_else(capacity_from_memory);
+        let host = Host {
+            id,
+            api,
+            router,
+            capacity,
+        };
+        store.register_host(&host)?;
+        tracing::info!(host = host.id, capacity, "joined the cluster");
+        Ok(Cluster {
+            store,
+            host,
+            timeout: settings.host_timeout,
+            view: Arc::default(),
+        })
+    }
+
+    pub(crate) fn host_id(&self) -> &str {
+        &self.host.id
+    }
+
+    /// The live hosts and the formation dynos placed on each (`wasmdyno hosts`).
+    pub(crate) fn hosts(&self) -> Result<Vec<HostStatus>, crate::store::StoreError> {
+        let placements = self.store.placements()?;
+        Ok(self
+            .store
+            .live_hosts(self.timeout)?
+            .into_iter()
+            .map(|host| HostStatus {
+                this: host.id == self.host.id,
+                dynos: placements
+                    .iter()
+                    .filter(|p| p.host == host.id)
+                    .map(|p| format!("{}/{}", p.app, p.dyno))
+                    .collect(),
+                id: host.id,
+                api: host.api,
+                router: host.router,
+                capacity: host.capacity,
+            })
+            .collect())
+    }
+
+    /// `source` as this host's dyno manager should read it: only the dynos placed here.
+    pub(crate) fn placed(&self, source: Arc<dyn Source>) -> Arc<dyn Source> {
+        Arc::new(PlacedSource {
+            inner: source,
+            view: self.view.clone(),
+        })
+    }
+
+    /// The database as the slug store's shared half.
+    pub(crate) fn slugs(&self) -> Arc<dyn SharedSlugs> {
+        Arc::new(SharedInDatabase(self.store.clone()))
+    }
+
+    /// Heartbeats, schedules, and keeps `manager` running what is placed here, until the process ends.
+    pub(crate) fn spawn(self: Arc<Self>, manager: Manager) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run(manager).await })
+    }
+
+    async fn run(self: Arc<Self>, manager: Manager) {
+        let tick = (self.timeout / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut last_ok = Instant::now();
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A round that hangs (a database that stopped answering) is waited for at most a tick at a time, so the
+        // clock that fences this host keeps running.
+        let mut in_flight: Option<tokio::task::JoinHandle<_>> = None;
+        loop {
+            interval.tick().await;
+            let mut round = in_flight.take().unwrap_or_else(|| {
+                let this = self.clone();
+                // The lease runs from when the heartbeat was sent, not from when its answer came.
+                let sent = Instant::now();
+                tokio::task::spawn_blocking(move || this.beat().map(|placed| (sent, placed)))
+            });
+            match tokio::time::timeout(tick, &mut round).await {
+                Err(_) => in_flight = Some(round),
+                Ok(Ok(Ok((sent, placed)))) => {
+                    last_ok = sent;
+                    if self.view.fenced.swap(false, Ordering::SeqCst) {
+                        tracing::warn!(host = self.host.id, "back in touch with the cluster");
+                    }
+                    self.apply(placed, &manager).await;
+                }
+                Ok(Ok(Err(e))) => tracing::warn!(host = self.host.id, "cluster round failed: {e}"),
+                Ok(Err(e)) => tracing::warn!(host = self.host.id, "cluster round panicked: {e}"),
+            }
+            if last_ok.elapsed() > self.timeout / 3
+                && !self.view.fenced.swap(true, Ordering::SeqCst)
+            {
+                self.view.placed.write().expect("view").clear();
+                let stopped = manager.fence("this host lost touch with the cluster's database");
+                tracing::error!(
+                    host = self.host.id,
+                    stopped,
+                    "fenced: no heartbeat for {:?}; formation dynos stopped",
+                    last_ok.elapsed()
+                );
+            }
+        }
+    }
+
+    /// One round: heartbeat (registering again if this host was removed), schedule if no other host is, and read
+    /// what is placed here.
+    fn beat(&self) -> Result<BTreeMap<String, BTreeSet<String>>, crate::store::StoreError> {
+        if !self.store.heartbeat(&self.host.id)? {
+            self.store.register_host(&self.host)?;
+        }
+        if let Some(changes) = self.store.schedule(self.timeout, placement::plan)?
+            && !(changes.added.is_empty() && changes.removed.is_empty())
+        {
+            tracing::info!(
+                host = self.host.id,
+                placed = changes.added.len(),
+                removed = changes.removed.len(),
+                "placements changed"
+            );
+        }
+        self.store.placements_of(&self.host.id)
+    }
+
+    /// Makes the manager run what is placed here: every app placed here now or before is reconciled (cheap when
+    /// nothing changed; it also picks up releases made through other hosts' APIs).
+    async fn apply(&self, placed: BTreeMap<String, BTreeSet<String>>, manager: &Manager) {
+        let apps: BTreeSet<String> = {
+            let mut view = self.view.placed.write().expect("view");
+            let apps = view.keys().chain(placed.keys()).cloned().collect();
+            *view = placed;
+            apps
+        };
+        for app in apps {
+            manager.reconcile(&app).await;
+        }
+    }
+}
+
+/// A source that runs only the formation dynos placed on this host.
+struct PlacedSource {
+    inner: Arc<dyn Source>,
+    view: Arc<View>,
+}
+
+impl Source for PlacedSource {
+    fn apps(&self) -> Result<Vec<AppSpec>, SourceError> {
+        self.inner.apps()
+    }
+    fn app(&self, app: &str) -> Result<Option<AppSpec>, SourceError> {
+        self.inner.app(app)
+    }
+    fn release(&self, app: &str) -> Result<Option<ReleaseSpec>, SourceError> {
+        self.inner.release(app)
+    }
+    fn slug_path(&self, sha256: &str) -> PathBuf {
+        self.inner.slug_path(sha256)
+    }
+    fn domains(&self, app: &str) -> Result<Vec<String>, SourceError> {
+        self.inner.domains(app)
+    }
+    fn placement(&self, app: &str) -> Option<BTreeSet<String>> {
+        if self.view.fenced.load(Ordering::SeqCst) {
+            return Some(BTreeSet::new());
+        }
+        Some(
+            self.view
+                .placed
+                .read()
+                .expect("view")
+                .get(app)
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+struct SharedInDatabase(Arc<PgStore>);
+
+impl SharedSlugs for SharedInDatabase {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String> {
+        self.0.put_slug(sha256, bytes).map_err(|e| e.to_string())
+    }
+    fn copy(&self, sha256: &str, out: &mut dyn std::io::Write) -> Result<bool, String> {
+        self.0.copy_slug(sha256, out).map_err(|e| e.to_string())
+    }
+}
+
+/// This host's id, made once and kept in `home`.
+fn host_id(home: &Path) -> anyhow::Result<String> {
+    let path = home.join("host-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = crate::ids::uuid_v4().map_err(|e| anyhow::anyhow!("cannot make a host id: {e}"))?;
+    crate::fsutil::write_atomic(&path, id.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
+/// Dyno units this machine's memory holds, keeping one unit for the platform itself.
+fn capacity_from_memory() -> u32 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(2 * 1024 * 1024);
+    u32::try_from((total_kib / (512 * 1024)).saturating_sub(1).max(1)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,240 @@
+//! Several `wasmdyno serve` hosts on one PostgreSQL database: formation dynos spread over the live hosts, a host
+//! cut off from the database stops its dynos before they are placed elsewhere, and a killed host's dynos come back
+//! on the others. Real servers, a real PostgreSQL, and a real TCP proxy in front of one host's database connection
+//! to cut it off.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::postgres::TestDatabase;
+use crate::support::*;
+
+/// The host timeout of these tests, in seconds.
+const HOST_TIMEOUT: u64 = 3;
+
+/// A loopback TCP proxy that can be cut (every connection closed, new ones refused at once) and healed.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut open = open2.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn deploy(server: &Server, app: &str, procfile: &str) {
+    let dir = server.env.path(&format!("{app}-src"));
+    probe_app(&dir, procfile);
+    server.cli(&["apps:create", app]).ok();
+    server
+        .cli(&["deploy", "-a", app, dir.to_str().unwrap()])
+        .ok();
+}
+
+/// The dynos each host runs of `app` (any state but down or crashed): host index → names.
+fn running(hosts: &[&Server], app: &str) -> BTreeMap<usize, Vec<String>> {
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let out = host.cli(&["ps", "-a", app, "--json"]);
+            let names = if out.code == Some(0) {
+                out.json()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|d| !matches!(d["state"].as_str(), Some("down" | "crashed")))
+                    .map(|d| d["name"].as_str().unwrap().to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (i, names)
+        })
+        .collect()
+}
+
+/// Fails if a dyno runs on two hosts; returns how many run in all.
+fn assert_once(sample: &BTreeMap<usize, Vec<String>>) -> usize {
+    let mut seen = BTreeMap::new();
+    for (host, names) in sample {
+        for name in names {
+            if let Some(other) = seen.insert(name.clone(), *host) {
+                panic!("{name} runs on hosts {other} and {host} at once: {sample:?}");
+            }
+        }
+    }
+    seen.len()
+}
+
+/// Samples until `done` holds (within `within`), checking at every sample that no dyno runs twice.
+fn watch(
+    hosts: &[&Server],
+    app: &str,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&BTreeMap<usize, Vec<String>>) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let sample = running(hosts, app);
+        assert_once(&sample);
+        if done(&sample) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}: {sample:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
+    let db = TestDatabase::create("cluster");
+    let pg_port: u16 = db
+        .url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the test server's port");
+    let proxy = Proxy::to(pg_port);
+    let through_proxy = db
+        .url
+        .replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    let timeout = HOST_TIMEOUT.to_string();
+    let host = |url: &str| {
+        Server::start_in(
+            TestEnv::new(),
+            &[
+                ("WASMDYNO_DATABASE_URL", url),
+                ("WASMDYNO_HOST_TIMEOUT", &timeout),
+                ("WASMDYNO_HOST_CAPACITY", "20"),
+            ],
+        )
+    };
+    let (a, b, c) = (host(&db.url), host(&db.url), host(&through_proxy));
+
+    // Deployed through one host, the slug reaches every host through the database.
+    deploy(&a, "spread", "worker: probe.wasm cat\n");
+    a.cli(&["ps:scale", "-a", "spread", "worker=3"]).ok();
+    let all = [&a, &b, &c];
+    watch(
+        &all,
+        "spread",
+        "one worker on each host",
+        Duration::from_secs(30),
+        |s| s.values().all(|names| names.len() == 1),
+    );
+    let hosts = b.cli(&["hosts", "--json"]).ok().json();
+    assert_eq!(hosts.as_array().unwrap().len(), 3, "{hosts}");
+
+    // Host c loses the database: it stops its worker before it is placed on a or b.
+    proxy.cut();
+    let cut_at = Instant::now();
+    watch(
+        &all,
+        "spread",
+        "host c fenced",
+        Duration::from_secs(HOST_TIMEOUT),
+        |s| s[&2].is_empty(),
+    );
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(HOST_TIMEOUT),
+        "fenced before the timeout"
+    );
+    watch(
+        &all,
+        "spread",
+        "three workers on a and b",
+        Duration::from_secs(4 * HOST_TIMEOUT + 20),
+        |s| s[&0].len() + s[&1].len() == 3,
+    );
+
+    // Healed, c runs nothing twice (its worker runs elsewhere now).
+    proxy.heal();
+    let healed_at = Instant::now();
+    while healed_at.elapsed() < Duration::from_secs(HOST_TIMEOUT) {
+        assert_eq!(assert_once(&running(&all, "spread")), 3);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Host a dies: its workers come back on b and c.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &a.child.id().to_string()])
+        .status();
+    let live = [&b, &c];
+    watch(
+        &live,
+        "spread",
+        "three workers on b and c",
+        Duration::from_secs(4 * HOST_TIMEOUT + 20),
+        |s| s.values().map(Vec::len).sum::<usize>() == 3,
+    );
+    // The ledger went through it all intact.
+    let releases = b.cli(&["releases", "-a", "spread", "--json"]).ok().json();
+    let versions: Vec<u64> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+}
