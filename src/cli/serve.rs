@@ -239,6 +239,9 @@ pub(crate) async fn serve(
         router_settings,
         platform.metrics.clone(),
     );
+    if let Some(cluster) = &cluster {
+        routing_table.set_peers(cluster.peers());
+    }
     let (router_stop, router_stopped) = tokio::sync::oneshot::channel::<()>();
     let routing = tokio::spawn(routing_table.serve(router_listener, async move {
         let _ = router_stopped.await;

@@ -14,6 +14,7 @@
 pub(crate) mod placement;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -66,6 +67,14 @@ pub(crate) struct View {
     placed: RwLock<BTreeMap<String, BTreeSet<String>>>,
     /// Lost touch with the database: run no formation dyno.
     fenced: AtomicBool,
+    /// App → the other hosts (id, router address) that run its web dynos.
+    web_elsewhere: RwLock<BTreeMap<String, Vec<(String, SocketAddr)>>>,
+}
+
+/// What one round read: the dynos placed here, and where other hosts run web dynos.
+struct Round {
+    mine: BTreeMap<String, BTreeSet<String>>,
+    web_elsewhere: BTreeMap<String, Vec<(String, SocketAddr)>>,
 }
 
 /// This host in its cluster.
@@ -140,6 +149,11 @@ impl Cluster {
         })
     }
 
+    /// The other hosts, for this host's router.
+    pub(crate) fn peers(self: &Arc<Self>) -> Arc<dyn crate::router::Peers> {
+        Arc::new(ClusterPeers(self.clone()))
+    }
+
     /// The database as the slug store's shared half.
     pub(crate) fn slugs(&self) -> Arc<dyn SharedSlugs> {
         Arc::new(SharedInDatabase(self.store.clone()))
@@ -168,12 +182,13 @@ impl Cluster {
             });
             match tokio::time::timeout(tick, &mut round).await {
                 Err(_) => in_flight = Some(round),
-                Ok(Ok(Ok((sent, placed)))) => {
+                Ok(Ok(Ok((sent, round)))) => {
                     last_ok = sent;
                     if self.view.fenced.swap(false, Ordering::SeqCst) {
                         tracing::warn!(host = self.host.id, "back in touch with the cluster");
                     }
-                    self.apply(placed, &manager).await;
+                    *self.view.web_elsewhere.write().expect("view") = round.web_elsewhere;
+                    self.apply(round.mine, &manager).await;
                 }
                 Ok(Ok(Err(e))) => tracing::warn!(host = self.host.id, "cluster round failed: {e}"),
                 Ok(Err(e)) => tracing::warn!(host = self.host.id, "cluster round panicked: {e}"),
@@ -182,6 +197,7 @@ impl Cluster {
                 && !self.view.fenced.swap(true, Ordering::SeqCst)
             {
                 self.view.placed.write().expect("view").clear();
+                self.view.web_elsewhere.write().expect("view").clear();
                 let stopped = manager.fence("this host lost touch with the cluster's database");
                 tracing::error!(
                     host = self.host.id,
@@ -194,8 +210,8 @@ impl Cluster {
     }
 
     /// One round: heartbeat (registering again if this host was removed), schedule if no other host is, and read
-    /// what is placed here.
-    fn beat(&self) -> Result<BTreeMap<String, BTreeSet<String>>, crate::store::StoreError> {
+    /// what is placed here and where other hosts run web dynos.
+    fn beat(&self) -> Result<Round, crate::store::StoreError> {
         if !self.store.heartbeat(&self.host.id)? {
             self.store.register_host(&self.host)?;
         }
@@ -209,7 +225,30 @@ impl Cluster {
                 "placements changed"
             );
         }
-        self.store.placements_of(&self.host.id)
+        let routers: BTreeMap<String, SocketAddr> = self
+            .store
+            .live_hosts(self.timeout)?
+            .into_iter()
+            .filter(|h| h.id != self.host.id)
+            .filter_map(|h| Some((h.id, h.router.parse().ok()?)))
+            .collect();
+        let mut round = Round {
+            mine: BTreeMap::new(),
+            web_elsewhere: BTreeMap::new(),
+        };
+        for p in self.store.placements()? {
+            if p.host == self.host.id {
+                round.mine.entry(p.app).or_default().insert(p.dyno);
+            } else if p.dyno.starts_with("web.")
+                && let Some(addr) = routers.get(&p.host)
+            {
+                let hosts = round.web_elsewhere.entry(p.app).or_default();
+                if !hosts.iter().any(|(id, _)| *id == p.host) {
+                    hosts.push((p.host, *addr));
+                }
+            }
+        }
+        Ok(round)
     }
 
     /// Makes the manager run what is placed here: every app placed here now or before is reconciled (cheap when
@@ -262,6 +301,27 @@ impl Source for PlacedSource {
                 .cloned()
                 .unwrap_or_default(),
         )
+    }
+}
+
+struct ClusterPeers(Arc<Cluster>);
+
+impl crate::router::Peers for ClusterPeers {
+    fn this_host(&self) -> String {
+        self.0.host.id.clone()
+    }
+    fn web_hosts(&self, app: &str) -> Vec<(String, SocketAddr)> {
+        if self.0.view.fenced.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.0
+            .view
+            .web_elsewhere
+            .read()
+            .expect("view")
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 

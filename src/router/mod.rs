@@ -45,6 +45,7 @@ mod client;
 mod codes;
 mod forward;
 mod headers;
+mod peers;
 mod pool;
 mod routes;
 mod settings;
@@ -65,6 +66,7 @@ pub(crate) use codes::Entry;
 use codes::*;
 use forward::*;
 use headers::*;
+pub use peers::{FORWARDED_BY, Peers};
 #[cfg(feature = "platform")]
 pub use routes::DomainInfo;
 pub use routes::Routes;
@@ -151,6 +153,10 @@ struct Inner {
     pool: ConnPool,
     /// Client connections open, against [`Settings::connections`].
     admission: Admission,
+    /// The other hosts of a cluster, for apps with no web dyno here.
+    peers: std::sync::OnceLock<Arc<dyn Peers>>,
+    /// Which of several hosts the next forwarded request goes to.
+    next_peer: AtomicUsize,
 }
 
 impl Router {
@@ -189,6 +195,8 @@ impl Router {
                 settings,
                 loads: Mutex::default(),
                 pool: ConnPool::default(),
+                peers: std::sync::OnceLock::new(),
+                next_peer: AtomicUsize::new(0),
             }),
         }
     }
@@ -432,6 +440,11 @@ impl Router {
         let has_body = !incoming.is_end_stream();
         let (body, sent) = RequestBody::new(incoming, settings.max_body);
         let mut req = Request::from_parts(parts, body.boxed_unsync());
+        // On a cluster, an app whose web dynos all run on other hosts is served through theirs.
+        if let Some(peer) = self.peer_for(&app.name, &req) {
+            drop(client_upgrade);
+            return self.forward_to_host(req, peer, entry).await;
+        }
 
         // Find a dyno that takes the request; one that turns it away untouched is tried no more.
         let mut tried = Vec::new();

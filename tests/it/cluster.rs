@@ -238,3 +238,69 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         .collect();
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
 }
+
+/// `app`'s host name on `server`'s router.
+fn host_of(server: &Server, app: &str) -> String {
+    format!(
+        "{app}.localhost:{}",
+        server.router.rsplit(':').next().unwrap()
+    )
+}
+
+#[test]
+fn any_hosts_router_reaches_web_dynos_on_another_host() {
+    let db = TestDatabase::create("forward");
+    let vars = [
+        ("WASMDYNO_DATABASE_URL", db.url.as_str()),
+        ("WASMDYNO_HOST_TIMEOUT", "3"),
+        ("WASMDYNO_HOST_CAPACITY", "20"),
+    ];
+    let (a, b) = (
+        Server::start_in(TestEnv::new(), &vars),
+        Server::start_in(TestEnv::new(), &vars),
+    );
+    a.cli(&["apps:create", "onehost"]).ok();
+    // The first release scales web=1: one host runs it, the other forwards.
+    crate::router::release_slug(&a, "onehost", crate::router::probe());
+    for server in [&a, &b] {
+        let host = host_of(server, "onehost");
+        wait_until(
+            "the app answers through this host's router",
+            Duration::from_secs(60),
+            || server.get(&host, "/").0 == 200,
+        );
+    }
+    let placed = running(&[&a, &b], "onehost");
+    assert_eq!(
+        placed.values().map(Vec::len).sum::<usize>(),
+        1,
+        "{placed:?}"
+    );
+    let (owner, forwarder) = if placed[&0].is_empty() {
+        (&b, &a)
+    } else {
+        (&a, &b)
+    };
+
+    // The forwarding host's router line names the host that served it; that host logs its own line with its dyno.
+    for _ in 0..3 {
+        assert_eq!(forwarder.get(&host_of(forwarder, "onehost"), "/").0, 200);
+    }
+    let owner_id = std::fs::read_to_string(owner.env.home().join("host-id")).unwrap();
+    wait_logs(
+        forwarder,
+        "onehost",
+        "a forwarded router line",
+        Duration::from_secs(10),
+        |logs| {
+            logs.contains(&format!("dyno=host:{} ", owner_id.trim())) && logs.contains("status=200")
+        },
+    );
+    wait_logs(
+        owner,
+        "onehost",
+        "the owner's router line",
+        Duration::from_secs(10),
+        |logs| logs.contains("dyno=web.1") && logs.contains("status=200"),
+    );
+}

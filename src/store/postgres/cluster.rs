@@ -95,27 +95,7 @@ impl PgStore {
             .collect()
     }
 
-    /// The formation dynos `host` runs: app → dyno names.
-    pub fn placements_of(
-        &self,
-        host: &str,
-    ) -> Result<BTreeMap<String, std::collections::BTreeSet<String>>, StoreError> {
-        let mut lent = self.take()?;
-        let rows = pollster::block_on(
-            lent.client()
-                .query("SELECT app, dyno FROM placements WHERE host = $1", &[&host]),
-        )?;
-        let mut placed: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-        for row in rows {
-            placed
-                .entry(row.try_get(0)?)
-                .or_default()
-                .insert(row.try_get(1)?);
-        }
-        Ok(placed)
-    }
-
-    /// Every placement, for `ps` across hosts and for the scheduler.
+    /// Every placement.
     pub fn placements(&self) -> Result<Vec<Placement>, StoreError> {
         let mut lent = self.take()?;
         let rows = pollster::block_on(lent.client().query(

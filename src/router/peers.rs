@@ -1,0 +1,95 @@
+//! Other hosts of a cluster: a request for an app with no web dyno on this host goes to the router of a host that
+//! runs one, over the hosts' addresses, with the router's request timeout and codes. A forwarded request carries
+//! [`FORWARDED_BY`] and is never forwarded again, so two hosts cannot pass a request back and forth.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The header a host adds to a request it forwards: its id.
+pub const FORWARDED_BY: &str = "x-wasmdyno-forwarded-by";
+/// How long connecting to another host's router may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The other hosts of a cluster, as the router sees them.
+pub trait Peers: Send + Sync {
+    /// This host's id, sent in [`FORWARDED_BY`].
+    fn this_host(&self) -> String;
+    /// The hosts (id, router address) that run web dynos of `app`, other than this one.
+    fn web_hosts(&self, app: &str) -> Vec<(String, SocketAddr)>;
+}
+
+impl Router {
+    /// Forwards requests for apps without a web dyno here to the hosts `peers` names. Set once, before serving.
+    pub fn set_peers(&self, peers: Arc<dyn Peers>) {
+        let _ = self.inner.peers.set(peers);
+    }
+
+    /// The host to forward `req` for `app` to: when this host runs no web dyno of it, the request was not
+    /// forwarded already, and another host runs one (in turn, when several do).
+    pub(super) fn peer_for<B>(&self, app: &str, req: &Request<B>) -> Option<(String, SocketAddr)> {
+        let peers = self.inner.peers.get()?;
+        if req.headers().contains_key(FORWARDED_BY)
+            || self
+                .inner
+                .manager
+                .dynos(app)
+                .iter()
+                .any(|d| d.kind == "web")
+        {
+            return None;
+        }
+        let hosts = peers.web_hosts(app);
+        if hosts.is_empty() {
+            return None;
+        }
+        let turn = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
+        Some(hosts[turn % hosts.len()].clone())
+    }
+
+    /// Sends `req` to the router of host `host` at `addr` and passes its response on; the router line here names
+    /// the host (`dyno=host:<id>`), the host's own router line names its dyno.
+    pub(super) async fn forward_to_host(
+        &self,
+        mut req: Request<Body>,
+        (host, addr): (String, SocketAddr),
+        mut entry: Entry,
+    ) -> Response<Body> {
+        entry.dyno = format!("host:{host}");
+        if let Some(peers) = self.inner.peers.get()
+            && let Ok(this) = HeaderValue::from_str(&peers.this_host())
+        {
+            req.headers_mut().insert(FORWARDED_BY, this);
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.settings.request_timeout;
+        let stream =
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+            {
+                Ok(Ok(stream)) => stream,
+                _ => return entry.fail("H14", "No web processes running"),
+            };
+        let _ = stream.set_nodelay(true);
+        let exchange = async {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            sender.send_request(req).await
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Err(_) => entry.fail("H12", "Request timeout"),
+            Ok(Err(_)) => entry.fail("H13", "Connection closed without response"),
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                let bytes = response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                entry.ok(status, bytes);
+                let mut response = response.map(|body| body.map_err(Into::into).boxed_unsync());
+                strip_hop_by_hop(response.headers_mut(), false);
+                response
+            }
+        }
+    }
+}
