@@ -53,8 +53,12 @@ impl PsArgs {
                 group.len()
             );
             for dyno in group {
+                let host = dyno
+                    .host
+                    .as_deref()
+                    .map_or(String::new(), |h| format!(" on host {h}"));
                 println!(
-                    "{}: {} {} (~ {} ago)",
+                    "{}: {} {} (~ {} ago){host}",
                     dyno.name,
                     dyno.state.as_str(),
                     super::releases::when(dyno.updated_at),

@@ -124,9 +124,13 @@ pub(crate) async fn serve(
 
     let (store, shared) = open_store(store, home)?;
     let runtime = Arc::new(super::runtime()?);
-    let token = new_token();
+    // A cluster's hosts share their tokens (kept in its database): the CLI may talk to any of them.
+    let (mut token, mut follower_token) = (new_token(), new_token());
+    if let Some(shared) = &shared {
+        token = shared.shared_secret("api-token", &token)?;
+        follower_token = shared.shared_secret("follower-token", &follower_token)?;
+    }
     write_private(&home.join(TOKEN_FILE), &token)?;
-    let follower_token = new_token();
     write_private(&home.join(FOLLOWER_TOKEN_FILE), &follower_token)?;
 
     let listener = tokio::net::TcpListener::bind(api)

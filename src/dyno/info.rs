@@ -86,6 +86,9 @@ pub struct DynoInfo {
     /// Milliseconds of CPU its guests have used since it started, sampled by the 1 ms epoch ticks.
     #[serde(default)]
     pub cpu_ms: u64,
+    /// The cluster host it runs on (`None` for a server alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A web dyno the router can send requests to.

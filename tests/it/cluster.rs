@@ -87,15 +87,23 @@ fn deploy(server: &Server, app: &str, procfile: &str) {
         .ok();
 }
 
-/// The dynos each host runs of `app` (any state but down or crashed): host index → names.
+/// The dynos each host runs of `app` (any state but down or crashed), as each host's manager says: host index →
+/// names.
 fn running(hosts: &[&Server], app: &str) -> BTreeMap<usize, Vec<String>> {
     hosts
         .iter()
         .enumerate()
         .map(|(i, host)| {
-            let out = host.cli(&["ps", "-a", app, "--json"]);
-            let names = if out.code == Some(0) {
-                out.json()
+            let token = host.token();
+            let (status, body) = host.raw(
+                "GET",
+                &format!("/apps/{app}/dynos?local=true"),
+                Some(&token),
+                "",
+            );
+            let names = if status == 200 {
+                serde_json::from_str::<serde_json::Value>(&body)
+                    .unwrap()
                     .as_array()
                     .unwrap()
                     .iter()
@@ -185,6 +193,26 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     );
     let hosts = b.cli(&["hosts", "--json"]).ok().json();
     assert_eq!(hosts.as_array().unwrap().len(), 3, "{hosts}");
+    // One token for every host, and `ps` on any host lists every host's dynos.
+    assert_eq!(a.token(), c.token());
+    let ps = c.cli(&["ps", "-a", "spread", "--json"]).ok().json();
+    let on: BTreeMap<String, String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().into(),
+                d["host"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(on.len(), 3, "{ps}");
+    assert_eq!(
+        on.values().collect::<std::collections::BTreeSet<_>>().len(),
+        3,
+        "{ps}"
+    );
 
     // Host c loses the database: it stops its worker before it is placed on a or b.
     proxy.cut();

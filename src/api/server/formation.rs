@@ -162,12 +162,62 @@ pub(super) async fn update_formation_type(
     ))
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct DynosQuery {
+    /// Only this host's dynos (what a cluster's host asks its peers).
+    #[serde(default)]
+    local: bool,
+}
+
+/// The app's dynos; on a cluster, those of every live host (each asked for 2 s at most; a host that does not
+/// answer is left out), each with its host.
 pub(super) async fn list_dynos(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
+    Query(query): Query<DynosQuery>,
 ) -> ApiResult<Json<Vec<DynoInfo>>> {
-    p.store.app(&app)?;
-    Ok(Json(p.manager.dynos(&app)))
+    // A peer asking for this host's dynos needs no store (this host may have lost its database).
+    if !query.local {
+        p.store.app(&app)?;
+    }
+    let mut dynos = p.manager.dynos(&app);
+    let Some(cluster) = p.cluster.clone() else {
+        return Ok(Json(dynos));
+    };
+    for dyno in &mut dynos {
+        dyno.host = Some(cluster.host_id().to_string());
+    }
+    if query.local {
+        return Ok(Json(dynos));
+    }
+    let hosts = tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.hosts()
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let asks = hosts.into_iter().filter(|h| !h.this).map(|host| {
+        let client = crate::api::client::Client::new(host.api.clone(), p.token.clone());
+        let path = format!("/apps/{app}/dynos?local=true");
+        async move {
+            let asked = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                client.get::<Vec<DynoInfo>>(&path),
+            )
+            .await;
+            match asked {
+                Ok(Ok(theirs)) => theirs,
+                _ => {
+                    tracing::warn!(host = host.id, "cannot list the dynos of another host");
+                    Vec::new()
+                }
+            }
+        }
+    });
+    for theirs in futures_util::future::join_all(asks).await {
+        dynos.extend(theirs);
+    }
+    Ok(Json(dynos))
 }
 
 pub(super) async fn restart_dynos(

@@ -475,6 +475,7 @@ impl Manager {
             memory_peak_bytes: 0,
             restarts: 0,
             cpu_ms: 0,
+            host: None,
         }));
         let cpu = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // One memory budget for the dyno's whole life: each run gives back all it took when it ends.

@@ -65,6 +65,21 @@ impl PgStore {
         Ok(())
     }
 
+    /// The cluster's secret `name`: `candidate` if no host set it yet, else the one the first host set.
+    pub fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        let mut lent = self.take()?;
+        let client = lent.client();
+        pollster::block_on(client.execute(
+            "INSERT INTO cluster_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &candidate],
+        ))?;
+        let row = pollster::block_on(client.query_one(
+            "SELECT value FROM cluster_secrets WHERE name = $1",
+            &[&name],
+        ))?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Records that `host` is alive; false if it is not registered (it was removed: register again).
     pub fn heartbeat(&self, host: &str) -> Result<bool, StoreError> {
         let mut lent = self.take()?;

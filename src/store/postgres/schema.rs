@@ -209,6 +209,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         bytes  BYTEA NOT NULL,
         PRIMARY KEY (sha256, seq)
     );
+    -- What every host of the cluster shares: the API token and the follower token (any host, one token).
+    CREATE TABLE cluster_secrets (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
     -- Written in the transaction that writes the last chunk: a slug listed here is complete.
     CREATE TABLE slugs (
         sha256 TEXT NOT NULL PRIMARY KEY,
