@@ -43,6 +43,7 @@ mod error;
 mod formation;
 mod hosts;
 mod logs;
+mod logs_cluster;
 mod metrics;
 mod release;
 mod releases;
@@ -69,6 +70,10 @@ use releases::*;
 /// Largest JSON request body.
 const JSON_LIMIT: usize = 1024 * 1024;
 
+/// A log session created and not yet opened: its app, options, whether it is this host's lines only (a cluster
+/// peer's request), and when it was made.
+type LogSessionEntry = (String, SessionOptions, bool, std::time::Instant);
+
 /// Everything the API serves from: the store, the slugs, the runtime that runs release phases.
 pub struct Platform {
     pub home: PathBuf,
@@ -88,7 +93,7 @@ pub struct Platform {
     /// The running log drains of every app (started from the store, changed by `/log-drains`).
     pub drains: Drains,
     /// Log sessions created and not yet opened: id → (app, options).
-    log_sessions: Mutex<HashMap<String, (String, SessionOptions, std::time::Instant)>>,
+    log_sessions: Mutex<HashMap<String, LogSessionEntry>>,
     /// One release at a time per app: a release phase holds its app's lock until it has finished.
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The running release phase of each app, told to stop when its app is destroyed.

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use super::logs_cluster::{merged, ndjson};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -15,6 +16,9 @@ pub(super) struct LogSessionRequest {
     dyno: Option<String>,
     /// `app` or `wasmdyno`.
     source: Option<String>,
+    /// Only this host's lines (what a cluster's host asks its peers for).
+    #[serde(default)]
+    local: bool,
 }
 
 /// Creates a log session (as Heroku's `/log-sessions`); its `logplex_url` streams the lines as NDJSON.
@@ -50,10 +54,15 @@ pub(super) async fn create_log_session(
     let id = hex::encode(bytes);
     let mut sessions = p.log_sessions.lock().expect("log sessions");
     // Sessions nobody opened within a minute are forgotten.
-    sessions.retain(|_, (_, _, at)| at.elapsed() < std::time::Duration::from_secs(60));
+    sessions.retain(|_, (_, _, _, at)| at.elapsed() < std::time::Duration::from_secs(60));
     sessions.insert(
         id.clone(),
-        (app.clone(), options, std::time::Instant::now()),
+        (
+            app.clone(),
+            options,
+            request.local,
+            std::time::Instant::now(),
+        ),
     );
     Ok((
         StatusCode::CREATED,
@@ -67,7 +76,8 @@ pub(super) async fn open_log_session(
     State(p): State<Arc<Platform>>,
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let Some((owner, options, _)) = p.log_sessions.lock().expect("log sessions").remove(&id) else {
+    let Some((owner, options, local, _)) = p.log_sessions.lock().expect("log sessions").remove(&id)
+    else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -81,20 +91,27 @@ pub(super) async fn open_log_session(
             "no such log session",
         ));
     }
-    let session = p.logplex.session(&app, options);
-    let stream = futures_util::stream::unfold(session, |mut session| async move {
-        let line = session.next().await?;
-        let mut bytes = serde_json::to_vec(&line).expect("log lines serialize");
-        bytes.push(b'\n');
-        Some((
-            Ok::<_, std::convert::Infallible>(Bytes::from(bytes)),
-            session,
-        ))
-    });
-    let mut response = Response::new(Body::from_stream(stream));
+    let body = match (&p.cluster, local) {
+        (Some(cluster), false) => {
+            let cluster = cluster.clone();
+            merged(p, cluster, app, options).await
+        }
+        _ => {
+            let session = p.logplex.session(&app, options);
+            Body::from_stream(futures_util::stream::unfold(
+                session,
+                |mut session| async move {
+                    let line = session.next().await?;
+                    Some((Ok::<_, std::convert::Infallible>(ndjson(&line)), session))
+                },
+            ))
+        }
+    };
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
 }
+
