@@ -81,6 +81,8 @@ mod vars;
 mod wire;
 
 #[cfg(feature = "platform")]
+mod addons;
+#[cfg(feature = "platform")]
 mod api;
 #[cfg(feature = "platform")]
 mod build;

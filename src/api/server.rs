@@ -98,6 +98,8 @@ pub struct Platform {
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The running release phase of each app, told to stop when its app is destroyed.
     release_phases: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// The add-on services this server provisions.
+    pub providers: crate::addons::Providers,
     /// The cluster this server is a host of (with a PostgreSQL store).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// How builds are isolated from the platform's state.
@@ -143,6 +145,7 @@ impl Platform {
             log_sessions: Mutex::default(),
             release_locks: Mutex::default(),
             release_phases: Mutex::default(),
+            providers: crate::addons::Providers::default(),
             cluster: None,
             build_sandbox: crate::build::Sandbox::default(),
             build_locks: Mutex::default(),
@@ -315,6 +318,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
             "/apps/{app}/addons/{name}",
             get(get_addon).delete(destroy_addon),
         )
+        .route("/apps/{app}/addons/{name}/rotate", post(rotate_addon))
         .route("/apps/{app}/domains", get(list_domains).post(add_domain))
         .route("/apps/{app}/features", get(list_features))
         .route("/apps/{app}/metrics", get(app_metrics))

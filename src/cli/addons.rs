@@ -50,7 +50,7 @@ pub(crate) struct CreateArgs {
     /// The add-on's name (default: the service).
     #[arg(long = "as", value_name = "NAME")]
     name: Option<String>,
-    /// The URL the add-on's config var holds.
+    /// The URL the add-on's config var holds (for a service of your own; postgresql is provisioned).
     #[arg(long)]
     url: Option<String>,
 }
@@ -91,27 +91,74 @@ impl InfoArgs {
         println!("=== {}", addon.name);
         println!("Attachments: {app}::{}", vars.join(", "));
         println!("Plan:        {}:{}", addon.service, addon.plan);
-        println!("State:       created");
+        let provisioned = crate::addons::Providers::canonical(&addon.service).is_some();
+        println!(
+            "State:       {}",
+            if provisioned {
+                "provisioned"
+            } else {
+                "attached (URL given)"
+            }
+        );
         println!("Hosts:       {}", addon.hosts.join(", "));
         Ok(ExitCode::SUCCESS)
     }
 }
 
-/// Detach an add-on (its config vars go in a new release).
+/// Detach an add-on (its config vars go in a new release). A PostgreSQL add-on the platform provisioned is
+/// destroyed with its data: give --confirm APP.
 #[derive(Debug, Args)]
 pub(crate) struct DestroyArgs {
     #[command(flatten)]
     app: AppArg,
     name: String,
+    /// The app's name again, to confirm that a provisioned add-on's data goes.
+    #[arg(long, value_name = "APP")]
+    confirm: Option<String>,
 }
 
 impl DestroyArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         let app = self.app.name()?;
+        let addon: Addon = block_on(api()?.get(&format!("/apps/{app}/addons/{}", self.name)))?;
+        let provisioned = crate::addons::Providers::canonical(&addon.service).is_some();
+        if provisioned && self.confirm.as_deref() != Some(app.as_str()) {
+            anyhow::bail!(
+                "this destroys {} ({}:{}) and all its data; to proceed, run again with --confirm {app}",
+                addon.name,
+                addon.service,
+                addon.plan
+            );
+        }
         let release: Release =
             block_on(api()?.delete(&format!("/apps/{app}/addons/{}", self.name)))?;
         eprintln!(
             "Destroying {} on ⬢ {app}... done, v{}",
+            self.name, release.version
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// New credentials for a provisioned add-on: the old ones stop working, and the app gets the new ones in a new
+/// release (its dynos restart with them).
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// The add-on's name (`wasmdyno addons` lists them).
+    name: String,
+}
+
+impl RotateArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let app = self.app.name()?;
+        let release: Release = block_on(api()?.post(
+            &format!("/apps/{app}/addons/{}/rotate", self.name),
+            &serde_json::json!({}),
+        ))?;
+        eprintln!(
+            "Rotating the credentials of {} on ⬢ {app}... done, v{}",
             self.name, release.version
         );
         Ok(ExitCode::SUCCESS)

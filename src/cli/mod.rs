@@ -97,6 +97,8 @@ enum Commands {
     AddonsInfo(addons::InfoArgs),
     #[command(name = "addons:destroy")]
     AddonsDestroy(addons::DestroyArgs),
+    #[command(name = "addons:rotate")]
+    AddonsRotate(addons::RotateArgs),
     Domains(domains::DomainsArgs),
     #[command(name = "domains:add")]
     DomainsAdd(domains::AddArgs),
@@ -169,6 +171,7 @@ pub fn main() -> ExitCode {
         Commands::AddonsCreate(args) => args.run(),
         Commands::AddonsInfo(args) => args.run(),
         Commands::AddonsDestroy(args) => args.run(),
+        Commands::AddonsRotate(args) => args.run(),
         Commands::Domains(args) => args.run(),
         Commands::DomainsAdd(args) => args.run(),
         Commands::DomainsRemove(args) => args.run(),

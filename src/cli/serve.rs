@@ -168,6 +168,7 @@ pub(crate) async fn serve(
         super::settings::drains().map_err(anyhow::Error::msg)?,
     );
     platform.build_sandbox = super::build_sandbox()?;
+    platform.providers = super::settings::addons().map_err(anyhow::Error::msg)?;
     // On PostgreSQL this server is one host of a cluster: it runs the formation dynos placed on it.
     let cluster = match shared {
         Some(shared) => {

@@ -4,6 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The add-on services this server provisions: PostgreSQL databases on the server of
+/// `WASMDYNO_ADDON_POSTGRES_ADMIN_URL` (a role that may create roles and databases).
+pub(crate) fn addons() -> Result<crate::addons::Providers, String> {
+    let mut configured: Vec<std::sync::Arc<dyn crate::addons::Provider>> = Vec::new();
+    if let Ok(url) = std::env::var("WASMDYNO_ADDON_POSTGRES_ADMIN_URL")
+        && !url.trim().is_empty()
+    {
+        let provider =
+            crate::addons::postgres::Postgres::new(url.trim()).map_err(|e| e.to_string())?;
+        configured.push(std::sync::Arc::new(provider));
+    }
+    Ok(crate::addons::Providers::new(configured))
+}
+
 /// How this server takes part in a cluster (with `--store postgres://...`): `WASMDYNO_HOST_TIMEOUT` (seconds
 /// without a heartbeat before a host is dead, 15), `WASMDYNO_HOST_CAPACITY` (dyno units of 512 MiB; from the
 /// machine's memory) and `WASMDYNO_HOST_ID`.

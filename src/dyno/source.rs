@@ -93,6 +93,9 @@ pub struct AppSpec {
     pub features: std::collections::BTreeSet<String>,
     /// Destinations its dynos may connect to (`host` or `host:port`, public addresses only).
     pub network: Vec<String>,
+    /// Exact addresses its dynos may connect to even when loopback or private: the servers of the add-ons the
+    /// platform provisioned for it.
+    pub endpoints: Vec<std::net::SocketAddr>,
 }
 
 impl AppSpec {
@@ -110,6 +113,7 @@ impl AppSpec {
             sleep: false,
             features: Default::default(),
             network: Vec::new(),
+            endpoints: Vec::new(),
         }
     }
 }

@@ -31,15 +31,21 @@ fn app_spec(app: App) -> super::AppSpec {
     spec
 }
 
-/// The destinations an app's dynos may reach: those it allowed and the hosts of its attached add-ons.
-fn network_of(store: &dyn Store, app: &str) -> Vec<String> {
+/// The destinations an app's dynos may reach: those it allowed and the hosts of its attached add-ons; and the
+/// exact addresses of the add-ons the platform provisioned for it (open even when private).
+fn network_of(store: &dyn Store, app: &str) -> (Vec<String>, Vec<std::net::SocketAddr>) {
     let mut all = store.destinations(app).unwrap_or_default();
+    let mut endpoints = Vec::new();
     for addon in store.addons(app).unwrap_or_default() {
-        all.extend(addon.hosts);
+        let exact = crate::addons::endpoints(&addon.service, &addon.hosts);
+        if exact.is_empty() {
+            all.extend(addon.hosts);
+        }
+        endpoints.extend(exact);
     }
     all.sort();
     all.dedup();
-    all
+    (all, endpoints)
 }
 
 impl super::Source for StoreSource {
@@ -48,9 +54,10 @@ impl super::Source for StoreSource {
         Ok(apps
             .into_iter()
             .map(|app| {
-                let network = network_of(self.store.as_ref(), &app.name);
+                let (network, endpoints) = network_of(self.store.as_ref(), &app.name);
                 let mut spec = app_spec(app);
                 spec.network = network;
+                spec.endpoints = endpoints;
                 spec
             })
             .collect())
@@ -59,9 +66,10 @@ impl super::Source for StoreSource {
     fn app(&self, app: &str) -> Result<Option<super::AppSpec>, super::SourceError> {
         match self.store.app(app) {
             Ok(found) => {
-                let network = network_of(self.store.as_ref(), app);
+                let (network, endpoints) = network_of(self.store.as_ref(), app);
                 let mut spec = app_spec(found);
                 spec.network = network;
+                spec.endpoints = endpoints;
                 Ok(Some(spec))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

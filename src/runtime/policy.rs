@@ -25,6 +25,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct NetworkPolicy {
     allowed: Vec<(String, Option<u16>)>,
+    /// Exact addresses the platform opened (its add-ons' servers), allowed even when not public.
+    endpoints: Vec<SocketAddr>,
     /// The DNS server destinations are resolved with; the system's resolver when none.
     dns: Option<SocketAddr>,
     /// The longest an outgoing connection may take to open when the guest sets no timeout of its own.
@@ -35,6 +37,7 @@ impl Default for NetworkPolicy {
     fn default() -> NetworkPolicy {
         NetworkPolicy {
             allowed: Vec::new(),
+            endpoints: Vec::new(),
             dns: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
@@ -95,6 +98,34 @@ impl NetworkPolicy {
         self
     }
 
+    /// Also allows exactly `endpoint` (an address and port), even when it is loopback or private: a server the
+    /// platform provisioned for this app (its add-ons' database), never a name, never another port.
+    ///
+    /// ```
+    /// let db: std::net::SocketAddr = "127.0.0.1:5432".parse()?;
+    /// let policy = wasmdyno::runtime::NetworkPolicy::default().with_endpoint(db);
+    /// assert!(policy.allows("127.0.0.1", 5432));
+    /// assert!(!policy.allows("127.0.0.1", 5001), "only that port");
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
+    pub fn with_endpoint(mut self, endpoint: SocketAddr) -> NetworkPolicy {
+        if !self.endpoints.contains(&endpoint) {
+            self.endpoints.push(endpoint);
+        }
+        self
+    }
+
+    /// Is `host:port` one of the exact endpoints the platform opened?
+    fn endpoint(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        let addr = SocketAddr::new(ip, port);
+        self.endpoints.contains(&addr).then_some(addr)
+    }
+
     /// Does the policy name `host` (and `port`)? Names compare without case and without a trailing dot. The
     /// addresses a name resolves to are checked separately, when a guest connects.
     ///
@@ -107,6 +138,9 @@ impl NetworkPolicy {
     /// assert!(!policy.allows("example.com", 443));
     /// ```
     pub fn allows(&self, host: &str, port: u16) -> bool {
+        if self.endpoint(host, port).is_some() {
+            return true;
+        }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.allowed
@@ -124,11 +158,14 @@ impl NetworkPolicy {
     /// assert!(!NetworkPolicy::new(["api.example.com"]).is_closed());
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.allowed.is_empty()
+        self.allowed.is_empty() && self.endpoints.is_empty()
     }
 
     /// Checks `host:port` against the policy and resolves it; every address must be public.
     pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        if let Some(endpoint) = self.endpoint(host, port) {
+            return Ok(vec![endpoint]);
+        }
         if !self.allows(host, port) {
             return Err(Refusal::NotAllowed(format!("{host}:{port}")));
         }
@@ -150,7 +187,7 @@ impl NetworkPolicy {
 
     /// Resolves every allowed destination now: the addresses a `wasi:sockets` guest may connect to.
     pub(crate) async fn resolve_all(&self) -> Vec<SocketAddr> {
-        let mut all = Vec::new();
+        let mut all = self.endpoints.clone();
         for (host, port) in &self.allowed {
             // A destination without a port is resolved with port 0 and matched on the address alone.
             if let Ok(addrs) = self.resolve(host, port.unwrap_or(0)).await {
@@ -223,7 +260,8 @@ async fn lookup_with(
 }
 
 /// What a component may do with `wasi:sockets`: listen on its loopback `port` (a web component binding `$PORT`)
-/// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port); nothing else.
+/// and connect to the `reachable` addresses (an allowed destination resolved, port 0 for any port, or an endpoint
+/// the platform opened); nothing else.
 pub(crate) fn sockets(
     builder: &mut wasmtime_wasi::WasiCtxBuilder,
     port: Option<u16>,
@@ -247,12 +285,12 @@ pub(crate) fn sockets(
                 SocketAddrUse::TcpListen => own_port,
                 // The router's connections, from loopback.
                 SocketAddrUse::TcpAccept => port.is_some() && addr.ip().is_loopback(),
-                SocketAddrUse::TcpConnect => {
-                    is_public(addr.ip())
-                        && reachable.iter().any(|r| {
-                            r.ip() == addr.ip() && (r.port() == 0 || r.port() == addr.port())
-                        })
-                }
+                // An exact address and port (a resolved destination, or an endpoint the platform opened, which may be
+                // private); any port only of a public address.
+                SocketAddrUse::TcpConnect => reachable.iter().any(|r| {
+                    r.ip() == addr.ip()
+                        && (r.port() == addr.port() || (r.port() == 0 && is_public(addr.ip())))
+                }),
                 _ => false,
             }
         })

@@ -72,6 +72,8 @@ pub trait Tx {
     fn addons(&mut self, app: &str) -> Result<Vec<Addon>, StoreError>;
     fn insert_addon(&mut self, addon: &Addon) -> Result<(), StoreError>;
     fn delete_addon(&mut self, app: &str, name: &str) -> Result<(), StoreError>;
+    /// Replaces the add-on's config vars.
+    fn update_addon_config(&mut self, addon: &Addon) -> Result<(), StoreError>;
     /// The app a hostname routes to, if any.
     fn domain_owner(&mut self, hostname: &str) -> Result<Option<String>, StoreError>;
     fn insert_domain(&mut self, domain: &Domain) -> Result<(), StoreError>;

@@ -292,6 +292,15 @@ impl<B: Backend> Store for B {
                         .ok_or(StoreError::NoPreviousRelease)?
                 }
             };
+            // Its add-ons must still exist: a destroyed one's credentials and data are gone.
+            for addon in &target.addons {
+                if tx.addon(app, addon)?.is_none() {
+                    return Err(StoreError::RollbackToDestroyedAddon {
+                        version: target.version,
+                        addon: addon.clone(),
+                    });
+                }
+            }
             let description = format!("Rollback to v{}", target.version);
             append_release(
                 tx,
@@ -469,6 +478,45 @@ impl<B: Backend> Store for B {
             tx.delete_addon(app, name)?;
             let description = format!("Detach {name}");
             append_release(tx, app, base.slug, config, addons, description, pending)
+        })
+    }
+
+    fn rotate_addon(
+        &self,
+        app: &str,
+        name: &str,
+        config: BTreeMap<String, String>,
+        pending: bool,
+    ) -> Result<(Addon, Release), StoreError> {
+        for (var, value) in &config {
+            check_config_name(var)?;
+            check_config_value(var, value)?;
+        }
+        self.write(false, |tx| {
+            require_app(tx, app)?;
+            let mut addon = tx
+                .addon(app, name)?
+                .ok_or_else(|| StoreError::AddonNotFound {
+                    app: app.to_owned(),
+                    name: name.to_owned(),
+                })?;
+            if let Some(var) = config.keys().find(|var| !addon.config.contains_key(*var)) {
+                return Err(StoreError::AddonRotationMismatch {
+                    addon: name.to_owned(),
+                    var: var.clone(),
+                });
+            }
+            let base = next_release_base(tx, app)?;
+            let mut vars = base.config;
+            for (var, value) in &config {
+                vars.insert(var.clone(), value.clone());
+                addon.config.insert(var.clone(), value.clone());
+            }
+            tx.update_addon_config(&addon)?;
+            let description = format!("Rotate {name} credentials");
+            let release =
+                append_release(tx, app, base.slug, vars, base.addons, description, pending)?;
+            Ok((addon, release))
         })
     }
 

@@ -37,7 +37,7 @@ use sqlite::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
 #[cfg(test)]
 use validate::{CONFIG_LIMIT, MAX_QUANTITY};
-pub use validate::{check_app_name, check_config_name, normalize_hostname};
+pub use validate::{check_addon_name, check_app_name, check_config_name, normalize_hostname};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -302,6 +302,14 @@ pub trait Store: Send + Sync {
     ) -> Result<(Addon, Release), StoreError>;
     /// Detaches an add-on and appends a release "Detach NAME" without its vars.
     fn destroy_addon(&self, app: &str, name: &str, pending: bool) -> Result<Release, StoreError>;
+    /// Gives the add-on `name` new values for its config vars (rotated credentials), in a new release.
+    fn rotate_addon(
+        &self,
+        app: &str,
+        name: &str,
+        config: BTreeMap<String, String>,
+        pending: bool,
+    ) -> Result<(Addon, Release), StoreError>;
     /// The attached add-ons, by name.
     fn addons(&self, app: &str) -> Result<Vec<Addon>, StoreError>;
 
@@ -383,6 +391,13 @@ pub enum StoreError {
     RollbackToFailed { version: u64 },
     #[error("there is no earlier successful release to roll back to")]
     NoPreviousRelease,
+    #[error(
+        "release v{version} used add-on {addon:?}, which has been destroyed (its data and credentials are gone); \
+         roll back to a later release, or create the add-on again and deploy"
+    )]
+    RollbackToDestroyedAddon { version: u64, addon: String },
+    #[error("add-on {addon:?} does not set config var {var}; a rotation replaces the vars it set")]
+    AddonRotationMismatch { addon: String, var: String },
     #[error("invalid add-on name {name:?}: {reason}")]
     InvalidAddonName { name: String, reason: String },
     #[error("invalid add-on {name:?}: {reason}")]
@@ -479,6 +494,7 @@ impl StoreError {
             | ReleaseNotPending { .. }
             | ReleasePending { .. }
             | RollbackToFailed { .. }
+            | RollbackToDestroyedAddon { .. }
             | NoPreviousRelease => ErrorKind::Conflict,
             InvalidAppName { .. }
             | InvalidConfigName(_)
@@ -494,6 +510,7 @@ impl StoreError {
             | InvalidHostname { .. }
             | UnknownFeature(_)
             | InvalidDestination { .. }
+            | AddonRotationMismatch { .. }
             | InvalidDrainUrl { .. } => ErrorKind::Invalid,
             Open { .. }
             | SchemaTooNew { .. }

@@ -45,6 +45,7 @@ on_both_backends!(
     reopening_keeps_everything,
     concurrent_writers_through_one_store,
     concurrent_writers_through_two_stores_on_one_database,
+    rotating_an_addon_makes_a_release_and_a_destroyed_addon_blocks_rollback,
 );
 
 /// A store in a fresh directory; the directory lives as long as the returned guard.
@@ -1267,4 +1268,52 @@ fn errors_have_kinds_for_status_codes() {
     );
     assert_eq!(StoreError::EmptyConfigChange.kind(), ErrorKind::Invalid);
     assert_eq!(StoreError::Corrupt("x".into()).kind(), ErrorKind::Internal);
+}
+
+fn rotating_an_addon_makes_a_release_and_a_destroyed_addon_blocks_rollback(fresh: &Fresh) {
+    let store: &dyn Store = &*fresh.store;
+    store.create_app("rotated").unwrap();
+    deploy(store, "rotated", "s2", false); // v2
+    store.create_addon("rotated", postgres(), false).unwrap(); // v3
+    let new = config(&[("DATABASE_URL", "postgres://db.example.com/app?v=2")]);
+    let (addon, release) = store
+        .rotate_addon("rotated", "db", new.clone(), false)
+        .unwrap();
+    assert_eq!(
+        (release.version, release.description.as_str()),
+        (4, "Rotate db credentials")
+    );
+    assert_eq!(release.config["DATABASE_URL"], new["DATABASE_URL"]);
+    assert_eq!(addon.config, new);
+    assert_eq!(store.addons("rotated").unwrap()[0].config, new);
+    // Only the vars it set.
+    let err = store
+        .rotate_addon("rotated", "db", config(&[("OTHER_URL", "x")]), false)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AddonRotationMismatch { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        store.rotate_addon("rotated", "nope", new.clone(), false),
+        Err(StoreError::AddonNotFound { .. })
+    ));
+
+    store.destroy_addon("rotated", "db", false).unwrap(); // v5
+    let err = store.rollback("rotated", Some(4), false).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::RollbackToDestroyedAddon { version: 4, addon } if addon == "db"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("destroyed"), "{err}");
+    // Releases from before the add-on still roll back.
+    assert_eq!(
+        store.rollback("rotated", Some(2), false).unwrap().version,
+        6
+    );
+    assert_eq!(
+        versions(store, "rotated").len(),
+        6,
+        "the refused rollback wrote nothing"
+    );
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real `wasmdyno` binary, real buildpack scripts, real wasmtime.
 
+mod addons;
 mod buildpack;
 mod cache;
 mod cluster;

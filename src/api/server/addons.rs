@@ -28,16 +28,54 @@ pub(super) async fn create_addon(
 ) -> ApiResult<(StatusCode, Json<Addon>)> {
     p.store.app(&app)?;
     let (service, plan) = match request.plan.split_once(':') {
-        Some((service, plan)) => (service.to_string(), plan.to_string()),
-        None => (request.plan.clone(), "default".to_string()),
+        Some((service, plan)) => (service.to_string(), Some(plan.to_string())),
+        None => (request.plan.clone(), None),
     };
-    if service.is_empty() || plan.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_params",
-            "give the add-on as SERVICE or SERVICE:PLAN",
-        ));
+    if service.is_empty() || plan.as_deref() == Some("") {
+        return Err(invalid("give the add-on as SERVICE or SERVICE:PLAN"));
     }
+    // A service the platform provisions: made now, on the configured server.
+    if let Some(canonical) = crate::addons::Providers::canonical(&service) {
+        if request.url.is_some() {
+            return Err(invalid(format!(
+                "{service} add-ons are provisioned by this platform; for a database of your own, give it another \
+                 service name (`addons:create external-db --url URL`)"
+            )));
+        }
+        let provider = p
+            .providers
+            .get(canonical)
+            .map_err(|e| invalid(e.to_string()))?;
+        let plan = plan.unwrap_or_else(|| provider.default_plan().to_string());
+        let name = request.name.unwrap_or_else(|| canonical.to_string());
+        // The name is checked before anything is made on the server.
+        crate::store::check_addon_name(&name)?;
+        if p.store.addons(&app)?.iter().any(|a| a.name == name) {
+            return Err(crate::store::StoreError::AddonExists { app, name }.into());
+        }
+        let made = provider
+            .provision(&app, &name, &plan)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        let addon = NewAddon {
+            config: BTreeMap::from([(addon_var(canonical, &name), made.url.clone())]),
+            hosts: vec![made.endpoint.to_string()],
+            name,
+            service: canonical.to_string(),
+            plan,
+        };
+        return match attach(&p, &app, addon).await {
+            Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+            Err(e) => {
+                // Nothing was attached: what was made goes.
+                if let Err(undo) = provider.deprovision(&made.url).await {
+                    tracing::error!(app, "cannot remove an add-on that failed to attach: {undo}");
+                }
+                Err(e)
+            }
+        };
+    }
+    let plan = plan.unwrap_or_else(|| "default".to_string());
     let name = request.name.unwrap_or_else(|| service.clone());
     let var = addon_var(&service, &name);
     let url = request
@@ -53,30 +91,89 @@ pub(super) async fn create_addon(
         .next()
         .unwrap_or_default()
         .to_string();
-    let config = BTreeMap::from([(var, url)]);
+    let addon = NewAddon {
+        name,
+        service,
+        plan,
+        config: BTreeMap::from([(var, url)]),
+        hosts: vec![host],
+    };
+    Ok((StatusCode::CREATED, Json(attach(&p, &app, addon).await?)))
+}
+
+/// Attaches `addon` to `app` in a new release (through the release phase, if the slug has one).
+async fn attach(p: &Arc<Platform>, app: &str, addon: NewAddon) -> ApiResult<Addon> {
     let mut created = None;
     p.release(
-        &app,
+        app,
         None,
         |store, pending| {
-            let addon = NewAddon {
-                name,
-                service,
-                plan,
-                config,
-                hosts: vec![host],
-            };
-            let (addon, release) = store.create_addon(&app, addon, pending)?;
+            let (addon, release) = store.create_addon(app, addon, pending)?;
             created = Some(addon);
             Ok(release)
         },
         None,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(created.expect("created with its release")),
-    ))
+    Ok(created.expect("created with its release"))
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_params",
+        message.into(),
+    )
+}
+
+/// New credentials for a provisioned add-on (`addons:rotate`): the old ones stop working, and the app gets the new
+/// ones in a new release.
+pub(super) async fn rotate_addon(
+    State(p): State<Arc<Platform>>,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<Release>> {
+    let addon = find_addon(&p, &app, &name)?;
+    let provider = crate::addons::Providers::canonical(&addon.service)
+        .map(|service| p.providers.get(service))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{name} is not provisioned by this platform: change its URL with `config:set` instead"
+            ))
+        })?
+        .map_err(|e| invalid(e.to_string()))?;
+    let (var, url) = addon
+        .config
+        .iter()
+        .next()
+        .ok_or_else(|| invalid(format!("{name} sets no config var")))?;
+    let fresh = provider
+        .rotate(url)
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    let config = BTreeMap::from([(var.clone(), fresh)]);
+    let release = p
+        .release(
+            &app,
+            None,
+            |store, pending| Ok(store.rotate_addon(&app, &name, config, pending)?.1),
+            None,
+        )
+        .await?;
+    Ok(Json(release))
+}
+
+fn find_addon(p: &Platform, app: &str, name: &str) -> ApiResult<Addon> {
+    p.store
+        .addons(app)?
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| {
+            crate::store::StoreError::AddonNotFound {
+                app: app.to_string(),
+                name: name.to_string(),
+            }
+            .into()
+        })
 }
 
 /// The config var an add-on sets: `DATABASE_URL` for database services, else `<NAME>_URL`.
@@ -124,11 +221,12 @@ pub(super) async fn get_addon(
         })
 }
 
+/// Detaches the add-on in a new release; a provisioned one's resource (database and role) is then removed.
 pub(super) async fn destroy_addon(
     State(p): State<Arc<Platform>>,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Release>> {
-    p.store.app(&app)?;
+    let addon = find_addon(&p, &app, &name)?;
     let release = p
         .release(
             &app,
@@ -137,5 +235,24 @@ pub(super) async fn destroy_addon(
             None,
         )
         .await?;
+    if let Some(service) = crate::addons::Providers::canonical(&addon.service) {
+        let provider = p
+            .providers
+            .get(service)
+            .map_err(|e| invalid(e.to_string()))?;
+        for url in addon.config.values() {
+            provider.deprovision(url).await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "deprovision_failed",
+                    format!(
+                        "{name} is detached (v{}), but removing its resource failed: {e}; remove it by hand",
+                        release.version
+                    ),
+                )
+            })?;
+        }
+        p.api_log(&app, format!("Destroyed {name} ({service}) and its data"));
+    }
     Ok(Json(release))
 }

@@ -1,8 +1,8 @@
 //! `/apps/{app}/log-sessions`: history and tails of the app's log stream.
 
+use super::logs_cluster::{merged, ndjson};
 #[allow(unused_imports)]
 use super::*;
-use super::logs_cluster::{merged, ndjson};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -114,4 +114,3 @@ pub(super) async fn open_log_session(
     );
     Ok(response)
 }
-

@@ -401,6 +401,9 @@ impl Manager {
             activity.fresh_instances.store(fresh, relaxed);
             let settings = &self.inner.settings;
             let mut policy = crate::runtime::NetworkPolicy::new(&found.network);
+            for endpoint in &found.endpoints {
+                policy = policy.with_endpoint(*endpoint);
+            }
             policy.connect_timeout = settings.connect_timeout;
             if let Some(dns) = settings.guest_dns {
                 policy = policy.with_dns_server(dns);

@@ -329,6 +329,14 @@ impl Tx for PgTx<'_> {
         .map(drop)
     }
 
+    fn update_addon_config(&mut self, addon: &Addon) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE addons SET config = $3 WHERE app = $1 AND name = $2",
+            &[&addon.app, &addon.name, &to_json(&addon.config)?],
+        )
+        .map(drop)
+    }
+
     fn domain_owner(&mut self, hostname: &str) -> Result<Option<String>, StoreError> {
         self.query_opt("SELECT app FROM domains WHERE hostname = $1", &[&hostname])?
             .map(|row| Ok(row.try_get(0)?))

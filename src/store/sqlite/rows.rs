@@ -266,6 +266,14 @@ impl Tx for Transaction<'_> {
         Ok(())
     }
 
+    fn update_addon_config(&mut self, addon: &Addon) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE addons SET config = ?3 WHERE app = ?1 AND name = ?2",
+            params![addon.app, addon.name, to_json(&addon.config)?],
+        )?;
+        Ok(())
+    }
+
     fn domain_owner(&mut self, hostname: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .prepare_cached("SELECT app FROM domains WHERE hostname = ?1")?

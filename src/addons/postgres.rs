@@ -1,0 +1,224 @@
+//! PostgreSQL add-ons: a database and a role of its own per add-on, with a random password, on the server of
+//! `WASMDYNO_ADDON_POSTGRES_ADMIN_URL` (a role that may create databases and roles). The role owns its database,
+//! no other role may connect to it (`REVOKE CONNECT ... FROM PUBLIC`), and the plan caps its connections.
+//! PostgreSQL has no per-database size limit: plans say so rather than pretend.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_postgres::{Config, NoTls};
+
+use super::{Provider, ProviderError, Provisioned, random_hex};
+
+pub(crate) const SERVICE: &str = "postgresql";
+pub(crate) const ALIASES: &[&str] = &["heroku-postgresql"];
+/// Plans: connections the role may hold at once.
+const PLANS: &[(&str, &str, i32)] = &[
+    ("mini", "5 connections", 5),
+    ("basic", "20 connections", 20),
+    ("standard-0", "60 connections", 60),
+];
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL provider of one server.
+pub(crate) struct Postgres {
+    admin: Config,
+    /// The server's address as dynos reach it.
+    endpoint: SocketAddr,
+}
+
+impl Postgres {
+    /// A provider on the server `admin_url` names (a role that may create roles and databases). The server's
+    /// host is resolved now: dynos get its address, and only that address and port are opened to them.
+    pub(crate) fn new(admin_url: &str) -> Result<Postgres, ProviderError> {
+        let mut admin: Config = admin_url.parse().map_err(|e| {
+            ProviderError(format!(
+                "WASMDYNO_ADDON_POSTGRES_ADMIN_URL is not a PostgreSQL URL: {e}"
+            ))
+        })?;
+        admin
+            .connect_timeout(WAIT)
+            .application_name("wasmdyno-addons");
+        let host = match admin.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => {
+                return Err(ProviderError(
+                    "WASMDYNO_ADDON_POSTGRES_ADMIN_URL must name a TCP host (dynos connect over the network)"
+                        .into(),
+                ));
+            }
+        };
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
+        let endpoint = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| ProviderError(format!("cannot resolve the add-on server {host}")))?;
+        Ok(Postgres { admin, endpoint })
+    }
+
+    async fn admin(&self) -> Result<tokio_postgres::Client, ProviderError> {
+        let (client, connection) = tokio::time::timeout(WAIT, self.admin.connect(NoTls))
+            .await
+            .map_err(|_| ProviderError("the add-on PostgreSQL server did not answer".into()))?
+            .map_err(|e| {
+                ProviderError(format!("cannot reach the add-on PostgreSQL server: {e}"))
+            })?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    fn url(&self, role: &str, password: &str, database: &str) -> String {
+        let host = match self.endpoint {
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        };
+        format!(
+            "postgres://{role}:{password}@{host}:{}/{database}",
+            self.endpoint.port()
+        )
+    }
+}
+
+/// The role and database an add-on's URL names.
+fn names(url: &str) -> Result<(String, String), ProviderError> {
+    let parsed: Config = url
+        .parse()
+        .map_err(|_| ProviderError("the add-on's URL is not a PostgreSQL URL".into()))?;
+    let role = parsed.get_user().unwrap_or_default().to_string();
+    let database = parsed.get_dbname().unwrap_or_default().to_string();
+    let ours =
+        |s: &str| s.starts_with("wd_") && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ours(&role) || !ours(&database) {
+        return Err(ProviderError(
+            "the add-on's URL does not name a database this platform made".into(),
+        ));
+    }
+    Ok((role, database))
+}
+
+/// An identifier from an app or add-on name: lowercase letters, digits and `_`.
+fn ident(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect()
+}
+
+fn failed(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderError + '_ {
+    move |e| {
+        let why = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_string());
+        ProviderError(format!("cannot {what}: {why}"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Postgres {
+    fn service(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn default_plan(&self) -> &'static str {
+        PLANS[0].0
+    }
+
+    async fn provision(
+        &self,
+        app: &str,
+        name: &str,
+        plan: &str,
+    ) -> Result<Provisioned, ProviderError> {
+        let Some((_, _, connections)) = PLANS.iter().find(|(p, _, _)| *p == plan) else {
+            let plans: Vec<&str> = PLANS.iter().map(|(p, _, _)| *p).collect();
+            return Err(ProviderError(format!(
+                "unknown {SERVICE} plan {plan:?}; plans are {}",
+                plans.join(", ")
+            )));
+        };
+        let ident = format!("wd_{}_{}_{}", ident(app), ident(name), random_hex(4)?);
+        let password = random_hex(24)?;
+        let admin = self.admin().await?;
+        // Role first, then its database (CREATE DATABASE cannot run in a transaction); undone if a step fails.
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {ident} LOGIN PASSWORD '{password}' CONNECTION LIMIT {connections}"
+            ))
+            .await
+            .map_err(failed("create the add-on's role"))?;
+        let made = async {
+            // The admin role (if not a superuser) may make a database owned by a role it is a member of.
+            admin
+                .batch_execute(&format!("GRANT {ident} TO CURRENT_USER"))
+                .await
+                .map_err(failed("manage the add-on's role"))?;
+            admin
+                .batch_execute(&format!("CREATE DATABASE {ident} OWNER {ident}"))
+                .await
+                .map_err(failed("create the add-on's database"))?;
+            admin
+                .batch_execute(&format!("REVOKE ALL ON DATABASE {ident} FROM PUBLIC"))
+                .await
+                .map_err(failed("close the add-on's database to other roles"))
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {ident} WITH (FORCE); DROP ROLE IF EXISTS {ident}"
+                ))
+                .await;
+            return Err(e);
+        }
+        Ok(Provisioned {
+            url: self.url(&ident, &password, &ident),
+            endpoint: self.endpoint,
+        })
+    }
+
+    async fn deprovision(&self, url: &str) -> Result<(), ProviderError> {
+        let (role, database) = names(url)?;
+        let admin = self.admin().await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await
+            .map_err(failed("drop the add-on's database"))?;
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+            .await
+            .map_err(failed("drop the add-on's role"))
+    }
+
+    async fn rotate(&self, url: &str) -> Result<String, ProviderError> {
+        let (role, database) = names(url)?;
+        let password = random_hex(24)?;
+        let admin = self.admin().await?;
+        admin
+            .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{password}'"))
+            .await
+            .map_err(failed("set the add-on's new password"))?;
+        Ok(self.url(&role, &password, &database))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_this_platform_made_are_dropped() {
+        assert_eq!(
+            names("postgres://wd_a_db_1f2e:pw@127.0.0.1:5432/wd_a_db_1f2e").unwrap(),
+            ("wd_a_db_1f2e".into(), "wd_a_db_1f2e".into())
+        );
+        assert!(names("postgres://postgres:pw@127.0.0.1/postgres").is_err());
+        assert!(names("postgres://wd_x:pw@h/wd_x;DROP").is_err());
+        assert_eq!(ident("My-App.2"), "my_app_2");
+    }
+}

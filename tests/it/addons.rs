@@ -1,0 +1,237 @@
+//! Add-ons the platform provisions, on a real PostgreSQL server: a database and a role per add-on, its URL in a
+//! release, its server open to that app's dynos alone, credentials rotated and the database dropped on destroy.
+
+use crate::support::*;
+
+/// Runs `sql` as the role and database `url` names; the server's error message if it fails.
+fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| {
+                e.as_db_error()
+                    .map_or(e.to_string(), |d| d.message().to_string())
+            })?;
+        let driver = tokio::spawn(connection);
+        let rows = client.simple_query(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string())
+        });
+        drop(client);
+        let _ = driver.await;
+        Ok(rows?
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect())
+    })
+}
+
+fn database_url(server: &Server, app: &str) -> String {
+    server
+        .cli(&["config:get", "-a", app, "DATABASE_URL"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// What the app's http-probe says of a TCP connection to `target` from inside a dyno.
+fn connect_from(server: &Server, app: &str, target: &str) -> String {
+    let (status, response) = server.get(&format!("{app}.localhost"), &format!("/connect?{target}"));
+    assert_eq!(status, 200, "{response}");
+    // The body comes chunked: `<size>\r\n<text>\r\n0\r\n\r\n`.
+    let body = body_of(&response);
+    let mut parts = body.split("\r\n");
+    match (parts.next(), parts.next()) {
+        (Some(size), Some(text)) if usize::from_str_radix(size, 16).is_ok() => text.to_string(),
+        _ => body.to_string(),
+    }
+}
+
+#[test]
+fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
+    let admin = std::env::var("WASMDYNO_TEST_POSTGRES_URL")
+        .expect("scripts/test starts PostgreSQL and sets WASMDYNO_TEST_POSTGRES_URL");
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[("WASMDYNO_ADDON_POSTGRES_ADMIN_URL", admin.as_str())],
+    );
+    crate::http::deploy_probe(&server, "shop");
+    crate::http::deploy_probe(&server, "other");
+
+    let out = server
+        .cli(&["addons:create", "heroku-postgresql", "-a", "shop"])
+        .ok();
+    assert!(out.stdout.contains("DATABASE_URL"), "{out}");
+    let url = database_url(&server, "shop");
+    assert!(url.starts_with("postgres://wd_shop_postgresql_"), "{url}");
+    let info = server
+        .cli(&["addons:info", "-a", "shop", "postgresql"])
+        .ok();
+    assert!(
+        info.stdout.contains("Plan:        postgresql:mini"),
+        "{info}"
+    );
+    assert!(info.stdout.contains("provisioned"), "{info}");
+    assert!(
+        !info.stdout.contains(&url),
+        "credentials are never shown: {info}"
+    );
+    assert!(
+        !logs(&server, "shop").contains(&url),
+        "credentials are never logged"
+    );
+
+    // The database is real and the app's own.
+    query(
+        &url,
+        "CREATE TABLE visits (n int); INSERT INTO visits VALUES (1)",
+    )
+    .unwrap();
+    assert_eq!(query(&url, "SELECT count(*) FROM visits").unwrap(), ["1"]);
+    server
+        .cli(&["addons:create", "heroku-postgresql:basic", "-a", "other"])
+        .ok();
+    let other = database_url(&server, "other");
+    let (shop_db, other_db) = (
+        url.rsplit('/').next().unwrap().to_string(),
+        other.rsplit('/').next().unwrap().to_string(),
+    );
+    assert_ne!(shop_db, other_db);
+    let crossed = format!("{}/{shop_db}", other.rsplit_once('/').unwrap().0);
+    let refused = query(&crossed, "SELECT 1").unwrap_err();
+    assert!(refused.contains("permission denied"), "{refused}");
+
+    // Its server is open to the dynos of apps with an add-on there, and nothing else on loopback is.
+    let endpoint = url
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "the new release's dyno reaches its database",
+        std::time::Duration::from_secs(30),
+        || connect_from(&server, "shop", &endpoint) == "connected",
+    );
+    let api_port = server.api.rsplit(':').next().unwrap();
+    let api = connect_from(&server, "shop", &format!("127.0.0.1:{api_port}"));
+    assert!(api.starts_with("error"), "the API stays closed: {api}");
+    crate::http::deploy_probe(&server, "stranger");
+    let stranger = connect_from(&server, "stranger", &endpoint);
+    assert!(
+        stranger.starts_with("error"),
+        "another app cannot reach it: {stranger}"
+    );
+
+    // Rotation: a new release with new credentials; the old ones stop working.
+    let out = server
+        .cli(&["addons:rotate", "-a", "shop", "postgresql"])
+        .ok();
+    assert!(out.stderr.contains("done, v"), "{out}");
+    let rotated = database_url(&server, "shop");
+    assert_ne!(rotated, url);
+    assert_eq!(
+        query(&rotated, "SELECT count(*) FROM visits").unwrap(),
+        ["1"]
+    );
+    assert!(
+        query(&url, "SELECT 1").is_err(),
+        "the old password no longer works"
+    );
+    let releases = server.cli(&["releases", "-a", "shop"]).ok().stdout;
+    assert!(
+        releases.contains("Rotate postgresql credentials"),
+        "{releases}"
+    );
+
+    // Destroy needs --confirm, drops the database, and a rollback to a release with it is refused.
+    let before = server
+        .cli(&["releases", "-a", "shop", "--json"])
+        .ok()
+        .json();
+    let with_addon = before.as_array().unwrap().last().unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    let unconfirmed = server
+        .cli(&["addons:destroy", "-a", "shop", "postgresql"])
+        .fails();
+    assert!(
+        unconfirmed.stderr.contains("--confirm shop"),
+        "{unconfirmed}"
+    );
+    server
+        .cli(&[
+            "addons:destroy",
+            "-a",
+            "shop",
+            "postgresql",
+            "--confirm",
+            "shop",
+        ])
+        .ok();
+    assert!(
+        query(&rotated, "SELECT 1").is_err(),
+        "the database and its role are gone"
+    );
+    let exists = query(
+        &admin,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{shop_db}'"),
+    )
+    .unwrap();
+    assert_eq!(exists, ["0"]);
+    let refused = server
+        .cli(&["rollback", "-a", "shop", &format!("v{with_addon}")])
+        .fails();
+    assert!(refused.stderr.contains("destroyed"), "{refused}");
+
+    // A URL given for a provisioned service is refused; other services keep taking URLs.
+    let mixed = server
+        .cli(&[
+            "addons:create",
+            "postgresql",
+            "-a",
+            "other",
+            "--as",
+            "mine",
+            "--url",
+            "postgres://127.0.0.1:5001/x",
+        ])
+        .fails();
+    assert!(
+        mixed.stderr.contains("provisioned by this platform"),
+        "{mixed}"
+    );
+    server
+        .cli(&[
+            "addons:destroy",
+            "-a",
+            "other",
+            "postgresql",
+            "--confirm",
+            "other",
+        ])
+        .ok();
+}
+
+#[test]
+fn without_a_configured_server_provisioning_says_what_to_set() {
+    let server = Server::start();
+    server.cli(&["apps:create", "nodb"]).ok();
+    let out = server
+        .cli(&["addons:create", "heroku-postgresql", "-a", "nodb"])
+        .fails();
+    assert!(
+        out.stderr.contains("WASMDYNO_ADDON_POSTGRES_ADMIN_URL"),
+        "{out}"
+    );
+}
