@@ -7,16 +7,19 @@
 //! network destination (public addresses only).
 
 pub(crate) mod postgres;
+pub(crate) mod redis;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// What provisioning made: the URL the app gets (with its credentials) and the server's exact address, opened to
-/// its dynos.
+/// What provisioning made: the URL the app gets (with its credentials), the server's exact address (opened to its
+/// dynos), and config vars besides the URL, by suffix (`KEY_PREFIX` becomes `REDIS_KEY_PREFIX` beside
+/// `REDIS_URL`).
 #[derive(Debug, Clone)]
 pub(crate) struct Provisioned {
     pub url: String,
     pub endpoint: SocketAddr,
+    pub extra: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a provider failed; the message says what to do.
@@ -51,11 +54,18 @@ pub(crate) struct Providers {
 }
 
 /// Services the platform provisions when configured, with the variable that configures each.
-pub(crate) const KNOWN: &[(&str, &[&str], &str)] = &[(
-    postgres::SERVICE,
-    postgres::ALIASES,
-    "WASMDYNO_ADDON_POSTGRES_ADMIN_URL",
-)];
+pub(crate) const KNOWN: &[(&str, &[&str], &str)] = &[
+    (
+        postgres::SERVICE,
+        postgres::ALIASES,
+        "WASMDYNO_ADDON_POSTGRES_ADMIN_URL",
+    ),
+    (
+        redis::SERVICE,
+        redis::ALIASES,
+        "WASMDYNO_ADDON_REDIS_ADMIN_URL",
+    ),
+];
 
 impl Providers {
     pub(crate) fn new(configured: Vec<Arc<dyn Provider>>) -> Providers {
@@ -100,4 +110,35 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, ProviderError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| ProviderError(format!("no randomness: {e}")))?;
     Ok(hex::encode(buf))
+}
+
+/// An identifier from an app or add-on name: lowercase letters, digits and `_`, at most 24.
+pub(crate) fn ident(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect()
+}
+
+/// The address dynos reach the server `host:port` at (resolved once, when the server starts); `var` names the
+/// setting in the error.
+pub(crate) fn endpoint(host: &str, port: u16, var: &str) -> Result<SocketAddr, ProviderError> {
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ProviderError(format!("cannot resolve {host}, the server of {var}")))
+}
+
+/// `ip` or `[ip]` for a URL's host.
+pub(crate) fn url_host(endpoint: SocketAddr) -> String {
+    match endpoint {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Config, NoTls};
 
-use super::{Provider, ProviderError, Provisioned, random_hex};
+use super::{Provider, ProviderError, Provisioned, endpoint, ident, random_hex, url_host};
 
 pub(crate) const SERVICE: &str = "postgresql";
 pub(crate) const ALIASES: &[&str] = &["heroku-postgresql"];
@@ -49,10 +49,7 @@ impl Postgres {
             }
         };
         let port = admin.get_ports().first().copied().unwrap_or(5432);
-        let endpoint = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| ProviderError(format!("cannot resolve the add-on server {host}")))?;
+        let endpoint = endpoint(&host, port, "WASMDYNO_ADDON_POSTGRES_ADMIN_URL")?;
         Ok(Postgres { admin, endpoint })
     }
 
@@ -68,12 +65,9 @@ impl Postgres {
     }
 
     fn url(&self, role: &str, password: &str, database: &str) -> String {
-        let host = match self.endpoint {
-            SocketAddr::V4(v4) => v4.ip().to_string(),
-            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
-        };
         format!(
-            "postgres://{role}:{password}@{host}:{}/{database}",
+            "postgres://{role}:{password}@{}:{}/{database}",
+            url_host(self.endpoint),
             self.endpoint.port()
         )
     }
@@ -94,20 +88,6 @@ fn names(url: &str) -> Result<(String, String), ProviderError> {
         ));
     }
     Ok((role, database))
-}
-
-/// An identifier from an app or add-on name: lowercase letters, digits and `_`.
-fn ident(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(24)
-        .collect()
 }
 
 fn failed(what: &str) -> impl Fn(tokio_postgres::Error) -> ProviderError + '_ {
@@ -179,6 +159,7 @@ impl Provider for Postgres {
         Ok(Provisioned {
             url: self.url(&ident, &password, &ident),
             endpoint: self.endpoint,
+            extra: Default::default(),
         })
     }
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The add-on services this server provisions: PostgreSQL databases on the server of
-/// `WASMDYNO_ADDON_POSTGRES_ADMIN_URL` (a role that may create roles and databases).
+/// `WASMDYNO_ADDON_POSTGRES_ADMIN_URL` (a role that may create roles and databases), Redis ACL users on the server
+/// of `WASMDYNO_ADDON_REDIS_ADMIN_URL` (a user that may manage ACLs).
 pub(crate) fn addons() -> Result<crate::addons::Providers, String> {
     let mut configured: Vec<std::sync::Arc<dyn crate::addons::Provider>> = Vec::new();
     if let Ok(url) = std::env::var("WASMDYNO_ADDON_POSTGRES_ADMIN_URL")
@@ -13,6 +14,12 @@ pub(crate) fn addons() -> Result<crate::addons::Providers, String> {
     {
         let provider =
             crate::addons::postgres::Postgres::new(url.trim()).map_err(|e| e.to_string())?;
+        configured.push(std::sync::Arc::new(provider));
+    }
+    if let Ok(url) = std::env::var("WASMDYNO_ADDON_REDIS_ADMIN_URL")
+        && !url.trim().is_empty()
+    {
+        let provider = crate::addons::redis::Redis::new(url.trim()).map_err(|e| e.to_string())?;
         configured.push(std::sync::Arc::new(provider));
     }
     Ok(crate::addons::Providers::new(configured))

@@ -235,3 +235,139 @@ fn without_a_configured_server_provisioning_says_what_to_set() {
         "{out}"
     );
 }
+
+/// Runs one Redis command as the user `url` names; its reply as text, or the server's error.
+fn redis_cmd(url: &str, args: &[&str]) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let value: redis::Value = cmd
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match value {
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            redis::Value::SimpleString(s) => s,
+            redis::Value::Okay => "OK".into(),
+            redis::Value::Int(n) => n.to_string(),
+            redis::Value::Nil => "(nil)".into(),
+            other => format!("{other:?}"),
+        })
+    })
+}
+
+fn config_var(server: &Server, app: &str, var: &str) -> String {
+    server
+        .cli(&["config:get", "-a", app, var])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn redis_addons_are_users_confined_to_their_prefix() {
+    let admin = std::env::var("WASMDYNO_TEST_REDIS_URL")
+        .expect("scripts/test starts Redis and sets WASMDYNO_TEST_REDIS_URL");
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[("WASMDYNO_ADDON_REDIS_ADMIN_URL", admin.as_str())],
+    );
+    crate::http::deploy_probe(&server, "cache");
+    server.cli(&["apps:create", "neighbour"]).ok();
+    server
+        .cli(&["addons:create", "heroku-redis", "-a", "cache"])
+        .ok();
+    server
+        .cli(&["addons:create", "redis", "-a", "neighbour"])
+        .ok();
+    let (url, prefix) = (
+        config_var(&server, "cache", "REDIS_URL"),
+        config_var(&server, "cache", "REDIS_KEY_PREFIX"),
+    );
+    assert!(url.starts_with("redis://wd_cache_redis_"), "{url}");
+    assert!(
+        prefix.starts_with("wd_cache_redis_") && prefix.ends_with(':'),
+        "{prefix}"
+    );
+    let key = format!("{prefix}visits");
+
+    // Its own keys only, and no administrative or dangerous command.
+    assert_eq!(redis_cmd(&url, &["SET", &key, "1"]).unwrap(), "OK");
+    assert_eq!(redis_cmd(&url, &["INCR", &key]).unwrap(), "2");
+    for refused in [
+        vec!["SET", "elsewhere", "1"],
+        vec!["KEYS", "*"],
+        vec!["FLUSHALL"],
+        vec!["CONFIG", "GET", "requirepass"],
+    ] {
+        let err = redis_cmd(&url, &refused).unwrap_err();
+        assert!(
+            err.contains("NOPERM") || err.contains("permission"),
+            "{refused:?}: {err}"
+        );
+    }
+    let neighbour = config_var(&server, "neighbour", "REDIS_URL");
+    let err = redis_cmd(&neighbour, &["GET", &key]).unwrap_err();
+    assert!(
+        err.contains("NOPERM") || err.contains("permission"),
+        "{err}"
+    );
+
+    // Reachable from its dynos at exactly its address.
+    let endpoint = url
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    wait_until(
+        "the dyno reaches its Redis",
+        std::time::Duration::from_secs(30),
+        || connect_from(&server, "cache", &endpoint) == "connected",
+    );
+
+    // Rotation: the old password stops working; the data stays.
+    server.cli(&["addons:rotate", "-a", "cache", "redis"]).ok();
+    let rotated = config_var(&server, "cache", "REDIS_URL");
+    assert_ne!(rotated, url);
+    assert!(redis_cmd(&url, &["GET", &key]).is_err());
+    assert_eq!(redis_cmd(&rotated, &["GET", &key]).unwrap(), "2");
+
+    // Destroyed: the user and its keys are gone.
+    server
+        .cli(&[
+            "addons:destroy",
+            "-a",
+            "cache",
+            "redis",
+            "--confirm",
+            "cache",
+        ])
+        .ok();
+    assert!(redis_cmd(&rotated, &["GET", &key]).is_err());
+    assert_eq!(redis_cmd(&admin, &["EXISTS", &key]).unwrap(), "0");
+    server
+        .cli(&[
+            "addons:destroy",
+            "-a",
+            "neighbour",
+            "redis",
+            "--confirm",
+            "neighbour",
+        ])
+        .ok();
+}

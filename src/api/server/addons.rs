@@ -57,8 +57,14 @@ pub(super) async fn create_addon(
             .provision(&app, &name, &plan)
             .await
             .map_err(|e| invalid(e.to_string()))?;
+        let var = addon_var(canonical, &name);
+        let base = var.strip_suffix("_URL").unwrap_or(&var).to_string();
+        let mut config = BTreeMap::from([(var, made.url.clone())]);
+        for (suffix, value) in &made.extra {
+            config.insert(format!("{base}_{suffix}"), value.clone());
+        }
         let addon = NewAddon {
-            config: BTreeMap::from([(addon_var(canonical, &name), made.url.clone())]),
+            config,
             hosts: vec![made.endpoint.to_string()],
             name,
             service: canonical.to_string(),
@@ -144,8 +150,8 @@ pub(super) async fn rotate_addon(
     let (var, url) = addon
         .config
         .iter()
-        .next()
-        .ok_or_else(|| invalid(format!("{name} sets no config var")))?;
+        .find(|(var, _)| var.ends_with("_URL"))
+        .ok_or_else(|| invalid(format!("{name} sets no URL")))?;
     let fresh = provider
         .rotate(url)
         .await
@@ -240,7 +246,12 @@ pub(super) async fn destroy_addon(
             .providers
             .get(service)
             .map_err(|e| invalid(e.to_string()))?;
-        for url in addon.config.values() {
+        for url in addon
+            .config
+            .iter()
+            .filter(|(var, _)| var.ends_with("_URL"))
+            .map(|(_, url)| url)
+        {
             provider.deprovision(url).await.map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
