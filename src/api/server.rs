@@ -33,6 +33,7 @@ use crate::store::{
 };
 
 mod addons;
+mod app_json;
 mod apps;
 mod auth;
 mod builds;

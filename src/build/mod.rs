@@ -12,6 +12,7 @@
 //! Every line a buildpack prints is passed to the caller as it arrives, so a terminal or an HTTP response can
 //! stream it.
 
+pub mod app_json;
 mod buildpacks;
 mod pipeline;
 mod sandbox;

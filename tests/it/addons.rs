@@ -371,3 +371,111 @@ fn redis_addons_are_users_confined_to_their_prefix() {
         ])
         .ok();
 }
+
+#[test]
+fn app_json_sets_up_the_first_deploy() {
+    let admin = std::env::var("WASMDYNO_TEST_POSTGRES_URL")
+        .expect("scripts/test starts PostgreSQL and sets WASMDYNO_TEST_POSTGRES_URL");
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[("WASMDYNO_ADDON_POSTGRES_ADMIN_URL", admin.as_str())],
+    );
+    let dir = server.env.path("manifested");
+    probe_app(
+        &dir,
+        "worker: probe.wasm cat\nseed: probe.wasm args seeded $GREETING\n",
+    );
+    std::fs::write(
+        dir.join("app.json"),
+        r#"{
+            "name": "manifested",
+            "env": {
+                "GREETING": {"value": "hello"},
+                "SECRET_KEY": {"generator": "secret"},
+                "API_KEY": {"description": "needed", "required": true}
+            },
+            "formation": {"worker": {"quantity": 2}},
+            "addons": ["heroku-postgresql"],
+            "scripts": {"postdeploy": "seed"},
+            "frobnicate": 1
+        }"#,
+    )
+    .unwrap();
+    server.cli(&["apps:create", "manifested"]).ok();
+    let deploy = || {
+        server
+            .env
+            .run(&["deploy", "-a", "manifested", dir.to_str().unwrap()])
+    };
+
+    // A required config var the app lacks fails the build, by name.
+    let refused = deploy();
+    assert_ne!(refused.code, Some(0), "{refused}");
+    assert!(refused.stderr.contains("API_KEY"), "{refused}");
+    server
+        .cli(&["config:set", "-a", "manifested", "API_KEY=k"])
+        .ok();
+
+    let out = deploy().ok();
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("unknown key `frobnicate`"), "{said}");
+    let config = server
+        .cli(&["config", "-a", "manifested", "--json"])
+        .ok()
+        .json();
+    assert_eq!(config["GREETING"], "hello");
+    assert_eq!(config["SECRET_KEY"].as_str().unwrap().len(), 64, "{config}");
+    assert!(
+        config["DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://"),
+        "{config}"
+    );
+    wait_until(
+        "two workers from app.json",
+        std::time::Duration::from_secs(30),
+        || {
+            let ps = server
+                .cli(&["ps", "-a", "manifested", "--json"])
+                .ok()
+                .json();
+            ps.as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["type"] == "worker" && d["state"] == "up")
+                .count()
+                == 2
+        },
+    );
+    wait_logs(
+        &server,
+        "manifested",
+        "the postdeploy output",
+        std::time::Duration::from_secs(30),
+        |logs| logs.contains("seeded") && logs.contains("hello"),
+    );
+
+    // A later deploy keeps what the app has: no second add-on, no second postdeploy, the formation as scaled.
+    server
+        .cli(&["ps:scale", "-a", "manifested", "worker=1"])
+        .ok();
+    deploy().ok();
+    let addons = server
+        .cli(&["addons", "-a", "manifested", "--json"])
+        .ok()
+        .json();
+    assert_eq!(addons.as_array().unwrap().len(), 1, "{addons}");
+    let formation = server.cli(&["ps:scale", "-a", "manifested"]).ok().stdout;
+    assert!(formation.contains("worker=1"), "{formation}");
+    server
+        .cli(&[
+            "addons:destroy",
+            "-a",
+            "manifested",
+            "postgresql",
+            "--confirm",
+            "manifested",
+        ])
+        .ok();
+}

@@ -14,11 +14,11 @@ pub(super) async fn list_addons(
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateAddon {
     /// `SERVICE` or `SERVICE:PLAN`.
-    plan: String,
+    pub(super) plan: String,
     /// The add-on's name (default: the service's name).
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// The URL the add-on exposes as `<NAME>_URL` (default: a `DATABASE_URL`-style name from the service).
-    url: Option<String>,
+    pub(super) url: Option<String>,
 }
 
 pub(super) async fn create_addon(
@@ -27,6 +27,17 @@ pub(super) async fn create_addon(
     JsonBody(request): JsonBody<CreateAddon>,
 ) -> ApiResult<(StatusCode, Json<Addon>)> {
     p.store.app(&app)?;
+    let addon = add_addon(&p, &app, request).await?;
+    Ok((StatusCode::CREATED, Json(addon)))
+}
+
+/// Provisions (for a service the platform provisions) and attaches an add-on, in a new release.
+pub(super) async fn add_addon(
+    p: &Arc<Platform>,
+    app: &str,
+    request: CreateAddon,
+) -> ApiResult<Addon> {
+    let app = app.to_string();
     let (service, plan) = match request.plan.split_once(':') {
         Some((service, plan)) => (service.to_string(), Some(plan.to_string())),
         None => (request.plan.clone(), None),
@@ -70,8 +81,8 @@ pub(super) async fn create_addon(
             service: canonical.to_string(),
             plan,
         };
-        return match attach(&p, &app, addon).await {
-            Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        return match attach(p, &app, addon).await {
+            Ok(created) => Ok(created),
             Err(e) => {
                 // Nothing was attached: what was made goes.
                 if let Err(undo) = provider.deprovision(&made.url).await {
@@ -104,7 +115,7 @@ pub(super) async fn create_addon(
         config: BTreeMap::from([(var, url)]),
         hosts: vec![host],
     };
-    Ok((StatusCode::CREATED, Json(attach(&p, &app, addon).await?)))
+    attach(p, &app, addon).await
 }
 
 /// Attaches `addon` to `app` in a new release (through the release phase, if the slug has one).

@@ -1,8 +1,10 @@
 //! `/apps/{app}/slugs` and `/builds`: uploads, downloads for edge hosts, and builds streamed to the client
 //! then released.
 
+use super::app_json::{after_first_release, before_first_release, read_app_json};
 #[allow(unused_imports)]
 use super::*;
+use crate::build::app_json::AppJson;
 
 /// What an edge host following this server runs for an app: the app, its current release and its formation, read
 /// together.
@@ -182,55 +184,69 @@ pub(super) async fn build_and_release(
     let app_name = app.to_string();
     let build_lines = lines.clone();
     let commit = query.commit.clone();
-    let built = tokio::task::spawn_blocking(move || -> ApiResult<crate::build::Built> {
-        let work = platform.home.join("tmp");
-        std::fs::create_dir_all(&work).map_err(internal)?;
-        let dir = tempfile::Builder::new()
-            .prefix("source-")
-            .tempdir_in(&work)
-            .map_err(internal)?;
-        // `unpack` refuses entries that would land outside `dir`.
-        tar::Archive::new(flate2::read::GzDecoder::new(&source[..]))
-            .unpack(dir.path())
+    let built = tokio::task::spawn_blocking(
+        move || -> ApiResult<(crate::build::Built, Option<AppJson>)> {
+            let work = platform.home.join("tmp");
+            std::fs::create_dir_all(&work).map_err(internal)?;
+            let dir = tempfile::Builder::new()
+                .prefix("source-")
+                .tempdir_in(&work)
+                .map_err(internal)?;
+            // `unpack` refuses entries that would land outside `dir`.
+            tar::Archive::new(flate2::read::GzDecoder::new(&source[..]))
+                .unpack(dir.path())
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_params",
+                        format!("the source is not a gzip tarball: {e}"),
+                    )
+                })?;
+            let mut request = BuildRequest::new(
+                dir.path(),
+                platform
+                    .home
+                    .join("build-cache")
+                    .join(format!("app-{app_name}")),
+            );
+            request.buildpack = query.buildpack;
+            request.work_dir = Some(work);
+            request.commit = commit;
+            request.wasmdyno_bin = std::env::current_exe().ok();
+            request.sandbox = platform.build_sandbox.clone();
+            request.env = platform.store.config(&app_name)?;
+            let manifest = read_app_json(dir.path(), &request.env, &mut |line| {
+                let _ = build_lines.blocking_send(BuildEvent::Line(line));
+            })?;
+            crate::build::build_and_store(
+                &request,
+                &platform.runtime,
+                &platform.slugs,
+                platform.limits,
+                &mut |line| {
+                    let _ = build_lines.blocking_send(BuildEvent::Line(line.to_string()));
+                },
+            )
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_params",
-                    format!("the source is not a gzip tarball: {e}"),
+                    "build_failed",
+                    format!("{e:#}"),
                 )
-            })?;
-        let mut request = BuildRequest::new(
-            dir.path(),
-            platform
-                .home
-                .join("build-cache")
-                .join(format!("app-{app_name}")),
-        );
-        request.buildpack = query.buildpack;
-        request.work_dir = Some(work);
-        request.commit = commit;
-        request.wasmdyno_bin = std::env::current_exe().ok();
-        request.sandbox = platform.build_sandbox.clone();
-        request.env = platform.store.config(&app_name)?;
-        crate::build::build_and_store(
-            &request,
-            &platform.runtime,
-            &platform.slugs,
-            platform.limits,
-            &mut |line| {
-                let _ = build_lines.blocking_send(BuildEvent::Line(line.to_string()));
-            },
-        )
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "build_failed",
-                format!("{e:#}"),
-            )
-        })
-    })
+            })
+            .map(|built| (built, manifest))
+        },
+    )
     .await
     .map_err(internal)??;
+    let (built, manifest) = built;
+    // The first deploy sets app.json's config defaults and provisions its add-ons before its release (so that a
+    // release phase reaches them), then scales as it says and runs its postdeploy script.
+    let first = p.base_slug(app)?.is_none();
+    let manifest = manifest.filter(|_| first);
+    if let Some(manifest) = &manifest {
+        before_first_release(p, app, manifest, &lines).await?;
+    }
 
     let sha = built.slug.sha256().to_string();
     let description = match &query.commit {
@@ -266,5 +282,10 @@ pub(super) async fn build_and_release(
             Some(echo),
         )
         .await?;
+    if let Some(manifest) = &manifest
+        && release.status == crate::store::ReleaseStatus::Succeeded
+    {
+        after_first_release(p, app, manifest, &lines).await?;
+    }
     Ok(release)
 }
