@@ -479,3 +479,79 @@ fn app_json_sets_up_the_first_deploy() {
         ])
         .ok();
 }
+
+#[test]
+fn the_counter_sample_keeps_its_count_in_postgres_and_redis() {
+    let (postgres, redis) = (
+        std::env::var("WASMDYNO_TEST_POSTGRES_URL")
+            .expect("scripts/test sets WASMDYNO_TEST_POSTGRES_URL"),
+        std::env::var("WASMDYNO_TEST_REDIS_URL")
+            .expect("scripts/test sets WASMDYNO_TEST_REDIS_URL"),
+    );
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[
+            ("WASMDYNO_ADDON_POSTGRES_ADMIN_URL", postgres.as_str()),
+            ("WASMDYNO_ADDON_REDIS_ADMIN_URL", redis.as_str()),
+        ],
+    );
+    server.cli(&["apps:create", "counter"]).ok();
+    // app.json provisions both add-ons before the first release, whose release phase creates the table.
+    let dir = repo().join("sample-apps/rust-counter");
+    let out = server
+        .cli(&["deploy", "-a", "counter", dir.to_str().unwrap()])
+        .ok();
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains("migrated: the counter table is ready"),
+        "{said}"
+    );
+    let visit = || {
+        let (status, response) = server.get("counter.localhost", "/");
+        assert_eq!(status, 200, "{response}");
+        response
+    };
+    wait_until(
+        "the counter answers",
+        std::time::Duration::from_secs(60),
+        || server.get("counter.localhost", "/").0 == 200,
+    );
+    let first = visit();
+    assert!(
+        first.contains("visits: 2") && first.contains("cached before: 1"),
+        "{first}"
+    );
+    // The count outlives the dynos and the release.
+    server.cli(&["ps:restart", "-a", "counter"]).ok();
+    server
+        .cli(&["config:set", "-a", "counter", "COLOR=blue"])
+        .ok();
+    wait_until(
+        "the counter answers again",
+        std::time::Duration::from_secs(60),
+        || {
+            let (status, response) = server.get("counter.localhost", "/");
+            status == 200 && response.contains("visits: ")
+        },
+    );
+    let later = visit();
+    let count: u64 = later
+        .split("visits: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(count >= 4, "{later}");
+    for name in ["postgresql", "redis"] {
+        server
+            .cli(&[
+                "addons:destroy",
+                "-a",
+                "counter",
+                name,
+                "--confirm",
+                "counter",
+            ])
+            .ok();
+    }
+}
