@@ -171,6 +171,22 @@ impl Platform {
         self.cluster = Some(cluster);
     }
 
+    /// Another host of the cluster changed the ledger: the routing table reloads, and each app's drains become what
+    /// the store lists.
+    pub(crate) fn ledger_changed(&self) {
+        self.routes.invalidate();
+        match self.store.apps() {
+            Ok(apps) => {
+                for app in apps {
+                    if let Err(e) = self.sync_drains(&app.name) {
+                        tracing::warn!(app = app.name, "cannot sync the drains: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot list apps to sync their drains: {e}"),
+        }
+    }
+
     /// Starts the log drains of every app in the store (when the server starts). Must run within Tokio.
     pub fn start_drains(&self) -> Result<(), StoreError> {
         for app in self.store.apps()? {

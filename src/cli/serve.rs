@@ -230,7 +230,10 @@ pub(crate) async fn serve(
                 host = cluster.host_id(),
                 "running the dynos placed on this host"
             );
-            cluster.clone().spawn(manager);
+            let changed = platform.clone();
+            cluster
+                .clone()
+                .spawn(manager, Arc::new(move || changed.ledger_changed()));
         }
         None => {
             tokio::spawn(async move { manager.reconcile_all().await });

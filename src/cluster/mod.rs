@@ -71,11 +71,15 @@ pub(crate) struct View {
     web_elsewhere: RwLock<BTreeMap<String, Vec<(String, SocketAddr)>>>,
 }
 
-/// What one round read: the dynos placed here, and where other hosts run web dynos.
+/// What one round read: the dynos placed here, where other hosts run web dynos, and the ledger's generation.
 struct Round {
     mine: BTreeMap<String, BTreeSet<String>>,
     web_elsewhere: BTreeMap<String, Vec<(String, SocketAddr)>>,
+    generation: i64,
 }
+
+/// What a host does when another host changed the ledger (reload its routing table, start or stop drains).
+pub(crate) type OnChange = Arc<dyn Fn() + Send + Sync>;
 
 /// This host in its cluster.
 pub(crate) struct Cluster {
@@ -159,12 +163,18 @@ impl Cluster {
         Arc::new(SharedInDatabase(self.store.clone()))
     }
 
-    /// Heartbeats, schedules, and keeps `manager` running what is placed here, until the process ends.
-    pub(crate) fn spawn(self: Arc<Self>, manager: Manager) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { self.run(manager).await })
+    /// Heartbeats, schedules, and keeps `manager` running what is placed here, until the process ends; calls
+    /// `on_change` when the ledger changed (through any host).
+    pub(crate) fn spawn(
+        self: Arc<Self>,
+        manager: Manager,
+        on_change: OnChange,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run(manager, on_change).await })
     }
 
-    async fn run(self: Arc<Self>, manager: Manager) {
+    async fn run(self: Arc<Self>, manager: Manager, on_change: OnChange) {
+        let mut generation = None;
         let tick = (self.timeout / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let mut last_ok = Instant::now();
         let mut interval = tokio::time::interval(tick);
@@ -188,6 +198,9 @@ impl Cluster {
                         tracing::warn!(host = self.host.id, "back in touch with the cluster");
                     }
                     *self.view.web_elsewhere.write().expect("view") = round.web_elsewhere;
+                    if generation.replace(round.generation) != Some(round.generation) {
+                        on_change();
+                    }
                     self.apply(round.mine, &manager).await;
                 }
                 Ok(Ok(Err(e))) => tracing::warn!(host = self.host.id, "cluster round failed: {e}"),
@@ -235,6 +248,7 @@ impl Cluster {
         let mut round = Round {
             mine: BTreeMap::new(),
             web_elsewhere: BTreeMap::new(),
+            generation: self.store.generation()?,
         };
         for p in self.store.placements()? {
             if p.host == self.host.id {

@@ -332,3 +332,74 @@ fn any_hosts_router_reaches_web_dynos_on_another_host() {
         |logs| logs.contains("dyno=web.1") && logs.contains("status=200"),
     );
 }
+
+#[test]
+fn a_change_through_one_host_reaches_every_router_and_killed_web_dynos_come_back() {
+    let db = TestDatabase::create("web_failover");
+    let vars = [
+        ("WASMDYNO_DATABASE_URL", db.url.as_str()),
+        ("WASMDYNO_HOST_TIMEOUT", "3"),
+        ("WASMDYNO_HOST_CAPACITY", "20"),
+    ];
+    let (a, b) = (
+        Server::start_in(TestEnv::new(), &vars),
+        Server::start_in(TestEnv::new(), &vars),
+    );
+    a.cli(&["apps:create", "steady"]).ok();
+    crate::router::release_slug(&a, "steady", crate::router::probe());
+    for server in [&a, &b] {
+        let host = host_of(server, "steady");
+        wait_until(
+            "the app answers on this host",
+            Duration::from_secs(60),
+            || server.get(&host, "/").0 == 200,
+        );
+    }
+
+    // Maintenance mode set through one host is what every host's router answers.
+    b.cli(&["maintenance:on", "-a", "steady"]).ok();
+    for server in [&a, &b] {
+        let host = host_of(server, "steady");
+        wait_until(
+            "maintenance on every router",
+            Duration::from_secs(10),
+            || server.get(&host, "/").0 == 503,
+        );
+    }
+    a.cli(&["maintenance:off", "-a", "steady"]).ok();
+
+    // The host that runs the web dyno dies under a stream of requests through the other: requests fail only
+    // while no web dyno is up, and none after.
+    let placed = running(&[&a, &b], "steady");
+    let (victim, survivor) = if placed[&0].is_empty() {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let host = host_of(&survivor, "steady");
+    wait_until("maintenance off", Duration::from_secs(10), || {
+        survivor.get(&host, "/").0 == 200
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &victim.child.id().to_string()])
+        .status();
+    let killed = Instant::now();
+    let (mut failed, mut recovered_at) = (0usize, None);
+    while killed.elapsed() < Duration::from_secs(4 * HOST_TIMEOUT + 30) {
+        let ok = survivor.get(&host, "/").0 == 200;
+        match (ok, recovered_at) {
+            (true, None) => recovered_at = Some(killed.elapsed()),
+            (false, None) => failed += 1,
+            (false, Some(at)) => panic!("a request failed after recovery ({at:?} after the kill)"),
+            (true, Some(at)) if killed.elapsed() > at + Duration::from_secs(3) => break,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let recovered_at = recovered_at.expect("the app came back on the surviving host");
+    eprintln!("{failed} requests failed in the {recovered_at:?} before the app came back");
+    assert!(
+        recovered_at < Duration::from_secs(2 * HOST_TIMEOUT + 10),
+        "recovered {recovered_at:?} after the kill"
+    );
+}

@@ -65,6 +65,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// A number that changes whenever the ledger does (any write, through any host).
+    pub fn generation(&self) -> Result<i64, StoreError> {
+        let mut lent = self.take()?;
+        let row = pollster::block_on(
+            lent.client()
+                .query_one("SELECT n FROM ledger_generation", &[]),
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
     /// The cluster's secret `name`: `candidate` if no host set it yet, else the one the first host set.
     pub fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
         let mut lent = self.take()?;

@@ -258,6 +258,7 @@ impl Backend for PgStore {
         let mut tx = PgTx::new(tx);
         tx.lock_writers()?;
         let out = f(&mut tx)?;
+        tx.bump_generation()?;
         if release {
             failpoint(FAILPOINT_RELEASE_BEFORE_COMMIT);
         }

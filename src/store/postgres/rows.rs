@@ -33,6 +33,12 @@ impl<'a> PgTx<'a> {
             .map(drop)
     }
 
+    /// Tells the other hosts that the ledger changed (in the same transaction as the change).
+    pub(super) fn bump_generation(&mut self) -> Result<(), StoreError> {
+        self.execute("UPDATE ledger_generation SET n = n + 1", &[])
+            .map(drop)
+    }
+
     pub(super) fn commit(self) -> Result<(), StoreError> {
         Ok(pollster::block_on(self.tx.commit())?)
     }

@@ -209,6 +209,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         bytes  BYTEA NOT NULL,
         PRIMARY KEY (sha256, seq)
     );
+    -- Bumped by every write to the ledger: hosts that see it change reload what they keep of it (routes, drains).
+    CREATE TABLE ledger_generation (n BIGINT NOT NULL);
+    INSERT INTO ledger_generation (n) VALUES (0);
+
     -- What every host of the cluster shares: the API token and the follower token (any host, one token).
     CREATE TABLE cluster_secrets (
         name  TEXT NOT NULL PRIMARY KEY,
