@@ -73,6 +73,16 @@ fn user_of(url: &str) -> Result<String, ProviderError> {
     Ok(user)
 }
 
+/// Ends `user`'s connections (best effort: a user with none is not an error).
+async fn disconnect(admin: &mut redis::aio::MultiplexedConnection, user: &str) {
+    let _: redis::RedisResult<redis::Value> = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(user)
+        .query_async(admin)
+        .await;
+}
+
 fn failed(what: &str) -> impl Fn(redis::RedisError) -> ProviderError + '_ {
     move |e| ProviderError(format!("cannot {what}: {e}"))
 }
@@ -132,13 +142,7 @@ impl Provider for Redis {
             .exec_async(&mut admin)
             .await
             .map_err(failed("remove the add-on's user"))?;
-        let _: redis::Value = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("USER")
-            .arg(&user)
-            .query_async(&mut admin)
-            .await
-            .unwrap_or(redis::Value::Nil);
+        disconnect(&mut admin, &user).await;
         // Its keys go too, a batch at a time.
         let mut cursor: u64 = 0;
         loop {
@@ -178,13 +182,7 @@ impl Provider for Redis {
             .await
             .map_err(failed("set the add-on's new password"))?;
         // Connections made with the old password end.
-        let _: redis::Value = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("USER")
-            .arg(&user)
-            .query_async(&mut admin)
-            .await
-            .unwrap_or(redis::Value::Nil);
+        disconnect(&mut admin, &user).await;
         Ok(self.url(&user, &password))
     }
 }

@@ -42,6 +42,12 @@ fn database_url(server: &Server, app: &str) -> String {
         .to_string()
 }
 
+/// `host:port` of an add-on URL.
+fn endpoint_of(url: &str) -> String {
+    let after_credentials = url.rsplit('@').next().unwrap();
+    after_credentials.split('/').next().unwrap().to_string()
+}
+
 /// What the app's http-probe says of a TCP connection to `target` from inside a dyno.
 fn connect_from(server: &Server, app: &str, target: &str) -> String {
     let (status, response) = server.get(&format!("{app}.localhost"), &format!("/connect?{target}"));
@@ -110,14 +116,7 @@ fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
     assert!(refused.contains("permission denied"), "{refused}");
 
     // Its server is open to the dynos of apps with an add-on there, and nothing else on loopback is.
-    let endpoint = url
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let endpoint = endpoint_of(&url);
     wait_until(
         "the new release's dyno reaches its database",
         std::time::Duration::from_secs(30),
@@ -326,14 +325,7 @@ fn redis_addons_are_users_confined_to_their_prefix() {
     );
 
     // Reachable from its dynos at exactly its address.
-    let endpoint = url
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let endpoint = endpoint_of(&url);
     wait_until(
         "the dyno reaches its Redis",
         std::time::Duration::from_secs(30),

@@ -267,6 +267,33 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
 }
 
+/// Two hosts on a database of their own, with `app` released (web=1, on one of them) and answering through both
+/// routers.
+fn two_hosts_serving(db: &str, app: &str) -> (TestDatabase, Server, Server) {
+    let db = TestDatabase::create(db);
+    let timeout = HOST_TIMEOUT.to_string();
+    let vars = [
+        ("WASMDYNO_DATABASE_URL", db.url.as_str()),
+        ("WASMDYNO_HOST_TIMEOUT", timeout.as_str()),
+        ("WASMDYNO_HOST_CAPACITY", "20"),
+    ];
+    let (a, b) = (
+        Server::start_in(TestEnv::new(), &vars),
+        Server::start_in(TestEnv::new(), &vars),
+    );
+    a.cli(&["apps:create", app]).ok();
+    crate::router::release_slug(&a, app, crate::router::probe());
+    for server in [&a, &b] {
+        let host = host_of(server, app);
+        wait_until(
+            "the app answers through this host's router",
+            Duration::from_secs(60),
+            || server.get(&host, "/").0 == 200,
+        );
+    }
+    (db, a, b)
+}
+
 /// `app`'s host name on `server`'s router.
 fn host_of(server: &Server, app: &str) -> String {
     format!(
@@ -277,27 +304,7 @@ fn host_of(server: &Server, app: &str) -> String {
 
 #[test]
 fn any_hosts_router_reaches_web_dynos_on_another_host() {
-    let db = TestDatabase::create("forward");
-    let vars = [
-        ("WASMDYNO_DATABASE_URL", db.url.as_str()),
-        ("WASMDYNO_HOST_TIMEOUT", "3"),
-        ("WASMDYNO_HOST_CAPACITY", "20"),
-    ];
-    let (a, b) = (
-        Server::start_in(TestEnv::new(), &vars),
-        Server::start_in(TestEnv::new(), &vars),
-    );
-    a.cli(&["apps:create", "onehost"]).ok();
-    // The first release scales web=1: one host runs it, the other forwards.
-    crate::router::release_slug(&a, "onehost", crate::router::probe());
-    for server in [&a, &b] {
-        let host = host_of(server, "onehost");
-        wait_until(
-            "the app answers through this host's router",
-            Duration::from_secs(60),
-            || server.get(&host, "/").0 == 200,
-        );
-    }
+    let (_db, a, b) = two_hosts_serving("forward", "onehost");
     let placed = running(&[&a, &b], "onehost");
     assert_eq!(
         placed.values().map(Vec::len).sum::<usize>(),
@@ -335,26 +342,7 @@ fn any_hosts_router_reaches_web_dynos_on_another_host() {
 
 #[test]
 fn a_change_through_one_host_reaches_every_router_and_killed_web_dynos_come_back() {
-    let db = TestDatabase::create("web_failover");
-    let vars = [
-        ("WASMDYNO_DATABASE_URL", db.url.as_str()),
-        ("WASMDYNO_HOST_TIMEOUT", "3"),
-        ("WASMDYNO_HOST_CAPACITY", "20"),
-    ];
-    let (a, b) = (
-        Server::start_in(TestEnv::new(), &vars),
-        Server::start_in(TestEnv::new(), &vars),
-    );
-    a.cli(&["apps:create", "steady"]).ok();
-    crate::router::release_slug(&a, "steady", crate::router::probe());
-    for server in [&a, &b] {
-        let host = host_of(server, "steady");
-        wait_until(
-            "the app answers on this host",
-            Duration::from_secs(60),
-            || server.get(&host, "/").0 == 200,
-        );
-    }
+    let (_db, a, b) = two_hosts_serving("web_failover", "steady");
 
     // Maintenance mode set through one host is what every host's router answers.
     b.cli(&["maintenance:on", "-a", "steady"]).ok();

@@ -53,6 +53,30 @@ fn u32_of(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// The hosts that heartbeat within `$1` seconds, by id.
+const LIVE_HOSTS: &str = "SELECT id, api, router, capacity FROM hosts
+    WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id";
+/// Every placement, by app and dyno.
+const PLACEMENTS: &str = "SELECT app, dyno, host, units FROM placements ORDER BY app, dyno";
+
+fn host_from_row(row: &tokio_postgres::Row) -> Result<Host, StoreError> {
+    Ok(Host {
+        id: row.try_get(0)?,
+        api: row.try_get(1)?,
+        router: row.try_get(2)?,
+        capacity: u32_of(row.try_get(3)?),
+    })
+}
+
+fn placement_from_row(row: &tokio_postgres::Row) -> Result<Placement, StoreError> {
+    Ok(Placement {
+        app: row.try_get(0)?,
+        dyno: row.try_get(1)?,
+        host: row.try_get(2)?,
+        units: u32_of(row.try_get(3)?),
+    })
+}
+
 impl PgStore {
     /// Registers `host` (or updates it after a restart) and records a heartbeat.
     pub fn register_host(&self, host: &Host) -> Result<(), StoreError> {
@@ -103,40 +127,15 @@ impl PgStore {
     /// The hosts that heartbeat within `timeout`, by id.
     pub fn live_hosts(&self, timeout: Duration) -> Result<Vec<Host>, StoreError> {
         let mut lent = self.take()?;
-        let rows = pollster::block_on(lent.client().query(
-            "SELECT id, api, router, capacity FROM hosts
-             WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id",
-            &[&timeout.as_secs_f64()],
-        ))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Host {
-                    id: row.try_get(0)?,
-                    api: row.try_get(1)?,
-                    router: row.try_get(2)?,
-                    capacity: u32_of(row.try_get(3)?),
-                })
-            })
-            .collect()
+        let rows = pollster::block_on(lent.client().query(LIVE_HOSTS, &[&timeout.as_secs_f64()]))?;
+        rows.iter().map(host_from_row).collect()
     }
 
     /// Every placement.
     pub fn placements(&self) -> Result<Vec<Placement>, StoreError> {
         let mut lent = self.take()?;
-        let rows = pollster::block_on(lent.client().query(
-            "SELECT app, dyno, host, units FROM placements ORDER BY app, dyno",
-            &[],
-        ))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Placement {
-                    app: row.try_get(0)?,
-                    dyno: row.try_get(1)?,
-                    host: row.try_get(2)?,
-                    units: u32_of(row.try_get(3)?),
-                })
-            })
-            .collect()
+        let rows = pollster::block_on(lent.client().query(PLACEMENTS, &[]))?;
+        rows.iter().map(placement_from_row).collect()
     }
 
     /// Runs one round of the scheduler if no other host is running one: `plan` gets the live hosts (heartbeat
@@ -159,21 +158,10 @@ impl PgStore {
         // Placements change with the ledger's writers out of the way: a formation read here stays true until
         // commit.
         pollster::block_on(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]))?;
-        let hosts = pollster::block_on(tx.query(
-            "SELECT id, api, router, capacity FROM hosts
-             WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY id",
-            &[&timeout.as_secs_f64()],
-        ))?
-        .iter()
-        .map(|row| {
-            Ok(Host {
-                id: row.try_get(0)?,
-                api: row.try_get(1)?,
-                router: row.try_get(2)?,
-                capacity: u32_of(row.try_get(3)?),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        let hosts = pollster::block_on(tx.query(LIVE_HOSTS, &[&timeout.as_secs_f64()]))?
+            .iter()
+            .map(host_from_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
         // The formation of every app whose current release has a slug.
         let formation = pollster::block_on(tx.query(
             "SELECT f.app, f.process_type, f.quantity, f.size FROM formation f
@@ -196,20 +184,10 @@ impl PgStore {
                 });
             }
         }
-        let current = pollster::block_on(tx.query(
-            "SELECT app, dyno, host, units FROM placements ORDER BY app, dyno",
-            &[],
-        ))?
-        .iter()
-        .map(|row| {
-            Ok(Placement {
-                app: row.try_get(0)?,
-                dyno: row.try_get(1)?,
-                host: row.try_get(2)?,
-                units: u32_of(row.try_get(3)?),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        let current = pollster::block_on(tx.query(PLACEMENTS, &[]))?
+            .iter()
+            .map(placement_from_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let planned = plan(&hosts, &wanted, &current);
         let key = |p: &Placement| (p.app.clone(), p.dyno.clone());
         let planned_keys: BTreeMap<_, _> = planned.iter().map(|p| (key(p), p)).collect();
