@@ -233,7 +233,8 @@ pub(crate) async fn serve(
             let changed = platform.clone();
             cluster
                 .clone()
-                .spawn(manager, Arc::new(move || changed.ledger_changed()));
+                .spawn(manager, Arc::new(move || changed.ledger_changed()))
+                .context("cannot start this host's fencing clock")?;
         }
         None => {
             tokio::spawn(async move { manager.reconcile_all().await });

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::dyno::{AppSpec, Manager, ReleaseSpec, Source, SourceError};
@@ -164,23 +164,74 @@ impl Cluster {
     }
 
     /// Heartbeats, schedules, and keeps `manager` running what is placed here, until the process ends; calls
-    /// `on_change` when the ledger changed (through any host).
+    /// `on_change` when the ledger changed (through any host). Fails only if the fencing clock's thread cannot
+    /// start: without it this host must not run formation dynos.
     pub(crate) fn spawn(
         self: Arc<Self>,
         manager: Manager,
         on_change: OnChange,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { self.run(manager, on_change).await })
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let tick = (self.timeout / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let last_ok = Arc::new(Mutex::new(Instant::now()));
+        self.start_fence_clock(manager.clone(), last_ok.clone(), tick)?;
+        Ok(tokio::spawn(async move {
+            self.run(manager, on_change, last_ok, tick).await
+        }))
     }
 
-    async fn run(self: Arc<Self>, manager: Manager, on_change: OnChange) {
+    /// The fencing clock, on a thread of its own so that nothing on the runtime can hold it up (a reconcile
+    /// waiting on a silent database, busy workers): once the last heartbeat that got through was sent more than a
+    /// third of the host timeout ago, this host stops its formation dynos, well before the other hosts may place
+    /// them elsewhere (at the timeout). It stops with the cluster.
+    fn start_fence_clock(
+        self: &Arc<Self>,
+        manager: Manager,
+        last_ok: Arc<Mutex<Instant>>,
+        tick: Duration,
+    ) -> std::io::Result<()> {
+        let cluster = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("wasmdyno-fence".into())
+            .spawn(move || {
+                while let Some(cluster) = cluster.upgrade() {
+                    let silent = {
+                        // Checked and set under the lock the heartbeat's success takes to unfence.
+                        let last = last_ok.lock().unwrap_or_else(PoisonError::into_inner);
+                        let silent = last.elapsed();
+                        (silent > cluster.timeout / 3
+                            && !cluster.view.fenced.swap(true, Ordering::SeqCst))
+                        .then_some(silent)
+                    };
+                    if let Some(silent) = silent {
+                        cluster.view.placed.write().expect("view").clear();
+                        cluster.view.web_elsewhere.write().expect("view").clear();
+                        let stopped =
+                            manager.fence("this host lost touch with the cluster's database");
+                        tracing::error!(
+                            host = cluster.host.id,
+                            stopped,
+                            "fenced: no heartbeat for {silent:?}; formation dynos stopped"
+                        );
+                    }
+                    drop(cluster);
+                    std::thread::sleep(tick);
+                }
+            })
+            .map(drop)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        manager: Manager,
+        on_change: OnChange,
+        last_ok: Arc<Mutex<Instant>>,
+        tick: Duration,
+    ) {
         let mut generation = None;
-        let tick = (self.timeout / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        let mut last_ok = Instant::now();
+        let applier = Applier::start(manager);
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A round that hangs (a database that stopped answering) is waited for at most a tick at a time, so the
-        // clock that fences this host keeps running.
+        // A round that hangs (a database that stopped answering) is waited for at most a tick at a time.
         let mut in_flight: Option<tokio::task::JoinHandle<_>> = None;
         loop {
             interval.tick().await;
@@ -192,32 +243,29 @@ impl Cluster {
             });
             match tokio::time::timeout(tick, &mut round).await {
                 Err(_) => in_flight = Some(round),
+                // A round that came back later than its lease lasts may have read placements that other hosts
+                // have changed since: it neither unfences nor applies.
+                Ok(Ok(Ok((sent, _)))) if sent.elapsed() > self.timeout / 3 => tracing::warn!(
+                    host = self.host.id,
+                    "a cluster round came back after {:?}: ignored",
+                    sent.elapsed()
+                ),
                 Ok(Ok(Ok((sent, round)))) => {
-                    last_ok = sent;
-                    if self.view.fenced.swap(false, Ordering::SeqCst) {
-                        tracing::warn!(host = self.host.id, "back in touch with the cluster");
+                    {
+                        let mut last = last_ok.lock().unwrap_or_else(PoisonError::into_inner);
+                        *last = sent.max(*last);
+                        if self.view.fenced.swap(false, Ordering::SeqCst) {
+                            tracing::warn!(host = self.host.id, "back in touch with the cluster");
+                        }
                     }
                     *self.view.web_elsewhere.write().expect("view") = round.web_elsewhere;
                     if generation.replace(round.generation) != Some(round.generation) {
                         on_change();
                     }
-                    self.apply(round.mine, &manager).await;
+                    self.apply(round.mine, &applier);
                 }
                 Ok(Ok(Err(e))) => tracing::warn!(host = self.host.id, "cluster round failed: {e}"),
                 Ok(Err(e)) => tracing::warn!(host = self.host.id, "cluster round panicked: {e}"),
-            }
-            if last_ok.elapsed() > self.timeout / 3
-                && !self.view.fenced.swap(true, Ordering::SeqCst)
-            {
-                self.view.placed.write().expect("view").clear();
-                self.view.web_elsewhere.write().expect("view").clear();
-                let stopped = manager.fence("this host lost touch with the cluster's database");
-                tracing::error!(
-                    host = self.host.id,
-                    stopped,
-                    "fenced: no heartbeat for {:?}; formation dynos stopped",
-                    last_ok.elapsed()
-                );
             }
         }
     }
@@ -265,18 +313,46 @@ impl Cluster {
         Ok(round)
     }
 
-    /// Makes the manager run what is placed here: every app placed here now or before is reconciled (cheap when
-    /// nothing changed; it also picks up releases made through other hosts' APIs).
-    async fn apply(&self, placed: BTreeMap<String, BTreeSet<String>>, manager: &Manager) {
-        let apps: BTreeSet<String> = {
-            let mut view = self.view.placed.write().expect("view");
-            let apps = view.keys().chain(placed.keys()).cloned().collect();
-            *view = placed;
-            apps
-        };
-        for app in apps {
-            manager.reconcile(&app).await;
-        }
+    /// Makes the manager run what is placed here: every app placed here now or before is marked for the applier
+    /// to reconcile (cheap when nothing changed; it also picks up releases made through other hosts' APIs).
+    fn apply(&self, placed: BTreeMap<String, BTreeSet<String>>, applier: &Applier) {
+        let mut view = self.view.placed.write().expect("view");
+        applier.mark(view.keys().chain(placed.keys()).cloned());
+        *view = placed;
+    }
+}
+
+/// Reconciles the apps whose placements a round read, on a task of its own: a slow reconcile (a slug to fetch
+/// and compile, a silent database) never delays the next heartbeat. Marks made while it works are coalesced.
+#[derive(Default)]
+struct Applier {
+    apps: Mutex<BTreeSet<String>>,
+    marked: tokio::sync::Notify,
+}
+
+impl Applier {
+    fn start(manager: Manager) -> Arc<Applier> {
+        let applier = Arc::new(Applier::default());
+        let this = applier.clone();
+        tokio::spawn(async move {
+            loop {
+                this.marked.notified().await;
+                let apps =
+                    std::mem::take(&mut *this.apps.lock().unwrap_or_else(PoisonError::into_inner));
+                for app in apps {
+                    manager.reconcile(&app).await;
+                }
+            }
+        });
+        applier
+    }
+
+    fn mark(&self, apps: impl Iterator<Item = String>) {
+        self.apps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(apps);
+        self.marked.notify_one();
     }
 }
 

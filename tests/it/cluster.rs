@@ -14,18 +14,24 @@ use crate::postgres::TestDatabase;
 use crate::support::*;
 
 /// The host timeout of these tests, in seconds.
-const HOST_TIMEOUT: u64 = 3;
+pub const HOST_TIMEOUT: u64 = 3;
 
-/// A loopback TCP proxy that can be cut (every connection closed, new ones refused at once) and healed.
-struct Proxy {
-    port: u16,
+/// A TCP proxy that can be cut (every connection closed, new ones refused at once) and healed.
+pub struct Proxy {
+    pub port: u16,
     cut: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
+    /// A proxy on loopback to `127.0.0.1:target`.
     fn to(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::on("127.0.0.1", target)
+    }
+
+    /// A proxy listening on `ip` (any port) to `127.0.0.1:target`.
+    pub fn on(ip: &str, target: u16) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -36,6 +42,17 @@ impl Proxy {
                 if cut2.load(Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
+                // Like the database server with the session options wasmdyno sets, the proxy notices a client
+                // gone silent (a partition) within about 11 s and hangs up on the server, so that the client's
+                // session ends, and its locks go, as they would without a proxy.
+                let socket = socket2::SockRef::from(&client);
+                let _ = socket.set_tcp_keepalive(
+                    &socket2::TcpKeepalive::new()
+                        .with_time(Duration::from_secs(5))
+                        .with_interval(Duration::from_secs(2))
+                        .with_retries(3),
+                );
+                let _ = socket.set_tcp_user_timeout(Some(Duration::from_secs(10)));
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
@@ -78,7 +95,7 @@ impl Proxy {
     }
 }
 
-fn deploy(server: &Server, app: &str, procfile: &str) {
+pub fn deploy(server: &Server, app: &str, procfile: &str) {
     let dir = server.env.path(&format!("{app}-src"));
     probe_app(&dir, procfile);
     server.cli(&["apps:create", app]).ok();
@@ -93,33 +110,35 @@ fn running(hosts: &[&Server], app: &str) -> BTreeMap<usize, Vec<String>> {
     hosts
         .iter()
         .enumerate()
-        .map(|(i, host)| {
-            let token = host.token();
-            let (status, body) = host.raw(
-                "GET",
-                &format!("/apps/{app}/dynos?local=true"),
-                Some(&token),
-                "",
-            );
-            let names = if status == 200 {
-                serde_json::from_str::<serde_json::Value>(&body)
-                    .unwrap()
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|d| !matches!(d["state"].as_str(), Some("down" | "crashed")))
-                    .map(|d| d["name"].as_str().unwrap().to_string())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            (i, names)
-        })
+        .map(|(i, host)| (i, dynos_on(host, app)))
+        .collect()
+}
+
+/// The dynos `host` runs of `app` (any state but down or crashed), as its own manager says (no store involved);
+/// none if it does not answer.
+pub fn dynos_on(host: &Server, app: &str) -> Vec<String> {
+    let token = host.token();
+    let (status, body) = host.raw(
+        "GET",
+        &format!("/apps/{app}/dynos?local=true"),
+        Some(&token),
+        "",
+    );
+    if status != 200 {
+        return Vec::new();
+    }
+    serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| !matches!(d["state"].as_str(), Some("down" | "crashed")))
+        .map(|d| d["name"].as_str().unwrap().to_string())
         .collect()
 }
 
 /// Fails if a dyno runs on two hosts; returns how many run in all.
-fn assert_once(sample: &BTreeMap<usize, Vec<String>>) -> usize {
+pub fn assert_once(sample: &BTreeMap<usize, Vec<String>>) -> usize {
     let mut seen = BTreeMap::new();
     for (host, names) in sample {
         for name in names {
@@ -132,16 +151,15 @@ fn assert_once(sample: &BTreeMap<usize, Vec<String>>) -> usize {
 }
 
 /// Samples until `done` holds (within `within`), checking at every sample that no dyno runs twice.
-fn watch(
-    hosts: &[&Server],
-    app: &str,
+pub fn watch(
+    sample: impl Fn() -> BTreeMap<usize, Vec<String>>,
     what: &str,
     within: Duration,
     done: impl Fn(&BTreeMap<usize, Vec<String>>) -> bool,
 ) {
     let deadline = Instant::now() + within;
     loop {
-        let sample = running(hosts, app);
+        let sample = sample();
         assert_once(&sample);
         if done(&sample) {
             return;
@@ -157,16 +175,8 @@ fn watch(
 #[test]
 fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     let db = TestDatabase::create("cluster");
-    let pg_port: u16 = db
-        .url
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .expect("the test server's port");
-    let proxy = Proxy::to(pg_port);
-    let through_proxy = db
-        .url
-        .replace(&format!(":{pg_port}/"), &format!(":{}/", proxy.port));
+    let proxy = Proxy::to(db.port());
+    let through_proxy = db.url_via("127.0.0.1", proxy.port);
     let timeout = HOST_TIMEOUT.to_string();
     let host = |url: &str| {
         Server::start_in(
@@ -185,8 +195,7 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     a.cli(&["ps:scale", "-a", "spread", "worker=3"]).ok();
     let all = [&a, &b, &c];
     watch(
-        &all,
-        "spread",
+        || running(&all, "spread"),
         "one worker on each host",
         Duration::from_secs(30),
         |s| s.values().all(|names| names.len() == 1),
@@ -218,8 +227,7 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     proxy.cut();
     let cut_at = Instant::now();
     watch(
-        &all,
-        "spread",
+        || running(&all, "spread"),
         "host c fenced",
         Duration::from_secs(HOST_TIMEOUT),
         |s| s[&2].is_empty(),
@@ -229,8 +237,7 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         "fenced before the timeout"
     );
     watch(
-        &all,
-        "spread",
+        || running(&all, "spread"),
         "three workers on a and b",
         Duration::from_secs(4 * HOST_TIMEOUT + 20),
         |s| s[&0].len() + s[&1].len() == 3,
@@ -250,8 +257,7 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         .status();
     let live = [&b, &c];
     watch(
-        &live,
-        "spread",
+        || running(&live, "spread"),
         "three workers on b and c",
         Duration::from_secs(4 * HOST_TIMEOUT + 20),
         |s| s.values().map(Vec::len).sum::<usize>() == 3,
@@ -295,7 +301,7 @@ fn two_hosts_serving(db: &str, app: &str) -> (TestDatabase, Server, Server) {
 }
 
 /// `app`'s host name on `server`'s router.
-fn host_of(server: &Server, app: &str) -> String {
+pub fn host_of(server: &Server, app: &str) -> String {
     format!(
         "{app}.localhost:{}",
         server.router.rsplit(':').next().unwrap()

@@ -16,6 +16,7 @@ mod http;
 mod layout;
 mod listener;
 mod metrics;
+mod netns;
 mod platform;
 mod postgres;
 mod rebinding;

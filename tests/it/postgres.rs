@@ -28,6 +28,21 @@ impl TestDatabase {
         let url = format!("{base}/{name}");
         TestDatabase { admin, name, url }
     }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("the test server's port")
+    }
+
+    /// The URL of this database reached at `host:port` (a proxy) instead of the server itself.
+    pub fn url_via(&self, host: &str, port: u16) -> String {
+        let (userinfo, _) = self.url.split_once('@').expect("a URL with credentials");
+        format!("{userinfo}@{host}:{port}/{}", self.name)
+    }
 }
 
 impl Drop for TestDatabase {

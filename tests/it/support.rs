@@ -47,8 +47,19 @@ impl TestEnv {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("WASMDYNO_HOME", self.home())
+        cmd.args(args);
+        self.configure(cmd)
+    }
+
+    /// The CLI with `args`, run inside the network namespace `ns` (`ip netns exec`).
+    pub fn cmd_in_netns(&self, ns: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, BIN]).args(args);
+        self.configure(cmd)
+    }
+
+    fn configure(&self, mut cmd: Command) -> Command {
+        cmd.env("WASMDYNO_HOME", self.home())
             .env("WASMDYNO_CACHE_DIR", &self.cache)
             .env_remove("WASMDYNO_BUILDPACK")
             .env_remove("WASMDYNO_RUST_TOOLCHAIN")
@@ -190,12 +201,17 @@ impl Server {
 
     /// Starts a server on `env`'s home, with extra environment variables (e.g. a failpoint).
     pub fn start_in(env: TestEnv, vars: &[(&str, &str)]) -> Server {
-        use std::io::BufRead;
         let mut cmd = env.cmd(&["serve", "--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        Server::spawn(env, cmd)
+    }
+
+    /// Starts `cmd`, a `wasmdyno serve` on `env`'s home, and reads the addresses it prints.
+    pub fn spawn(env: TestEnv, mut cmd: Command) -> Server {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();

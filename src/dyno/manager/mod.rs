@@ -195,8 +195,18 @@ impl Manager {
     /// ```
     pub async fn reconcile(&self, app: &str) {
         let _one = self.inner.reconciling.lock().await;
-        self.refresh_settings(app);
-        let desired = match self.desired(app) {
+        // The source's reads (a database that may be slow or silent) and the slug's opening and compiling run on
+        // a blocking thread, never on the runtime's workers.
+        let desired = tokio::task::spawn_blocking({
+            let (this, app) = (self.clone(), app.to_string());
+            move || {
+                this.refresh_settings(&app);
+                this.desired(&app)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(DynoError::Command(format!("the reconcile panicked: {e}"))));
+        let desired = match desired {
             Ok(desired) => desired,
             Err(e) => {
                 tracing::warn!(app, "cannot work out the dynos to run: {e}");

@@ -140,7 +140,8 @@ impl PgStore {
 
     /// Runs one round of the scheduler if no other host is running one: `plan` gets the live hosts (heartbeat
     /// within `timeout`), the dynos the ledger wants and the current placements, and returns the placements to
-    /// keep or make; every other placement is removed. `None` when another host holds the scheduler's lock.
+    /// keep or make; every other placement is removed. `None` when another host holds the scheduler's lock, or a
+    /// writer the ledger's.
     pub fn schedule(
         &self,
         timeout: Duration,
@@ -156,8 +157,15 @@ impl PgStore {
             return Ok(None);
         }
         // Placements change with the ledger's writers out of the way: a formation read here stays true until
-        // commit.
-        pollster::block_on(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]))?;
+        // commit. A writer holding the lock (perhaps a host behind a partition, until the server drops it) is not
+        // waited for: the next round tries again, and this host's heartbeats keep their pace.
+        let writers_away: bool = pollster::block_on(
+            tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&WRITE_LOCK]),
+        )?
+        .try_get(0)?;
+        if !writers_away {
+            return Ok(None);
+        }
         let hosts = pollster::block_on(tx.query(LIVE_HOSTS, &[&timeout.as_secs_f64()]))?
             .iter()
             .map(host_from_row)

@@ -8,8 +8,9 @@
 //! - **The ledger's rules are in the schema** (triggers, see [`schema`]): releases and their events are
 //!   append-only, whatever client writes to the database.
 //! - **Every wait is bounded**: connecting (5 s), a lock (10 s), a statement (30 s), a transaction left idle
-//!   (60 s, so a host that dies mid-transaction releases its locks), and a caller waiting for one of the
-//!   [`POOL_SIZE`] connections (30 s).
+//!   (60 s, so a host that dies mid-transaction releases its locks), a caller waiting for one of the
+//!   [`POOL_SIZE`] connections (30 s), and a database that went silent (a network partition: TCP keepalives and
+//!   user timeout close the connection within about 11 s).
 //!
 //! The driver is `tokio-postgres`. Its connections are driven by a runtime on a thread of their own, and the
 //! store's synchronous calls wait on the driver's futures with `pollster`, so the store can be called from any
@@ -39,9 +40,12 @@ pub const WRITE_LOCK: i64 = 0x7764_6e6f;
 /// How long a caller waits for a free connection.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Session settings of every connection.
+/// Session settings of every connection. The server's own keepalives and user timeout drop the session of a
+/// host gone silent (a partition) within about 11 s, and with it the locks its transaction held.
 const SESSION_OPTIONS: &str = "-c statement_timeout=30000 -c lock_timeout=10000 \
-    -c idle_in_transaction_session_timeout=60000 -c client_min_messages=warning";
+    -c idle_in_transaction_session_timeout=60000 -c client_min_messages=warning \
+    -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
+    -c tcp_user_timeout=10000";
 
 /// The state store in a PostgreSQL database.
 pub struct PgStore {
@@ -95,8 +99,14 @@ impl PgStore {
         })?;
         config
             .connect_timeout(CONNECT_TIMEOUT)
+            // A database behind a partition answers nothing, not even a reset: TCP alone would wait ~15 min.
+            // Keepalives find a silent peer of an idle or waiting connection within 5 + 3 x 2 s, and the user
+            // timeout one that does not acknowledge what was sent within 10 s.
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10))
             .application_name("wasmdyno")
             .options(SESSION_OPTIONS);
         let store = PgStore {
