@@ -46,6 +46,7 @@ mod hosts;
 mod logs;
 mod logs_cluster;
 mod metrics;
+mod peers;
 mod release;
 mod releases;
 
@@ -66,6 +67,7 @@ use hosts::*;
 use logs::*;
 pub use metrics::AppMetrics;
 use metrics::*;
+use peers::*;
 use releases::*;
 
 /// Largest JSON request body.

@@ -223,6 +223,29 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         "{ps}"
     );
 
+    // `ps:restart` and `ps:stop` through one host reach the dyno where it runs.
+    let on_c = running(&all, "spread")[&2][0].clone();
+    a.cli(&["ps:restart", "-a", "spread", &on_c]).ok();
+    b.cli(&["ps:stop", "-a", "spread", &on_c]).ok();
+    wait_logs(
+        &a,
+        "spread",
+        "the dyno on c stopped twice",
+        Duration::from_secs(20),
+        |logs| {
+            logs.lines()
+                .filter(|l| l.contains(&format!("wasmdyno[{on_c}]: Stopping process")))
+                .count()
+                >= 2
+        },
+    );
+    watch(
+        || running(&all, "spread"),
+        "the worker back on c",
+        Duration::from_secs(20),
+        |s| s.values().all(|names| names.len() == 1),
+    );
+
     // Host c loses the database: it stops its worker before it is placed on a or b.
     proxy.cut();
     let cut_at = Instant::now();

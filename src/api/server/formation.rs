@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use std::time::Duration;
 
 /// One process type of the formation, as the API shows it.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -187,55 +188,53 @@ pub(super) async fn list_dynos(
     for dyno in &mut dynos {
         dyno.host = Some(cluster.host_id().to_string());
     }
-    if query.local {
-        return Ok(Json(dynos));
-    }
-    let hosts = tokio::task::spawn_blocking({
-        let cluster = cluster.clone();
-        move || cluster.hosts()
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    let asks = hosts.into_iter().filter(|h| !h.this).map(|host| {
-        let client = crate::api::client::Client::new(host.api.clone(), p.token.clone());
+    if !query.local {
         let path = format!("/apps/{app}/dynos?local=true");
-        async move {
-            let asked = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                client.get::<Vec<DynoInfo>>(&path),
-            )
-            .await;
-            match asked {
-                Ok(Ok(theirs)) => theirs,
-                _ => {
-                    tracing::warn!(host = host.id, "cannot list the dynos of another host");
-                    Vec::new()
-                }
-            }
-        }
-    });
-    for theirs in futures_util::future::join_all(asks).await {
-        dynos.extend(theirs);
+        let theirs = ask_peers(&p, Duration::from_secs(2), |host| {
+            let path = path.clone();
+            async move { host.get::<Vec<DynoInfo>>(&path).await }
+        })
+        .await?;
+        dynos.extend(theirs.into_iter().flatten());
     }
     Ok(Json(dynos))
 }
 
+/// How long another host may take to restart its dynos: their graceful stop, and a margin.
+fn restart_deadline(p: &Platform) -> Duration {
+    p.manager.settings().stop_timeout + Duration::from_secs(5)
+}
+
+/// Restarts every dyno of the app (`ps:restart`), on every host of a cluster.
 pub(super) async fn restart_dynos(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
+    Query(query): Query<DynosQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    p.store.app(&app)?;
-    let restarted = p.manager.restart(&app, None).await;
+    if !query.local {
+        p.store.app(&app)?;
+    }
+    let mut restarted = p.manager.restart(&app, None).await;
+    if !query.local {
+        restarted += restart_on_peers(&p, format!("/apps/{app}/dynos?local=true")).await?;
+    }
     Ok(Json(serde_json::json!({ "restarted": restarted })))
 }
 
-/// Restarts one dyno (`web.1`) or every dyno of a type (`web`).
+/// Restarts (`ps:restart`) or stops (`ps:stop`: the manager starts formation dynos again) one dyno (`web.1`) or
+/// every dyno of a type (`web`), wherever it runs in a cluster.
 pub(super) async fn restart_dyno(
     State(p): State<Arc<Platform>>,
     Path((app, dyno)): Path<(String, String)>,
+    Query(query): Query<DynosQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    p.store.app(&app)?;
-    let restarted = p.manager.restart(&app, Some(&dyno)).await;
+    if !query.local {
+        p.store.app(&app)?;
+    }
+    let mut restarted = p.manager.restart(&app, Some(&dyno)).await;
+    if !query.local {
+        restarted += restart_on_peers(&p, format!("/apps/{app}/dynos/{dyno}?local=true")).await?;
+    }
     if restarted == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -244,6 +243,22 @@ pub(super) async fn restart_dyno(
         ));
     }
     Ok(Json(serde_json::json!({ "restarted": restarted })))
+}
+
+/// How many dynos the other hosts restarted for `path` (a DELETE; a host that runs none answers 404).
+async fn restart_on_peers(p: &Platform, path: String) -> ApiResult<usize> {
+    let counts = ask_peers(p, restart_deadline(p), |host| {
+        let path = path.clone();
+        async move {
+            match host.delete::<serde_json::Value>(&path).await {
+                Ok(answer) => Ok(answer["restarted"].as_u64().unwrap_or(0) as usize),
+                Err(crate::api::client::ClientError::Api { status: 404, .. }) => Ok(0),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await?;
+    Ok(counts.into_iter().sum())
 }
 
 #[derive(Deserialize)]
