@@ -91,7 +91,7 @@ impl HttpBody for RequestBody {
 
 /// A dyno's response body on its way to the client. The router's log line for the request is written when it
 /// ends, whichever way: complete, cut by the dyno (H18), idle too long (H15), or dropped because the client went
-/// away (H27). The dyno's request slot is released at the end.
+/// away (H27). The dyno's request slot (none for a response forwarded from another host) is released at the end.
 pub(crate) struct ResponseBody {
     inner: Body,
     idle: Duration,
@@ -111,7 +111,7 @@ impl ResponseBody {
         status: u16,
         idle: Duration,
         entry: Entry,
-        slot: Slot,
+        slot: Option<Slot>,
         upstream: Option<Upstream>,
     ) -> ResponseBody {
         ResponseBody {
@@ -122,7 +122,7 @@ impl ResponseBody {
             bytes: 0,
             status,
             entry,
-            slot: Some(slot),
+            slot,
             upstream,
         }
     }

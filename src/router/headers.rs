@@ -99,3 +99,17 @@ pub(super) fn request_id(req: &Request<Incoming>) -> String {
     // Without randomness (never on the systems wasmdyno runs on) a request still gets an id, the nil UUID.
     crate::ids::uuid_v4().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into())
 }
+
+/// Relays an upgraded connection (a WebSocket) both ways between the client and the dyno or host that agreed to
+/// switch protocols, until either side closes.
+pub(super) fn relay_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+) {
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
+}

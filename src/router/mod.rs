@@ -442,8 +442,7 @@ impl Router {
         let mut req = Request::from_parts(parts, body.boxed_unsync());
         // On a cluster, an app whose web dynos all run on other hosts is served through theirs.
         if let Some(peer) = self.peer_for(&app.name, &req) {
-            drop(client_upgrade);
-            return self.forward_to_host(req, peer, entry).await;
+            return self.forward_to_host(req, peer, entry, client_upgrade).await;
         }
 
         // Find a dyno that takes the request; one that turns it away untouched is tried no more.
@@ -497,13 +496,7 @@ impl Router {
         strip_hop_by_hop(response.headers_mut(), switching);
         if switching {
             if let Some(client_upgrade) = client_upgrade {
-                let dyno_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(async move {
-                    if let (Ok(client), Ok(dyno)) = tokio::join!(client_upgrade, dyno_upgrade) {
-                        let (mut client, mut dyno) = (TokioIo::new(client), TokioIo::new(dyno));
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut dyno).await;
-                    }
-                });
+                relay_upgraded(client_upgrade, hyper::upgrade::on(&mut response));
             }
             if let Some(upstream) = upstream {
                 upstream.detach();
@@ -518,7 +511,7 @@ impl Router {
             status.as_u16(),
             settings.idle_timeout,
             entry,
-            slot,
+            Some(slot),
             upstream,
         );
         Response::from_parts(parts, body.boxed_unsync())

@@ -46,13 +46,16 @@ impl Router {
         Some(hosts[turn % hosts.len()].clone())
     }
 
-    /// Sends `req` to the router of host `host` at `addr` and passes its response on; the router line here names
-    /// the host (`dyno=host:<id>`), the host's own router line names its dyno.
+    /// Sends `req` to the router of host `host` at `addr` and passes its response on, with the router's request
+    /// timeout (H12), the idle cut of a body that stalls (H15) and WebSocket upgrades relayed both ways; the router
+    /// line here names the host (`dyno=host:<id>`) and is written when the response ends, the host's own router
+    /// line names its dyno.
     pub(super) async fn forward_to_host(
         &self,
         mut req: Request<Body>,
         (host, addr): (String, SocketAddr),
         mut entry: Entry,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
         entry.dyno = format!("host:{host}");
         if let Some(peers) = self.inner.peers.get()
@@ -68,28 +71,43 @@ impl Router {
                 _ => return entry.fail("H14", "No web processes running"),
             };
         let _ = stream.set_nodelay(true);
+        entry.accepted = Some(Instant::now());
         let exchange = async {
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            sender.send_request(req).await
+            let task = Task::new(tokio::spawn(async move {
+                let _ = connection.with_upgrades().await;
+            }));
+            sender
+                .send_request(req)
+                .await
+                .map(|response| (response, task))
         };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Err(_) => entry.fail("H12", "Request timeout"),
-            Ok(Err(_)) => entry.fail("H13", "Connection closed without response"),
-            Ok(Ok(response)) => {
-                let status = response.status().as_u16();
-                let bytes = response
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                entry.ok(status, bytes);
-                let mut response = response.map(|body| body.map_err(Into::into).boxed_unsync());
-                strip_hop_by_hop(response.headers_mut(), false);
-                response
+        let (mut response, task) = match tokio::time::timeout_at(deadline, exchange).await {
+            Err(_) => return entry.fail("H12", "Request timeout"),
+            Ok(Err(_)) => return entry.fail("H13", "Connection closed without response"),
+            Ok(Ok(answered)) => answered,
+        };
+        let status = response.status();
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        strip_hop_by_hop(response.headers_mut(), switching);
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                relay_upgraded(client_upgrade, hyper::upgrade::on(&mut response));
             }
+            task.detach();
+            entry.ok(status.as_u16(), 0);
+            return response.map(|_| empty());
         }
+        let (parts, body) = response.into_parts();
+        let body = ResponseBody::new(
+            body.map_err(Into::into).boxed_unsync(),
+            status.as_u16(),
+            self.inner.settings.idle_timeout,
+            entry,
+            None,
+            Some(Upstream::Closing(task)),
+        );
+        Response::from_parts(parts, body.boxed_unsync())
     }
 }

@@ -367,6 +367,20 @@ fn any_hosts_router_reaches_web_dynos_on_another_host() {
         Duration::from_secs(10),
         |logs| logs.contains("dyno=web.1") && logs.contains("status=200"),
     );
+
+    // A WebSocket-style upgrade through the forwarding host is relayed both ways to the dyno on the other.
+    crate::router::echo_over_upgrade(&forwarder.router, &host_of(forwarder, "onehost"));
+    wait_logs(
+        forwarder,
+        "onehost",
+        "the forwarded upgrade's router line",
+        Duration::from_secs(10),
+        |logs| {
+            logs.lines().any(|l| {
+                l.contains("path=\"/ws\"") && l.contains("dyno=host:") && l.contains("status=101")
+            })
+        },
+    );
 }
 
 #[test]

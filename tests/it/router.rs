@@ -786,11 +786,10 @@ fn heads_over_8k_bodies_over_the_limit_and_keep_alive() {
     assert_eq!(reply.status, 200, "{reply:?}");
 }
 
-#[test]
-fn upgraded_connections_are_relayed_both_ways() {
-    let server = Server::start();
-    let host = probe_app(&server, "socket", &[], true);
-    let mut stream = TcpStream::connect(&server.router).unwrap();
+/// Upgrades a connection to the router at `router` for `host` to the probe's `echo` protocol, checks that a few
+/// messages come back as sent, and ends it from this side; the dyno ends its side too.
+pub(crate) fn echo_over_upgrade(router: &str, host: &str) {
+    let mut stream = TcpStream::connect(router).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -822,6 +821,13 @@ fn upgraded_connections_are_relayed_both_ways() {
     let mut rest = Vec::new();
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn upgraded_connections_are_relayed_both_ways() {
+    let server = Server::start();
+    let host = probe_app(&server, "socket", &[], true);
+    echo_over_upgrade(&server.router, &host);
     let line = router_line(&server, "socket", "/ws");
     assert!(line.contains("status=101"), "{line}");
     // The dyno serves plain requests afterwards.
