@@ -99,6 +99,9 @@ pub(crate) struct ResponseBody {
     timer: Pin<Box<tokio::time::Sleep>>,
     waiting: bool,
     bytes: u64,
+    /// The declared `content-length`: once that much is sent, the response is complete, even if the body never
+    /// says so (hyper stops reading a body at its length; a `wasi:http` body tells its end only when read again).
+    length: Option<u64>,
     status: u16,
     entry: Entry,
     slot: Option<Slot>,
@@ -109,6 +112,7 @@ impl ResponseBody {
     pub fn new(
         inner: Body,
         status: u16,
+        length: Option<u64>,
         idle: Duration,
         entry: Entry,
         slot: Option<Slot>,
@@ -120,11 +124,17 @@ impl ResponseBody {
             timer: Box::pin(tokio::time::sleep(idle)),
             waiting: false,
             bytes: 0,
+            length,
             status,
             entry,
             slot,
             upstream,
         }
+    }
+
+    /// Everything the response declared has been sent.
+    fn complete(&self) -> bool {
+        self.length.is_some_and(|length| self.bytes >= length)
     }
 
     /// The response ended some other way than complete: its connection is closed.
@@ -162,6 +172,10 @@ impl HttpBody for ResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                }
+                if this.complete() {
+                    this.entry.ok(this.status, this.bytes);
+                    this.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -204,8 +218,9 @@ impl HttpBody for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // A body with nothing in it (HEAD, 204, 304, an empty one) may be dropped unread: that is its end.
-        if !self.entry.is_done() && self.inner.is_end_stream() {
+        // A body with nothing in it (HEAD, 204, 304, an empty one) may be dropped unread, and one that sent its
+        // declared length is not read again: that is its end.
+        if !self.entry.is_done() && (self.inner.is_end_stream() || self.complete()) {
             self.entry.ok(self.status, self.bytes);
             self.finish();
         }

@@ -113,3 +113,14 @@ pub(super) fn relay_upgraded(
         }
     });
 }
+
+/// The `content-length` a request or response declares, if any.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -405,11 +405,7 @@ impl Router {
             return entry.fail_info("H81", "Blank app");
         }
         let settings = &self.inner.settings;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = declared_length(req.headers());
         if let (Some(max), Some(length)) = (settings.max_body, declared)
             && length > max
         {
@@ -509,6 +505,7 @@ impl Router {
         let body = ResponseBody::new(
             body,
             status.as_u16(),
+            declared_length(&parts.headers),
             settings.idle_timeout,
             entry,
             Some(slot),

@@ -103,6 +103,7 @@ impl Router {
         let body = ResponseBody::new(
             body.map_err(Into::into).boxed_unsync(),
             status.as_u16(),
+            declared_length(&parts.headers),
             self.inner.settings.idle_timeout,
             entry,
             None,

@@ -79,6 +79,21 @@ fn a_wasi_http_dyno_keeps_warm_instances_and_survives_bad_requests() {
     let (status, data) = request(&server, "GET", host, "/big?n=3000000", b"");
     assert_eq!(status, 200);
     assert_eq!(data.len(), 3_000_000);
+    // Each is logged as served, whether its length was declared (the echo) or not (the stream).
+    wait_logs(&server, "hprobe", "both router lines", |t| {
+        t.contains("path=\"/echo\"") && t.contains("path=\"/big?n=3000000\"")
+    });
+    let text = logs(&server, "hprobe");
+    for path in ["/echo", "/big?n=3000000"] {
+        let line = text
+            .lines()
+            .rfind(|l| l.contains(&format!("path=\"{path}\"")))
+            .unwrap();
+        assert!(
+            line.contains("at=info") && line.contains("status=200"),
+            "{line}"
+        );
+    }
 
     // Output goes to the app's stream as the dyno's.
     let (status, _) = server.get(host, "/log");

@@ -4,7 +4,7 @@
 //!   /log         prints a line to stdout and to stderr, answers "logged"
 //!   /trap        traps before responding
 //!   /spin        loops forever before responding
-//!   /big?n=N     N bytes of 'x', streamed in 64 KiB writes
+//!   /big?n=N     N bytes of 'x', streamed in 64 KiB writes (no content-length; every other answer has one)
 //!   /fetch?HOST:PORT    an outgoing wasi:http GET of http://HOST:PORT/: "status N" or "error ..."
 //!   /connect?HOST:PORT  a wasi:sockets TCP connection (std's TcpStream): "connected" or "error ..."
 
@@ -18,9 +18,13 @@ static SERVED: AtomicU64 = AtomicU64::new(0);
 
 struct Probe;
 
+/// A whole response with its `content-length`, as most frameworks send one.
 fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
-    let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
-        .expect("valid header");
+    let headers = Fields::from_list(&[
+        ("content-type".to_string(), b"text/plain".to_vec()),
+        ("content-length".to_string(), body.len().to_string().into_bytes()),
+    ])
+    .expect("valid header");
     let response = OutgoingResponse::new(headers);
     response.set_status_code(status).expect("valid status");
     let outgoing = response.body().expect("response body");
