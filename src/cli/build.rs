@@ -14,8 +14,9 @@ use crate::slug::SlugStore;
 
 /// Build an app into a slug with its buildpack.
 ///
-/// Detects the buildpack (rust, go, c, wasm) unless one is named, runs it, packs the result into a deterministic slug
-/// stored under $WASMDYNO_HOME/slugs, and compiles every process type's module into the compiled-code cache.
+/// Detects the buildpack (rust, go, python, c, wasm) unless one is named, runs it, packs the result into a
+/// deterministic slug stored under $WASMDYNO_HOME/slugs, and compiles every process type's module into the
+/// compiled-code cache.
 #[derive(Debug, Args)]
 pub(crate) struct BuildArgs {
     /// The app's directory.
@@ -24,7 +25,7 @@ pub(crate) struct BuildArgs {
     /// Also write the slug to this file.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// A built-in buildpack (rust, go, c, wasm) or the path of a buildpack directory.
+    /// A built-in buildpack (rust, go, python, c, wasm) or the path of a buildpack directory.
     #[arg(short, long, value_name = "NAME|PATH", env = "WASMDYNO_BUILDPACK")]
     buildpack: Option<String>,
     /// Config var given to the buildpack (in ENV_DIR); repeatable, or `"A=1;B=2"`.

@@ -19,6 +19,7 @@ mod metrics;
 mod netns;
 mod platform;
 mod postgres;
+mod python;
 mod rebinding;
 mod release_phase;
 mod router;

@@ -1,0 +1,77 @@
+"""`python script.py` / `python -m module` as a wasi:cli/command component (written by buildpacks/python).
+
+The script's code is compiled, and the modules it imports are imported, now: at build time, into componentize-py's
+snapshot. The script itself runs when the command runs (wasi:cli/run), with the dyno's argv, env and stdin.
+"""
+
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+
+from wit_world import exports
+
+
+def _preimport(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [node.module + "." + alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except BaseException:
+                pass  # `from m import function` (not a module), or a module that needs the runtime
+
+
+def _exit_status(e):
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def command(script=None, module=None):
+    """The Run class componentize-py exports: runs `script` (a path in the app) or `module` (`python -m`)."""
+    if script is not None:
+        path = os.path.join("/0", script)  # the app directory, as componentize-py mounts it at build time
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        code = compile(source, path, "exec")
+        name = script
+    else:
+        spec = importlib.util.find_spec(module)
+        if spec.submodule_search_locations is not None:  # a package: run its __main__
+            module += ".__main__"
+            spec = importlib.util.find_spec(module)
+        source = spec.loader.get_source(module)
+        code = spec.loader.get_code(module)
+        path = name = spec.origin
+    if source:
+        _preimport(ast.parse(source))
+
+    class Run(exports.Run):
+        def run(self):
+            status = 0
+            sys.argv[0] = name
+            main = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
+            try:
+                exec(code, main)
+            except SystemExit as e:
+                status = _exit_status(e)
+            except BaseException:
+                traceback.print_exc()
+                status = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if status != 0:
+                os._exit(status)  # WASI 0.2's wasi:cli/exit carries failure only: the host sees 1
+
+    return Run

@@ -1,0 +1,141 @@
+//! Python apps through the Python buildpack (componentize-py from PyPI, the WASI interfaces from crates.io):
+//! `sample-apps/python-flask` as a wasi:http component behind the router, `sample-apps/python-worker` as
+//! wasi:cli commands (a release phase and a worker), and a dependency with a native extension refused by name.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+/// A request through `server`'s router; (status, whole response).
+fn send(
+    server: &Server,
+    host: &str,
+    method: &str,
+    path: &str,
+    kind: &str,
+    body: &str,
+) -> (u16, String) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(&server.router, request.as_bytes(), Duration::from_secs(60)).unwrap()
+}
+
+#[test]
+fn a_flask_app_serves_its_page_its_form_and_json_with_the_apps_config() {
+    let server = Server::start();
+    server.cli(&["apps:create", "flask"]).ok();
+    server
+        .cli(&["config:set", "-a", "flask", "GREETING=Howdy"])
+        .ok();
+    let dir = repo().join("sample-apps/python-flask");
+    server
+        .cli(&["deploy", "-a", "flask", dir.to_str().unwrap()])
+        .ok();
+    let host = "flask.localhost";
+    let mut page = String::new();
+    wait_until("the Flask app answers", Duration::from_secs(120), || {
+        let (status, response) = server.get(host, "/?name=Ada");
+        page = response;
+        status == 200
+    });
+    // The config var is read per request (the app was imported at build time, without it).
+    assert!(body_of(&page).contains("Howdy, Ada!"), "{page}");
+    assert!(
+        body_of(&page).contains("<form method=\"post\" action=\"/greet\">"),
+        "{page}"
+    );
+
+    let (status, response) = send(
+        &server,
+        host,
+        "POST",
+        "/greet",
+        "application/x-www-form-urlencoded",
+        "name=Zo%C3%AB",
+    );
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        body_of(&response).contains("Howdy, Zoë: nice to meet you."),
+        "{response}"
+    );
+
+    let (status, response) = send(
+        &server,
+        host,
+        "POST",
+        "/api/info",
+        "application/json",
+        r#"{"n": 1}"#,
+    );
+    assert_eq!(status, 200, "{response}");
+    let info: serde_json::Value = serde_json::from_str(body_of(&response)).unwrap();
+    assert_eq!(info["dyno"], "web.1", "{info}");
+    assert_eq!(info["greeting"], "Howdy", "{info}");
+    assert_eq!(info["sent"]["n"], 1, "{info}");
+    assert!(
+        info["python"].as_str().unwrap().starts_with("3.14"),
+        "{info}"
+    );
+
+    // The router logs Flask's sized responses as served.
+    wait_logs(
+        &server,
+        "flask",
+        "the form's router line",
+        Duration::from_secs(10),
+        |logs| {
+            logs.lines()
+                .any(|l| l.contains("path=\"/greet\"") && l.contains("status=200"))
+        },
+    );
+}
+
+#[test]
+fn a_python_release_phase_and_worker_run_their_scripts() {
+    let server = Server::start();
+    server.cli(&["apps:create", "pyworker"]).ok();
+    let dir = repo().join("sample-apps/python-worker");
+    let deployed = server
+        .cli(&["deploy", "-a", "pyworker", dir.to_str().unwrap()])
+        .ok();
+    assert!(
+        deployed
+            .stderr
+            .contains("migrate: schema up to date for release v"),
+        "{}",
+        deployed.stderr
+    );
+    server.cli(&["ps:scale", "-a", "pyworker", "worker=1"]).ok();
+    wait_logs(
+        &server,
+        "pyworker",
+        "the worker's first round",
+        Duration::from_secs(60),
+        |logs| {
+            logs.contains("app[worker.1]: worker: worker.1 ready, greeting 'Hello'")
+                && logs.contains("app[worker.1]: worker: round 1 done")
+        },
+    );
+}
+
+#[test]
+fn a_python_dependency_with_a_native_extension_fails_the_build_naming_it() {
+    let env = TestEnv::new();
+    let app = env.path("native");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("requirements.txt"), "orjson==3.13.0\n").unwrap();
+    std::fs::write(
+        app.join("app.py"),
+        "import orjson\n\n\ndef app(environ, start_response):\n    start_response('200 OK', [])\n    return [orjson.dumps({})]\n",
+    )
+    .unwrap();
+    let out = env.run(&["build", app.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("native extension") && text.contains("orjson"),
+        "{text}"
+    );
+}
