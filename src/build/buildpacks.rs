@@ -23,8 +23,9 @@ macro_rules! buildpack {
     };
 }
 
-/// Detection order: language buildpacks first, so a Rust or Go app with a stray `.wasm` is built from source.
-const BUILTIN: [Builtin; 5] = [
+/// Detection order: language buildpacks first, so a Rust or Go app with a stray `.wasm` is built from source; Python
+/// before Node.js, so a Python app with a `package.json` for its assets stays a Python app.
+const BUILTIN: [Builtin; 6] = [
     buildpack!("rust"),
     buildpack!("go"),
     buildpack!(
@@ -35,17 +36,19 @@ const BUILTIN: [Builtin; 5] = [
         "lib/wasmdyno_wsgi.py",
         "lib/wasmdyno_cli.py"
     ),
+    buildpack!("nodejs", "lib/adapter.js", "lib/build.mjs"),
     buildpack!("c"),
     buildpack!("wasm"),
 ];
 
 /// Names of the built-in buildpacks, in detection order.
-pub const BUILTIN_NAMES: [&str; 5] = [
+pub const BUILTIN_NAMES: [&str; 6] = [
     BUILTIN[0].0,
     BUILTIN[1].0,
     BUILTIN[2].0,
     BUILTIN[3].0,
     BUILTIN[4].0,
+    BUILTIN[5].0,
 ];
 
 fn write(work: &Path, name: &str, files: &[(&str, &str)]) -> Result<Buildpack, BuildError> {

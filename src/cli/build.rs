@@ -14,7 +14,7 @@ use crate::slug::SlugStore;
 
 /// Build an app into a slug with its buildpack.
 ///
-/// Detects the buildpack (rust, go, python, c, wasm) unless one is named, runs it, packs the result into a
+/// Detects the buildpack (rust, go, python, nodejs, c, wasm) unless one is named, runs it, packs the result into a
 /// deterministic slug stored under $WASMDYNO_HOME/slugs, and compiles every process type's module into the
 /// compiled-code cache.
 #[derive(Debug, Args)]
@@ -25,7 +25,7 @@ pub(crate) struct BuildArgs {
     /// Also write the slug to this file.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// A built-in buildpack (rust, go, python, c, wasm) or the path of a buildpack directory.
+    /// A built-in buildpack (rust, go, python, nodejs, c, wasm) or the path of a buildpack directory.
     #[arg(short, long, value_name = "NAME|PATH", env = "WASMDYNO_BUILDPACK")]
     buildpack: Option<String>,
     /// Config var given to the buildpack (in ENV_DIR); repeatable, or `"A=1;B=2"`.

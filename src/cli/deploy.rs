@@ -18,7 +18,7 @@ pub(crate) struct DeployArgs {
     /// The app's directory.
     #[arg(default_value = ".")]
     dir: PathBuf,
-    /// A built-in buildpack (rust, go, python, c, wasm) or a buildpack path on the server.
+    /// A built-in buildpack (rust, go, python, nodejs, c, wasm) or a buildpack path on the server.
     #[arg(short, long, value_name = "NAME|PATH")]
     buildpack: Option<String>,
 }

@@ -159,7 +159,7 @@ fn named_buildpack_that_does_not_apply_is_an_error() {
         .fails();
     assert!(
         out.stderr
-            .contains("neither a built-in buildpack (rust, go, python, c, wasm)"),
+            .contains("neither a built-in buildpack (rust, go, python, nodejs, c, wasm)"),
         "{out}"
     );
 }

@@ -13,6 +13,7 @@ mod env;
 mod git;
 mod hardening;
 mod http;
+mod javascript;
 mod layout;
 mod listener;
 mod metrics;
