@@ -217,3 +217,22 @@ fn c_web_app_accepts_on_the_listener_and_stops_when_told() {
         },
     );
 }
+
+#[test]
+fn a_c_build_names_what_wasi_lacks() {
+    let env = TestEnv::new();
+    let app = env.path("forker");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("forker.c"),
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)fork()); return 0; }\n",
+    )
+    .unwrap();
+    let out = env.run(&["build", app.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(
+        out.stderr
+            .contains("wasm32-wasi (WASI preview 1) has no fork(): a WebAssembly dyno cannot fork"),
+        "{out}"
+    );
+}
