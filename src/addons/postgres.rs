@@ -23,6 +23,8 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The PostgreSQL provider of one server.
 pub(crate) struct Postgres {
     admin: Config,
+    /// TLS to the server (`sslmode` in the admin URL, as for the state store), or plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The server's address as dynos reach it.
     endpoint: SocketAddr,
 }
@@ -31,12 +33,15 @@ impl Postgres {
     /// A provider on the server `admin_url` names (a role that may create roles and databases). The server's
     /// host is resolved now: dynos get its address, and only that address and port are opened to them.
     pub(crate) fn new(admin_url: &str) -> Result<Postgres, ProviderError> {
-        let mut admin: Config = admin_url.parse().map_err(|e| {
+        let tls = crate::store::postgres::tls::from_url(admin_url)
+            .map_err(|e| ProviderError(format!("WASMDYNO_ADDON_POSTGRES_ADMIN_URL: {e}")))?;
+        let mut admin: Config = tls.url.parse().map_err(|e| {
             ProviderError(format!(
                 "WASMDYNO_ADDON_POSTGRES_ADMIN_URL is not a PostgreSQL URL: {e}"
             ))
         })?;
         admin
+            .ssl_mode(tls.mode)
             .connect_timeout(WAIT)
             .application_name("wasmdyno-addons");
         let host = match admin.get_hosts().first() {
@@ -50,18 +55,34 @@ impl Postgres {
         };
         let port = admin.get_ports().first().copied().unwrap_or(5432);
         let endpoint = endpoint(&host, port, "WASMDYNO_ADDON_POSTGRES_ADMIN_URL")?;
-        Ok(Postgres { admin, endpoint })
+        Ok(Postgres {
+            admin,
+            tls: tls.connector,
+            endpoint,
+        })
     }
 
     async fn admin(&self) -> Result<tokio_postgres::Client, ProviderError> {
-        let (client, connection) = tokio::time::timeout(WAIT, self.admin.connect(NoTls))
+        let connecting = async {
+            match &self.tls {
+                None => self.admin.connect(NoTls).await.map(|(client, connection)| {
+                    tokio::spawn(connection);
+                    client
+                }),
+                Some(tls) => self
+                    .admin
+                    .connect(tls.clone())
+                    .await
+                    .map(|(client, connection)| {
+                        tokio::spawn(connection);
+                        client
+                    }),
+            }
+        };
+        tokio::time::timeout(WAIT, connecting)
             .await
             .map_err(|_| ProviderError("the add-on PostgreSQL server did not answer".into()))?
-            .map_err(|e| {
-                ProviderError(format!("cannot reach the add-on PostgreSQL server: {e}"))
-            })?;
-        tokio::spawn(connection);
-        Ok(client)
+            .map_err(|e| ProviderError(format!("cannot reach the add-on PostgreSQL server: {e}")))
     }
 
     fn url(&self, role: &str, password: &str, database: &str) -> String {

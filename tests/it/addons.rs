@@ -65,9 +65,11 @@ fn connect_from(server: &Server, app: &str, target: &str) -> String {
 fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
     let admin = std::env::var("WASMDYNO_TEST_POSTGRES_URL")
         .expect("scripts/test starts PostgreSQL and sets WASMDYNO_TEST_POSTGRES_URL");
+    // The platform reaches its admin role over TLS (the test server's certificate is self-signed: `require`).
+    let over_tls = format!("{admin}?sslmode=require");
     let server = Server::start_in(
         TestEnv::new(),
-        &[("WASMDYNO_ADDON_POSTGRES_ADMIN_URL", admin.as_str())],
+        &[("WASMDYNO_ADDON_POSTGRES_ADMIN_URL", over_tls.as_str())],
     );
     crate::http::deploy_probe(&server, "shop");
     crate::http::deploy_probe(&server, "other");

@@ -168,3 +168,108 @@ fn a_bad_database_url_stops_serve_with_a_clear_error() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// The first column of the first row of `sql` on `url`, as text.
+fn query_text(url: &str, sql: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        let driver = tokio::spawn(connection);
+        let rows = client.simple_query(sql).await.unwrap();
+        let text = rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default();
+        drop(client);
+        let _ = driver.await;
+        text
+    })
+}
+
+/// `serve` on a database URL that must fail at start: its stderr.
+fn serve_fails(url: &str) -> String {
+    let out = TestEnv::new()
+        .cmd(&["serve", "--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .env("WASMDYNO_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_state_store_speaks_tls_as_libpq_does() {
+    let db = TestDatabase::create("tls");
+    let admin = std::env::var("WASMDYNO_TEST_POSTGRES_URL").unwrap();
+    assert_eq!(
+        query_text(&admin, "SHOW ssl"),
+        "on",
+        "the test server has TLS on"
+    );
+    let cert = query_text(&admin, "SHOW ssl_cert_file");
+    let tag = format!("wdit_tls_{}", std::process::id());
+
+    // `require`: encrypted, whatever the certificate (a self-signed one here).
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[(
+            "WASMDYNO_DATABASE_URL",
+            &format!("{}?sslmode=require", db.url),
+        )],
+    );
+    server.cli(&["apps:create", "encrypted"]).ok();
+    let encrypted = query_text(
+        &admin,
+        &format!(
+            "SELECT bool_and(s.ssl)::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = '{tag}' AND a.application_name = 'wasmdyno'"
+        ),
+    );
+    assert_eq!(encrypted, "true", "every connection of the store is TLS");
+    drop(server);
+
+    // `verify-full` checks the chain against sslrootcert and the name: the certificate is for localhost.
+    let by_name = db.url.replace("@127.0.0.1:", "@localhost:");
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[(
+            "WASMDYNO_DATABASE_URL",
+            &format!("{by_name}?sslmode=verify-full&sslrootcert={cert}"),
+        )],
+    );
+    server.cli(&["apps:create", "verified"]).ok();
+    drop(server);
+    let stderr = serve_fails(&format!(
+        "{}?sslmode=verify-full&sslrootcert={cert}",
+        db.url
+    ));
+    assert!(
+        stderr.contains("cannot reach the PostgreSQL state store")
+            && stderr.contains("certificate not valid for name \"127.0.0.1\""),
+        "{stderr}"
+    );
+    // `verify-ca` checks only the chain; the Mozilla roots do not vouch for a self-signed certificate.
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[(
+            "WASMDYNO_DATABASE_URL",
+            &format!("{}?sslmode=verify-ca&sslrootcert={cert}", db.url),
+        )],
+    );
+    drop(server);
+    let stderr = serve_fails(&format!("{by_name}?sslmode=verify-full"));
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    let stderr = serve_fails(&format!("{}?sslmode=sometimes", db.url));
+    assert!(
+        stderr.contains("sslmode=sometimes is not one of"),
+        "{stderr}"
+    );
+}

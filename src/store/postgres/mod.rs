@@ -30,6 +30,7 @@ use super::{
 pub mod cluster;
 mod rows;
 mod schema;
+pub(crate) mod tls;
 
 use rows::PgTx;
 
@@ -50,6 +51,8 @@ const SESSION_OPTIONS: &str = "-c statement_timeout=30000 -c lock_timeout=10000 
 /// The state store in a PostgreSQL database.
 pub struct PgStore {
     config: Config,
+    /// TLS to the database (`sslmode` in the URL), or plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The URL without its password, for messages.
     shown: String,
     driver: Driver,
@@ -93,11 +96,16 @@ impl PgStore {
     /// tables of something else ([`StoreError::ForeignPostgres`]). Any number of hosts may connect to one
     /// database at once; the first migrates it, the others wait and find the work done.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let mut config: Config = url.parse().map_err(|e| StoreError::Unreachable {
+        let tls = tls::from_url(url).map_err(|reason| StoreError::Unreachable {
+            url: redact(url),
+            reason,
+        })?;
+        let mut config: Config = tls.url.parse().map_err(|e| StoreError::Unreachable {
             url: redact(url),
             reason: format!("not a PostgreSQL URL: {e}"),
         })?;
         config
+            .ssl_mode(tls.mode)
             .connect_timeout(CONNECT_TIMEOUT)
             // A database behind a partition answers nothing, not even a reset: TCP alone would wait ~15 min.
             // Keepalives find a silent peer of an idle or waiting connection within 5 + 3 x 2 s, and the user
@@ -112,6 +120,7 @@ impl PgStore {
         let store = PgStore {
             shown: shown(&config),
             config,
+            tls: tls.connector,
             driver: Driver::start()?,
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
@@ -181,24 +190,30 @@ impl PgStore {
 
     fn open_connection(&self) -> Result<Client, StoreError> {
         let config = self.config.clone();
-        let connecting = self
-            .driver
-            .handle
-            .spawn(async move { config.connect(NoTls).await });
+        let tls = self.tls.clone();
+        // The connection future carries the protocol; it ends when the client goes or the server hangs up.
+        let connecting = self.driver.handle.spawn(async move {
+            let ended = |e: tokio_postgres::Error| {
+                tracing::warn!("PostgreSQL state store connection ended: {e}");
+            };
+            match tls {
+                None => config.connect(NoTls).await.map(|(client, connection)| {
+                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                    client
+                }),
+                Some(tls) => config.connect(tls).await.map(|(client, connection)| {
+                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                    client
+                }),
+            }
+        });
         let unreachable = |reason: String| StoreError::Unreachable {
             url: self.shown.clone(),
             reason,
         };
-        let (client, connection) = pollster::block_on(connecting)
+        pollster::block_on(connecting)
             .map_err(|e| unreachable(format!("the connection task failed: {e}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        // The connection future carries the protocol; it ends when the client goes or the server hangs up.
-        self.driver.handle.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("PostgreSQL state store connection ended: {e}");
-            }
-        });
-        Ok(client)
+            .map_err(|e| unreachable(describe(&e)))
     }
 }
 
@@ -305,6 +320,20 @@ impl Driver {
             _stop: stop,
         })
     }
+}
+
+/// A connection error with its causes (a TLS failure says why the certificate was refused).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// `postgres://user@host:port/database` from a config: never the password.
