@@ -38,6 +38,7 @@ mod apps;
 mod auth;
 mod builds;
 mod config;
+mod dashboard;
 mod domains;
 mod drains;
 mod error;
@@ -107,6 +108,8 @@ pub struct Platform {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// How builds are isolated from the platform's state.
     pub build_sandbox: crate::build::Sandbox,
+    /// The dashboard's login sessions.
+    dashboard: dashboard::Sessions,
     /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -152,6 +155,7 @@ impl Platform {
             cluster: None,
             build_sandbox: crate::build::Sandbox::default(),
             build_locks: Mutex::default(),
+            dashboard: dashboard::Sessions::default(),
         }
     }
 
@@ -372,6 +376,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
             platform.clone(),
             authenticate,
         ))
+        .merge(dashboard::routes())
         // Git's smart HTTP authenticates on its own (Basic, the token as password): git cannot send a Bearer token.
         .merge(crate::git::http::routes(crate::git::http::Access {
             home: platform.home.clone(),

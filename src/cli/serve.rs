@@ -27,7 +27,7 @@ pub(crate) struct ServeArgs {
         env = "WASMDYNO_LISTEN"
     )]
     listen: SocketAddr,
-    /// Address of the control API (port 0 picks a free port).
+    /// Address of the control API, and of the web dashboard at `/dashboard` (port 0 picks a free port).
     #[arg(
         long,
         value_name = "ADDR",
@@ -41,7 +41,8 @@ pub(crate) struct ServeArgs {
     metrics: Option<SocketAddr>,
     /// Keep the state (apps, the release ledger, config, formation, add-ons, domains, drains) in this PostgreSQL
     /// database (`postgres://user:password@host:port/database`, a database of wasmdyno's own) instead of
-    /// $WASMDYNO_HOME/state.db. Several hosts may share one.
+    /// $WASMDYNO_HOME/state.db. Several hosts may share one. TLS as libpq: `?sslmode=require`, or `verify-full`
+    /// with `sslrootcert=FILE`.
     #[arg(
         long,
         value_name = "URL",

@@ -6,6 +6,7 @@ mod cache;
 mod cluster;
 mod components;
 mod containment;
+mod dashboard;
 mod drains;
 mod dynos;
 mod edge;

@@ -1,4 +1,5 @@
-//! Who may call the API: the operator's token for everything, the follower token for releases and slugs.
+//! Who may call the API: the operator's token (or the dashboard's session made with it) for everything, the follower
+//! token for releases and slugs.
 
 #[allow(unused_imports)]
 use super::*;
@@ -16,6 +17,30 @@ pub(super) async fn authenticate(
         .unwrap_or("");
     if same(given, &platform.token) {
         next.run(req).await
+    } else if given.is_empty()
+        && let Some(csrf) =
+            dashboard::session_of(req.headers()).and_then(|id| platform.dashboard.csrf(&id))
+    {
+        // The dashboard's session cookie; its writes carry the session's CSRF token too.
+        let reads = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let sent = req
+            .headers()
+            .get(dashboard::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if reads || same(sent, &csrf) {
+            next.run(req).await
+        } else {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a change from the dashboard needs its session's X-CSRF-Token",
+            )
+            .into_response()
+        }
     } else if !platform.follower_token.is_empty() && same(given, &platform.follower_token) {
         if follower_may(req.method(), req.uri().path()) {
             next.run(req).await
