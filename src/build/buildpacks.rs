@@ -34,7 +34,8 @@ const BUILTIN: [Builtin; 6] = [
         "lib/fetch_wit.py",
         "lib/export_stdlib.py",
         "lib/wasmdyno_wsgi.py",
-        "lib/wasmdyno_cli.py"
+        "lib/wasmdyno_cli.py",
+        "lib/wasmdyno_python.py"
     ),
     buildpack!("nodejs", "lib/adapter.js", "lib/build.mjs"),
     buildpack!("c"),

@@ -107,6 +107,28 @@ fn a_python_release_phase_and_worker_run_their_scripts() {
         "{}",
         deployed.stderr
     );
+    // One-off dynos run any script of the app, as `heroku run python ...` does.
+    let migrated = server
+        .cli(&["run", "-a", "pyworker", "python", "migrate.py"])
+        .ok();
+    assert!(
+        migrated
+            .stdout
+            .contains("migrate: schema up to date for release v"),
+        "{migrated}"
+    );
+    let said = server
+        .cli(&[
+            "run",
+            "-a",
+            "pyworker",
+            "python",
+            "-c",
+            "import sys, json; print(json.dumps(sys.argv))",
+            "a b",
+        ])
+        .ok();
+    assert_eq!(said.stdout.trim(), r#"["-c", "a b"]"#, "{said}");
     server.cli(&["ps:scale", "-a", "pyworker", "worker=1"]).ok();
     wait_logs(
         &server,
