@@ -57,7 +57,7 @@ pub(crate) use admission::{
     Admission as ConnectionAdmission, Permit as ConnectionPermit, raise_open_file_limit,
     refuse as refuse_connection,
 };
-use pool::{Conn, ConnPool, Task, Upstream};
+use pool::{Conn, ConnPool, PeerPool, Task, Upstream};
 
 use balance::*;
 pub use body::Body;
@@ -151,6 +151,8 @@ struct Inner {
     loads: Mutex<HashMap<String, Arc<AppLoad>>>,
     /// Idle keep-alive connections to listener dynos.
     pool: ConnPool,
+    /// Keep-alive connections to other cluster hosts' routers.
+    peer_pool: PeerPool,
     /// Client connections open, against [`Settings::connections`].
     admission: Admission,
     /// The other hosts of a cluster, for apps with no web dyno here.
@@ -195,6 +197,7 @@ impl Router {
                 settings,
                 loads: Mutex::default(),
                 pool: ConnPool::default(),
+                peer_pool: PeerPool::default(),
                 peers: std::sync::OnceLock::new(),
                 next_peer: AtomicUsize::new(0),
             }),

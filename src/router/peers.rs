@@ -64,6 +64,24 @@ impl Router {
             req.headers_mut().insert(FORWARDED_BY, this);
         }
         let deadline = tokio::time::Instant::now() + self.inner.settings.request_timeout;
+        // A request without a body (and no upgrade) goes on an idle keep-alive connection to that host if there
+        // is one; one the host closed meanwhile gives the request back unsent, and it goes on the next.
+        let reusable = req.body().is_end_stream() && client_upgrade.is_none();
+        let pool = &self.inner.peer_pool;
+        while reusable && let Some((mut sender, task)) = pool.take(addr).await {
+            entry.accepted = Some(Instant::now());
+            match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+                Err(_) => return entry.fail("H12", "Request timeout"),
+                Ok(Ok(response)) => {
+                    let upstream = Upstream::Peer(sender, task, pool.clone(), addr);
+                    return self.relay_from_host(response, upstream, entry, None);
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(never_sent) => req = never_sent,
+                    None => return entry.fail("H13", "Connection closed without response"),
+                },
+            }
+        }
         let stream =
             match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
             {
@@ -81,13 +99,29 @@ impl Router {
             sender
                 .send_request(req)
                 .await
-                .map(|response| (response, task))
+                .map(|response| (response, sender, task))
         };
-        let (mut response, task) = match tokio::time::timeout_at(deadline, exchange).await {
+        let (response, sender, task) = match tokio::time::timeout_at(deadline, exchange).await {
             Err(_) => return entry.fail("H12", "Request timeout"),
             Ok(Err(_)) => return entry.fail("H13", "Connection closed without response"),
             Ok(Ok(answered)) => answered,
         };
+        let upstream = if reusable {
+            Upstream::Peer(sender, task, pool.clone(), addr)
+        } else {
+            Upstream::Closing(task)
+        };
+        self.relay_from_host(response, upstream, entry, client_upgrade)
+    }
+
+    /// Passes on another host's response: an upgrade relayed both ways, or the body with the router's handling.
+    fn relay_from_host(
+        &self,
+        mut response: Response<hyper::body::Incoming>,
+        upstream: Upstream,
+        mut entry: Entry,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Body> {
         let status = response.status();
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         strip_hop_by_hop(response.headers_mut(), switching);
@@ -95,7 +129,7 @@ impl Router {
             if let Some(client_upgrade) = client_upgrade {
                 relay_upgraded(client_upgrade, hyper::upgrade::on(&mut response));
             }
-            task.detach();
+            upstream.detach();
             entry.ok(status.as_u16(), 0);
             return response.map(|_| empty());
         }
@@ -107,7 +141,7 @@ impl Router {
             self.inner.settings.idle_timeout,
             entry,
             None,
-            Some(Upstream::Closing(task)),
+            Some(upstream),
         );
         Response::from_parts(parts, body.boxed_unsync())
     }

@@ -1,4 +1,4 @@
-//! Keep-alive connections to listener dynos. A response that ends cleanly hands its connection back to its
+//! Keep-alive connections to listener dynos (and to other cluster hosts' routers). A response that ends cleanly hands its connection back to its
 //! dyno's pool, and the next request to that dyno takes it instead of opening a new one, as Heroku's router keeps
 //! connections to dynos open.
 //!
@@ -134,26 +134,77 @@ impl ConnPool {
     }
 }
 
+/// A connection to another host's router: its sender and the task driving it.
+type PeerConn = (SendRequest<Body>, Task);
+
+/// Idle keep-alive connections to other cluster hosts' routers, by address. Cloning shares it.
+#[derive(Clone, Default)]
+pub(crate) struct PeerPool {
+    idle: Arc<Mutex<HashMap<std::net::SocketAddr, Vec<PeerConn>>>>,
+}
+
+impl PeerPool {
+    /// An idle connection to `peer`, ready for a request, if there is one.
+    pub(crate) async fn take(
+        &self,
+        peer: std::net::SocketAddr,
+    ) -> Option<(SendRequest<Body>, Task)> {
+        loop {
+            let (mut sender, task) = {
+                let mut idle = self.idle.lock().expect("peer pool");
+                let conns = idle.get_mut(&peer)?;
+                let conn = conns.pop();
+                if conns.is_empty() {
+                    idle.remove(&peer);
+                }
+                conn?
+            };
+            // One the other host closed while it sat idle (its router's keep-alive timeout) fails here.
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WITHIN, sender.ready()).await {
+                return Some((sender, task));
+            }
+        }
+    }
+
+    /// Keeps a connection whose response ended cleanly, up to [`MAX_IDLE_PER_DYNO`] per host.
+    pub(crate) fn put(&self, peer: std::net::SocketAddr, sender: SendRequest<Body>, task: Task) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("peer pool");
+        let conns = idle.entry(peer).or_default();
+        if conns.len() < MAX_IDLE_PER_DYNO {
+            conns.push((sender, task));
+        }
+    }
+}
+
 /// The connection a response is coming over: back to the pool if the response ends cleanly, else closed.
 pub(crate) enum Upstream {
     /// A connection that closes when its response ends.
     Closing(Task),
     /// A connection that goes back to the pool when its response ends cleanly.
     Pooled(Conn, ConnPool, Listener),
+    /// A connection to another host's router, back to its pool when the response ends cleanly.
+    Peer(SendRequest<Body>, Task, PeerPool, std::net::SocketAddr),
 }
 
 impl Upstream {
     /// Lets the connection's task finish by itself (it hands an upgraded connection over).
     pub(crate) fn detach(self) {
         match self {
-            Upstream::Closing(task) | Upstream::Pooled(Conn { task, .. }, ..) => task.detach(),
+            Upstream::Closing(task)
+            | Upstream::Pooled(Conn { task, .. }, ..)
+            | Upstream::Peer(_, task, ..) => task.detach(),
         }
     }
 
     /// The response was read to its end: the connection may serve the dyno's next request.
     pub(crate) fn finish(self) {
-        if let Upstream::Pooled(conn, pool, listener) = self {
-            pool.put(&listener, conn);
+        match self {
+            Upstream::Pooled(conn, pool, listener) => pool.put(&listener, conn),
+            Upstream::Peer(sender, task, pool, peer) => pool.put(peer, sender, task),
+            Upstream::Closing(_) => {}
         }
     }
 }
