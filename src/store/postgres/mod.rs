@@ -62,7 +62,7 @@ pub struct PgStore {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Connections open, idle or lent out.
     open: usize,
 }
@@ -143,11 +143,11 @@ impl PgStore {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = std::time::Instant::now() + POOL_WAIT;
         loop {
-            while let Some(client) = pool.idle.pop() {
-                if !client.is_closed() {
+            while let Some(conn) = pool.idle.pop() {
+                if !conn.client.is_closed() {
                     return Ok(Lent {
                         store: self,
-                        client: Some(client),
+                        conn: Some(conn),
                     });
                 }
                 pool.open -= 1;
@@ -158,7 +158,10 @@ impl PgStore {
                 return match self.open_connection() {
                     Ok(client) => Ok(Lent {
                         store: self,
-                        client: Some(client),
+                        conn: Some(Conn {
+                            client,
+                            statements: Statements::default(),
+                        }),
                     }),
                     Err(e) => {
                         self.pool
@@ -217,21 +220,65 @@ impl PgStore {
     }
 }
 
+/// A connection of the pool, with the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// Statements prepared on one connection, by their SQL: a query prepared once is sent in one round trip
+/// afterwards, rather than two. At most [`MAX_STATEMENTS`]; past that the cache starts again.
+#[derive(Default)]
+pub(super) struct Statements(
+    std::cell::RefCell<std::collections::HashMap<String, tokio_postgres::Statement>>,
+);
+
+const MAX_STATEMENTS: usize = 256;
+
+impl Statements {
+    /// `sql` prepared on `tx`'s connection, from the cache or now.
+    pub(super) fn get(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, StoreError> {
+        if let Some(statement) = self.0.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = pollster::block_on(tx.prepare(sql))?;
+        let mut cache = self.0.borrow_mut();
+        if cache.len() >= MAX_STATEMENTS {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets every statement (one failed: the schema may have changed under it).
+    pub(super) fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
 /// A connection lent out of the pool; given back when dropped (or closed, if it broke).
 struct Lent<'a> {
     store: &'a PgStore,
-    client: Option<Client>,
+    conn: Option<Conn>,
 }
 
 impl Lent<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a lent connection")
+    }
+
     fn client(&mut self) -> &mut Client {
-        self.client.as_mut().expect("a lent connection")
+        &mut self.conn().client
     }
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
         let mut pool = self
@@ -239,10 +286,10 @@ impl Drop for Lent<'_> {
             .pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if client.is_closed() {
+        if conn.client.is_closed() {
             pool.open -= 1;
         } else {
-            pool.idle.push(client);
+            pool.idle.push(conn);
         }
         drop(pool);
         self.store.freed.notify_one();
@@ -255,14 +302,15 @@ impl Backend for PgStore {
         f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut lent = self.take()?;
+        let conn = lent.conn();
         let tx = pollster::block_on(
-            lent.client()
+            conn.client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start(),
         )?;
-        let mut tx = PgTx::new(tx);
+        let mut tx = PgTx::new(tx, &conn.statements);
         let out = f(&mut tx)?;
         tx.commit()?;
         Ok(out)
@@ -274,13 +322,14 @@ impl Backend for PgStore {
         f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut lent = self.take()?;
+        let conn = lent.conn();
         let tx = pollster::block_on(
-            lent.client()
+            conn.client
                 .build_transaction()
                 .isolation_level(IsolationLevel::ReadCommitted)
                 .start(),
         )?;
-        let mut tx = PgTx::new(tx);
+        let mut tx = PgTx::new(tx, &conn.statements);
         tx.lock_writers()?;
         let out = f(&mut tx)?;
         tx.bump_generation()?;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
-use super::WRITE_LOCK;
+use super::{Statements, WRITE_LOCK};
 use crate::runtime::DynoSize;
 use crate::store::backend::{
     Flag, ReleaseRow, Tx, Which, decode_addon, release_filter, to_json, version_param,
@@ -15,16 +15,30 @@ use crate::store::{
     unix_now,
 };
 
-/// One transaction; each query waits on the driver's future.
+/// One transaction; each query waits on the driver's future, on a statement its connection prepared once.
 pub(super) struct PgTx<'a> {
     tx: Transaction<'a>,
+    statements: &'a Statements,
 }
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl<'a> PgTx<'a> {
-    pub(super) fn new(tx: Transaction<'a>) -> PgTx<'a> {
-        PgTx { tx }
+    pub(super) fn new(tx: Transaction<'a>, statements: &'a Statements) -> PgTx<'a> {
+        PgTx { tx, statements }
+    }
+
+    /// `run` on `sql` prepared; a failure forgets the prepared statements (the schema may have changed).
+    fn with<T>(
+        &self,
+        sql: &str,
+        run: impl FnOnce(&tokio_postgres::Statement) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let statement = self.statements.get(&self.tx, sql)?;
+        run(&statement).map_err(|e| {
+            self.statements.clear();
+            StoreError::from(e)
+        })
     }
 
     /// Waits for every other writer, on any host, to finish (the lock goes with the transaction).
@@ -44,15 +58,15 @@ impl<'a> PgTx<'a> {
     }
 
     fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
-        Ok(pollster::block_on(self.tx.query(sql, params))?)
+        self.with(sql, |s| pollster::block_on(self.tx.query(s, params)))
     }
 
     fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>, StoreError> {
-        Ok(pollster::block_on(self.tx.query_opt(sql, params))?)
+        self.with(sql, |s| pollster::block_on(self.tx.query_opt(s, params)))
     }
 
     fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
-        Ok(pollster::block_on(self.tx.execute(sql, params))?)
+        self.with(sql, |s| pollster::block_on(self.tx.execute(s, params)))
     }
 }
 
