@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 
 use super::{Provider, ProviderError, Provisioned, endpoint, ident, random_hex, url_host};
 
@@ -63,22 +63,11 @@ impl Postgres {
     }
 
     async fn admin(&self) -> Result<tokio_postgres::Client, ProviderError> {
-        let connecting = async {
-            match &self.tls {
-                None => self.admin.connect(NoTls).await.map(|(client, connection)| {
-                    tokio::spawn(connection);
-                    client
-                }),
-                Some(tls) => self
-                    .admin
-                    .connect(tls.clone())
-                    .await
-                    .map(|(client, connection)| {
-                        tokio::spawn(connection);
-                        client
-                    }),
-            }
-        };
+        let connecting = crate::store::postgres::tls::connect(
+            &self.admin,
+            self.tls.as_ref(),
+            "add-on PostgreSQL admin",
+        );
         tokio::time::timeout(WAIT, connecting)
             .await
             .map_err(|_| ProviderError("the add-on PostgreSQL server did not answer".into()))?

@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, IsolationLevel, NoTls};
+use tokio_postgres::{Client, Config, IsolationLevel};
 
 use super::backend::{Backend, Tx};
 use super::{
@@ -196,19 +196,7 @@ impl PgStore {
         let tls = self.tls.clone();
         // The connection future carries the protocol; it ends when the client goes or the server hangs up.
         let connecting = self.driver.handle.spawn(async move {
-            let ended = |e: tokio_postgres::Error| {
-                tracing::warn!("PostgreSQL state store connection ended: {e}");
-            };
-            match tls {
-                None => config.connect(NoTls).await.map(|(client, connection)| {
-                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
-                    client
-                }),
-                Some(tls) => config.connect(tls).await.map(|(client, connection)| {
-                    tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
-                    client
-                }),
-            }
+            tls::connect(&config, tls.as_ref(), "PostgreSQL state store").await
         });
         let unreachable = |reason: String| StoreError::Unreachable {
             url: self.shown.clone(),

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use tokio_postgres::config::SslMode;
@@ -93,6 +92,32 @@ pub(crate) fn from_url(url: &str) -> Result<Tls, String> {
     })
 }
 
+/// Connects with `config`, over `tls` if given, and drives the connection on a task of the current runtime
+/// (logging how it ended, as `what`'s); the client.
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+    what: &'static str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let ended = move |e: tokio_postgres::Error| tracing::warn!("{what} connection ended: {e}");
+    match tls {
+        None => config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map(|(client, connection)| {
+                tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                client
+            }),
+        Some(tls) => config
+            .connect(tls.clone())
+            .await
+            .map(|(client, connection)| {
+                tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+                client
+            }),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verify {
     Nothing,
@@ -108,17 +133,8 @@ fn roots(root: Option<&str>) -> Result<rustls::RootCertStore, String> {
         });
     };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(Path::new(path))
-        .map_err(|e| format!("sslrootcert {path}: {e}"))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("sslrootcert {path}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("sslrootcert {path}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("sslrootcert {path} holds no certificate"));
-    }
+    crate::tls::add_pem_file(&mut roots, Path::new(path))
+        .map_err(|e| format!("sslrootcert {e}"))?;
     Ok(roots)
 }
 
