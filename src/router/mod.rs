@@ -486,10 +486,21 @@ impl Router {
             }
         };
 
-        let Forwarded {
-            mut response,
-            upstream,
-        } = forwarded;
+        let Forwarded { response, upstream } = forwarded;
+        self.pass_on(response, upstream, entry, Some(slot), client_upgrade)
+    }
+
+    /// Passes a response on to the client, from a dyno (holding its request `slot`) or from another host: an
+    /// upgrade relayed both ways, or the body with the router's handling of its end (the router line, H15, H18,
+    /// H27).
+    pub(super) fn pass_on(
+        &self,
+        mut response: Response<Body>,
+        upstream: Option<Upstream>,
+        mut entry: Entry,
+        slot: Option<Slot>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Body> {
         let status = response.status();
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         strip_hop_by_hop(response.headers_mut(), switching);
@@ -509,9 +520,9 @@ impl Router {
             body,
             status.as_u16(),
             declared_length(&parts.headers),
-            settings.idle_timeout,
+            self.inner.settings.idle_timeout,
             entry,
-            Some(slot),
+            slot,
             upstream,
         );
         Response::from_parts(parts, body.boxed_unsync())

@@ -74,7 +74,7 @@ impl Router {
                 Err(_) => return entry.fail("H12", "Request timeout"),
                 Ok(Ok(response)) => {
                     let upstream = Upstream::Peer(sender, task, pool.clone(), addr);
-                    return self.relay_from_host(response, upstream, entry, None);
+                    return self.pass_on(response.map(boxed), Some(upstream), entry, None, None);
                 }
                 Ok(Err(mut e)) => match e.take_message() {
                     Some(never_sent) => req = never_sent,
@@ -111,38 +111,17 @@ impl Router {
         } else {
             Upstream::Closing(task)
         };
-        self.relay_from_host(response, upstream, entry, client_upgrade)
-    }
-
-    /// Passes on another host's response: an upgrade relayed both ways, or the body with the router's handling.
-    fn relay_from_host(
-        &self,
-        mut response: Response<hyper::body::Incoming>,
-        upstream: Upstream,
-        mut entry: Entry,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    ) -> Response<Body> {
-        let status = response.status();
-        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-        strip_hop_by_hop(response.headers_mut(), switching);
-        if switching {
-            if let Some(client_upgrade) = client_upgrade {
-                relay_upgraded(client_upgrade, hyper::upgrade::on(&mut response));
-            }
-            upstream.detach();
-            entry.ok(status.as_u16(), 0);
-            return response.map(|_| empty());
-        }
-        let (parts, body) = response.into_parts();
-        let body = ResponseBody::new(
-            body.map_err(Into::into).boxed_unsync(),
-            status.as_u16(),
-            declared_length(&parts.headers),
-            self.inner.settings.idle_timeout,
+        self.pass_on(
+            response.map(boxed),
+            Some(upstream),
             entry,
             None,
-            Some(upstream),
-        );
-        Response::from_parts(parts, body.boxed_unsync())
+            client_upgrade,
+        )
     }
+}
+
+/// Another host's response body, as the router passes bodies on.
+fn boxed(body: hyper::body::Incoming) -> Body {
+    body.map_err(Into::into).boxed_unsync()
 }
