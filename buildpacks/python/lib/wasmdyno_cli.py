@@ -38,6 +38,23 @@ def _exit_status(e):
     return 1
 
 
+def run_as_main(work):
+    """Runs `work()` as a program's main: its SystemExit is the exit status, an uncaught exception is printed and
+    exits 1, and the output is flushed before the status goes to the host."""
+    status = 0
+    try:
+        work()
+    except SystemExit as e:
+        status = _exit_status(e)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if status != 0:
+        os._exit(status)  # WASI 0.2's wasi:cli/exit carries failure only: the host sees 1
+
+
 def command(script=None, module=None):
     """The Run class componentize-py exports: runs `script` (a path in the app) or `module` (`python -m`)."""
     if script is not None:
@@ -59,19 +76,8 @@ def command(script=None, module=None):
 
     class Run(exports.Run):
         def run(self):
-            status = 0
             sys.argv[0] = name
             main = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
-            try:
-                exec(code, main)
-            except SystemExit as e:
-                status = _exit_status(e)
-            except BaseException:
-                traceback.print_exc()
-                status = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            if status != 0:
-                os._exit(status)  # WASI 0.2's wasi:cli/exit carries failure only: the host sees 1
+            run_as_main(lambda: exec(code, main))
 
     return Run

@@ -6,52 +6,35 @@ library and the app's packages at the paths this interpreter was built with (pyt
 imports are read from the dyno's filesystem when it runs.
 """
 
-import os
 import runpy
 import sys
-import traceback
 
+from _wasmdyno_cli import run_as_main
 from wit_world import exports
 
 USAGE = "usage: python SCRIPT [ARGS...] | python -m MODULE [ARGS...] | python -c CODE [ARGS...] | python"
 
 
-def _exit_status(e):
-    if e.code is None:
-        return 0
-    if isinstance(e.code, int):
-        return e.code
-    print(e.code, file=sys.stderr)
-    return 1
+def main(args):
+    if not args:
+        import code
+
+        code.interact(banner=f"Python {sys.version.split()[0]} on wasmdyno", exitmsg="")
+    elif args[0] == "-m" and len(args) > 1:
+        sys.argv = args[1:]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    elif args[0] == "-c" and len(args) > 1:
+        sys.argv = ["-c", *args[2:]]
+        exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+    elif args[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(2)
+    else:
+        sys.argv = args
+        runpy.run_path(args[0], run_name="__main__")
 
 
 class Run(exports.Run):
     def run(self):
         args = sys.argv[1:]
-        status = 0
-        try:
-            if not args:
-                import code
-
-                code.interact(banner=f"Python {sys.version.split()[0]} on wasmdyno", exitmsg="")
-            elif args[0] == "-m" and len(args) > 1:
-                sys.argv = args[1:]
-                runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-            elif args[0] == "-c" and len(args) > 1:
-                sys.argv = ["-c", *args[2:]]
-                exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
-            elif args[0].startswith("-"):
-                print(USAGE, file=sys.stderr)
-                status = 2
-            else:
-                sys.argv = args
-                runpy.run_path(args[0], run_name="__main__")
-        except SystemExit as e:
-            status = _exit_status(e)
-        except BaseException:
-            traceback.print_exc()
-            status = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if status != 0:
-            os._exit(status)  # WASI 0.2's wasi:cli/exit carries failure only: the host sees 1
+        run_as_main(lambda: main(args))
