@@ -1,37 +1,8 @@
 //! Add-ons the platform provisions, on a real PostgreSQL server: a database and a role per add-on, its URL in a
 //! release, its server open to that app's dynos alone, credentials rotated and the database dropped on destroy.
 
+use crate::postgres::query;
 use crate::support::*;
-
-/// Runs `sql` as the role and database `url` names; the server's error message if it fails.
-fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| {
-                e.as_db_error()
-                    .map_or(e.to_string(), |d| d.message().to_string())
-            })?;
-        let driver = tokio::spawn(connection);
-        let rows = client.simple_query(sql).await.map_err(|e| {
-            e.as_db_error()
-                .map_or(e.to_string(), |d| d.message().to_string())
-        });
-        drop(client);
-        let _ = driver.await;
-        Ok(rows?
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect())
-    })
-}
 
 fn database_url(server: &Server, app: &str) -> String {
     server

@@ -286,13 +286,7 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         |s| s.values().map(Vec::len).sum::<usize>() == 3,
     );
     // The ledger went through it all intact.
-    let releases = b.cli(&["releases", "-a", "spread", "--json"]).ok().json();
-    let versions: Vec<u64> = releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect();
+    let versions = versions(&b, "spread");
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
 }
 

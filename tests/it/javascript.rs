@@ -2,28 +2,13 @@
 //! Hono app with its dependency bundled, as a wasi:http component behind the router, and a Node.js built-in
 //! refused at build time by name.
 
-use std::time::Duration;
-
 use crate::support::*;
 
 #[test]
 fn a_hono_app_serves_text_json_and_forms_with_the_apps_config() {
     let server = Server::start();
-    server.cli(&["apps:create", "hono"]).ok();
-    server
-        .cli(&["config:set", "-a", "hono", "GREETING=Howdy"])
-        .ok();
-    let dir = repo().join("sample-apps/js-hono");
-    server
-        .cli(&["deploy", "-a", "hono", dir.to_str().unwrap()])
-        .ok();
+    let page = deploy_sample(&server, "hono", "js-hono", &["GREETING=Howdy"], "/");
     let host = "hono.localhost";
-    let mut page = String::new();
-    wait_until("the Hono app answers", Duration::from_secs(120), || {
-        let (status, response) = server.get(host, "/");
-        page = response;
-        status == 200
-    });
     assert_eq!(body_of(&page), "Howdy from Hono on wasmdyno!\n", "{page}");
 
     // Instances are reused: the second and later requests on one instance answer too.
@@ -35,13 +20,13 @@ fn a_hono_app_serves_text_json_and_forms_with_the_apps_config() {
         assert_eq!(info["greeting"], "Howdy", "{info}");
     }
 
-    let form = "name=Zo%C3%AB&lang=js";
-    let request = format!(
-        "POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
+    let (status, response) = server.send(
+        host,
+        "POST",
+        "/echo",
+        "application/x-www-form-urlencoded",
+        "name=Zo%C3%AB&lang=js",
     );
-    let (status, response) =
-        exchange(&server.router, request.as_bytes(), Duration::from_secs(60)).unwrap();
     assert_eq!(status, 200, "{response}");
     let echoed: serde_json::Value = serde_json::from_str(body_of(&response)).unwrap();
     assert_eq!(echoed["echoed"]["name"], "Zoë", "{echoed}");

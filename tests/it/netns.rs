@@ -282,12 +282,6 @@ fn hosts_on_a_real_network_forward_fence_when_partitioned_and_heal() {
             listed.as_array().is_some_and(|h| h.len() == 3)
         },
     );
-    let releases = survivor.cli(&["releases", "-a", app, "--json"]).ok().json();
-    let versions: Vec<u64> = releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect();
+    let versions = versions(survivor, app);
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
 }

@@ -342,17 +342,7 @@ fn concurrent_config_sets_all_land_with_contiguous_versions() {
     }
     let config = server.cli(&["config", "-a", "busy", "--json"]).ok().json();
     assert_eq!(config.as_object().unwrap().len(), 50);
-    let releases = server
-        .cli(&["releases", "-a", "busy", "--json"])
-        .ok()
-        .json();
-    let versions: Vec<u64> = releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(versions, (1..=51).collect::<Vec<_>>());
+    assert_eq!(versions(&server, "busy"), (1..=51).collect::<Vec<_>>());
 }
 
 #[test]

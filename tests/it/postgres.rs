@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{Server, TestEnv};
+use crate::support::{Server, TestEnv, versions};
 
 /// A database of its own on the test server, dropped with whatever is still connected to it.
 pub struct TestDatabase {
@@ -54,7 +54,8 @@ impl Drop for TestDatabase {
     }
 }
 
-fn execute(url: &str, sql: &str) {
+/// Runs `sql` as the role and database `url` names; the server's error message if it fails.
+pub fn query(url: &str, sql: &str) -> Result<Vec<String>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,25 +63,29 @@ fn execute(url: &str, sql: &str) {
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+            .map_err(|e| {
+                e.as_db_error()
+                    .map_or(e.to_string(), |d| d.message().to_string())
+            })?;
         let driver = tokio::spawn(connection);
-        client.batch_execute(sql).await.unwrap();
+        let rows = client.simple_query(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string())
+        });
         drop(client);
         let _ = driver.await;
-    });
+        Ok(rows?
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect())
+    })
 }
 
-fn versions(server: &Server, app: &str) -> Vec<u64> {
-    let releases = server
-        .cli(&["releases", "-a", app, "-n", "1000", "--json"])
-        .ok()
-        .json();
-    releases
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
+fn execute(url: &str, sql: &str) {
+    query(url, sql).unwrap_or_else(|e| panic!("{sql} on {url}: {e}"));
 }
 
 #[test]
@@ -171,27 +176,11 @@ fn a_bad_database_url_stops_serve_with_a_clear_error() {
 
 /// The first column of the first row of `sql` on `url`, as text.
 fn query_text(url: &str, sql: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-        let driver = tokio::spawn(connection);
-        let rows = client.simple_query(sql).await.unwrap();
-        let text = rows
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                _ => None,
-            })
-            .unwrap_or_default();
-        drop(client);
-        let _ = driver.await;
-        text
-    })
+    query(url, sql)
+        .unwrap_or_else(|e| panic!("{sql} on {url}: {e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_default()
 }
 
 /// `serve` on a database URL that must fail at start: its stderr.

@@ -6,40 +6,17 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// A request through `server`'s router; (status, whole response).
-fn send(
-    server: &Server,
-    host: &str,
-    method: &str,
-    path: &str,
-    kind: &str,
-    body: &str,
-) -> (u16, String) {
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    exchange(&server.router, request.as_bytes(), Duration::from_secs(60)).unwrap()
-}
-
 #[test]
 fn a_flask_app_serves_its_page_its_form_and_json_with_the_apps_config() {
     let server = Server::start();
-    server.cli(&["apps:create", "flask"]).ok();
-    server
-        .cli(&["config:set", "-a", "flask", "GREETING=Howdy"])
-        .ok();
-    let dir = repo().join("sample-apps/python-flask");
-    server
-        .cli(&["deploy", "-a", "flask", dir.to_str().unwrap()])
-        .ok();
+    let page = deploy_sample(
+        &server,
+        "flask",
+        "python-flask",
+        &["GREETING=Howdy"],
+        "/?name=Ada",
+    );
     let host = "flask.localhost";
-    let mut page = String::new();
-    wait_until("the Flask app answers", Duration::from_secs(120), || {
-        let (status, response) = server.get(host, "/?name=Ada");
-        page = response;
-        status == 200
-    });
     // The config var is read per request (the app was imported at build time, without it).
     assert!(body_of(&page).contains("Howdy, Ada!"), "{page}");
     assert!(
@@ -47,8 +24,7 @@ fn a_flask_app_serves_its_page_its_form_and_json_with_the_apps_config() {
         "{page}"
     );
 
-    let (status, response) = send(
-        &server,
+    let (status, response) = server.send(
         host,
         "POST",
         "/greet",
@@ -61,14 +37,8 @@ fn a_flask_app_serves_its_page_its_form_and_json_with_the_apps_config() {
         "{response}"
     );
 
-    let (status, response) = send(
-        &server,
-        host,
-        "POST",
-        "/api/info",
-        "application/json",
-        r#"{"n": 1}"#,
-    );
+    let (status, response) =
+        server.send(host, "POST", "/api/info", "application/json", r#"{"n": 1}"#);
     assert_eq!(status, 200, "{response}");
     let info: serde_json::Value = serde_json::from_str(body_of(&response)).unwrap();
     assert_eq!(info["dyno"], "web.1", "{info}");

@@ -282,6 +282,22 @@ impl Server {
         exchange(&self.router, request.as_bytes(), STEP).unwrap()
     }
 
+    /// A request with a body through the router with `Host: <host>`; returns (status, headers and body).
+    pub fn send(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        exchange(&self.router, request.as_bytes(), STEP).unwrap()
+    }
+
     /// A raw HTTP/1.1 request to the API; returns (status, body).
     pub fn raw(
         &self,
@@ -467,4 +483,51 @@ pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
         .with_single_cert(certs, key)
         .unwrap();
     tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// The versions of `app`'s releases, oldest first, as `server` lists them.
+pub fn versions(server: &Server, app: &str) -> Vec<u64> {
+    let releases = server
+        .cli(&["releases", "-a", app, "-n", "1000", "--json"])
+        .ok()
+        .json();
+    releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect()
+}
+
+/// Creates `app` with `config` (`KEY=VALUE`), deploys `sample-apps/<sample>` to it through the server's build, and
+/// waits (up to two minutes: a first build installs its toolchain) for `path` to answer 200; returns that answer.
+pub fn deploy_sample(
+    server: &Server,
+    app: &str,
+    sample: &str,
+    config: &[&str],
+    path: &str,
+) -> String {
+    server.cli(&["apps:create", app]).ok();
+    if !config.is_empty() {
+        server
+            .cli(&[&["config:set", "-a", app][..], config].concat())
+            .ok();
+    }
+    let dir = repo().join("sample-apps").join(sample);
+    server
+        .cli(&["deploy", "-a", app, dir.to_str().unwrap()])
+        .ok();
+    let host = format!("{app}.localhost");
+    let mut page = String::new();
+    wait_until(
+        &format!("{sample} answers"),
+        std::time::Duration::from_secs(120),
+        || {
+            let (status, response) = server.get(&host, path);
+            page = response;
+            status == 200
+        },
+    );
+    page
 }
