@@ -22,6 +22,10 @@ use crate::slug::Slug;
 /// (a trap prints the trap and exits 134). Config vars come from the slug's buildpack defaults (or the app's
 /// config), then --env-file, then -e. DYNO is run.N; PORT, DYNO and WASMDYNO_* are set by the platform only.
 ///
+/// `bash` or `sh` (when the slug has no module of that name) starts wasmdyno's built-in shell in the dyno, over its
+/// filesystem: builtins such as ls, cd, cat, head, tail, wc, grep, env, mkdir, rm, cp and mv, pipes and
+/// redirections, and the slug's own modules as commands (`help` lists them all).
+///
 /// Exit codes are passed through exactly as the guest reports them: wasm32-wasip1 programs (and Go) through
 /// proc_exit (any status, e.g. 33), WASI 0.2 components through wasi:cli/exit, which carries only success or
 /// failure (failure exits 1). Build for wasm32-wasip1 when exact statuses matter.
@@ -79,7 +83,7 @@ impl RunArgs {
             };
             return self.run_in_server(&app);
         }
-        let runtime = super::runtime()?;
+        let runtime = std::sync::Arc::new(super::runtime()?);
         let slug = match (&self.slug, &self.dir) {
             (Some(path), _) => Slug::open(path, super::slug_limits()?)
                 .with_context(|| format!("cannot use slug {}", path.display()))?,
@@ -127,7 +131,8 @@ impl RunArgs {
                 }
             }
         }
-        let (guest, spec) = (prepared.guest, prepared.spec.with_host_stdio());
+        let (guest, mut spec) = (prepared.guest, prepared.spec.with_host_stdio());
+        spec.commands = crate::runtime::shell::SlugCommands::for_shell(&runtime, &slug, &spec);
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -11,6 +11,7 @@ use super::*;
 use crate::logs::{LineWriter, LogLine};
 use crate::runtime::cgi::CgiDyno;
 use crate::runtime::net::Listener;
+use crate::runtime::shell::SlugCommands;
 use crate::runtime::stdio::{Credit, Input, Output};
 use crate::runtime::web::WebHandler;
 use crate::runtime::{Exit, Guest, RunSpec, resolve_module};
@@ -351,6 +352,7 @@ impl Supervisor {
             spec = spec.with_listener(listener.clone());
         }
         let runtime = self.inner.runtime.clone();
+        spec.commands = SlugCommands::for_shell(&runtime, &self.want.booted.slug, &spec);
         let running = runtime.run(&guest, spec);
         tokio::pin!(running);
         if let Some(ended) = self.wait_until_bound(running.as_mut(), port).await {

@@ -19,6 +19,7 @@ mod outgoing;
 pub(crate) mod p1;
 mod p2fs;
 pub(crate) mod policy;
+pub(crate) mod shell;
 mod spec;
 pub mod stdio;
 pub(crate) mod vfs;
@@ -347,7 +348,9 @@ impl Runtime {
         let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
         match guest {
             Guest::Module(module) => {
-                let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
+                let fs = spec.fs.clone().unwrap_or_else(|| {
+                    Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)))
+                });
                 let mut env = spec.env;
                 if spec.listener.is_some() {
                     env.insert("WASMDYNO_LISTEN_FD".into(), p1::LISTEN_FD.to_string());
@@ -360,6 +363,9 @@ impl Runtime {
                 wasi = wasi
                     .with_output_credit(1, spec.stdout_credit)
                     .with_output_credit(2, spec.stderr_credit);
+                if let Some(commands) = spec.commands {
+                    wasi = wasi.with_commands(commands);
+                }
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
@@ -382,7 +388,9 @@ impl Runtime {
                 ))
             }
             Guest::Component(component) => {
-                let fs = Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)));
+                let fs = spec.fs.clone().unwrap_or_else(|| {
+                    Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)))
+                });
                 let mut builder = WasiCtxBuilder::new();
                 builder
                     .stdin(component_io::ComponentInput(spec.stdin))

@@ -5,6 +5,7 @@ use super::*;
 
 /// Finds the module a command's first word names: `app.wasm`, `./bin/app.wasm`, `/app/app.wasm`, `app`
 /// (for `app.wasm`), or `app.wat` (built to `app.wasm`). Returns the module's path in the slug and its bytes.
+/// `bash` and `sh` name wasmdyno's built-in shell when the slug has no module of that name.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,6 +42,9 @@ pub fn resolve_module(slug: &Slug, word: &str) -> Result<(String, Arc<[u8]>), Ru
         {
             return Ok((path, bytes));
         }
+    }
+    if super::shell::is_shell_word(word) {
+        return super::shell::builtin(word);
     }
     let available = slug
         .manifest()

@@ -207,6 +207,11 @@ pub struct RunSpec {
     pub(crate) quota: Option<Arc<Quota>>,
     /// Counts the epoch ticks (milliseconds) that found the guest running: its CPU time, sampled.
     pub(crate) cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// A filesystem shared with another guest of the dyno (a module the built-in shell started), instead of a
+    /// fresh layer over the image.
+    pub(crate) fs: Option<Arc<std::sync::Mutex<vfs::Fs>>>,
+    /// The modules a core-module guest may start in its dyno (`wasmdyno.spawn`): the built-in shell's commands.
+    pub(crate) commands: Option<Arc<dyn p1::Commands>>,
 }
 
 impl RunSpec {
@@ -235,6 +240,8 @@ impl RunSpec {
             stderr_credit: None,
             quota: None,
             cpu: None,
+            fs: None,
+            commands: None,
         }
     }
 

@@ -29,5 +29,6 @@ mod run;
 mod rust_offline;
 mod samples;
 mod sandbox;
+mod shell;
 mod slugs;
 mod support;

@@ -10,6 +10,7 @@ pub struct Errno(pub u16);
 #[rustfmt::skip]
 impl Errno {
     pub const SUCCESS: Errno = Errno(0);
+    pub const TOOBIG: Errno = Errno(1);
     pub const AGAIN: Errno = Errno(6);
     pub const BADF: Errno = Errno(8);
     pub const EXIST: Errno = Errno(20);
@@ -24,6 +25,7 @@ impl Errno {
     pub const NAMETOOLONG: Errno = Errno(37);
     pub const NOENT: Errno = Errno(44);
     pub const NOSPC: Errno = Errno(51);
+    pub const NOSYS: Errno = Errno(52);
     pub const NOTCONN: Errno = Errno(53);
     pub const NOTDIR: Errno = Errno(54);
     pub const NOTEMPTY: Errno = Errno(55);

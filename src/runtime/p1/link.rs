@@ -436,6 +436,7 @@ pub fn add_to_linker<T: P1View>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
             })
         },
     )?;
+    spawn::add_to_linker(linker)?;
     Ok(())
 }
 

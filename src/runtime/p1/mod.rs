@@ -26,6 +26,7 @@ mod link;
 mod path;
 mod poll;
 mod sock;
+mod spawn;
 // The tests write their guests in WAT, which the `platform` feature brings.
 #[cfg(all(test, feature = "platform"))]
 mod tests;
@@ -43,6 +44,7 @@ use abi::{Errno, Mem, rights};
 use io::*;
 pub use link::add_to_linker;
 use poll::*;
+pub use spawn::{Child, Commands, SpawnError};
 
 const MODULE: &str = "wasi_snapshot_preview1";
 
@@ -63,6 +65,8 @@ pub struct P1Ctx {
     fs: Arc<Mutex<Fs>>,
     stdin: Input,
     started: Instant,
+    /// What `wasmdyno.spawn` starts, if this guest may start modules (see [`spawn`]).
+    commands: Option<Arc<dyn Commands>>,
 }
 
 /// Gives the linker's host functions their state.
@@ -153,6 +157,7 @@ impl P1Ctx {
             fs,
             stdin,
             started: Instant::now(),
+            commands: None,
         }
     }
 

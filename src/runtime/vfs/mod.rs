@@ -320,6 +320,11 @@ impl Fs {
         }
     }
 
+    /// The quota this filesystem's writes are charged to (and the linear memories of its dyno's guests).
+    pub(crate) fn quota(&self) -> Arc<Quota> {
+        self.quota.clone()
+    }
+
     /// Resolves `path` relative to the directory `dir` (absolute paths start at [`ROOT`]). `follow` applies to
     /// the last component (a trailing `/` always follows it). An empty path is `NotFound` (as `*at` calls
     /// without `AT_EMPTY_PATH`).
