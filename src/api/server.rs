@@ -310,6 +310,7 @@ impl Platform {
 pub fn metrics_router(platform: Arc<Platform>) -> Router {
     Router::new()
         .route("/metrics", get(prometheus))
+        .layer(middleware::map_response(close_after))
         .with_state(platform)
 }
 
@@ -376,12 +377,26 @@ pub fn router(platform: Arc<Platform>) -> Router {
             platform.clone(),
             authenticate,
         ))
-        .merge(dashboard::routes())
-        // Git's smart HTTP authenticates on its own (Basic, the token as password): git cannot send a Bearer token.
-        .merge(crate::git::http::routes(crate::git::http::Access {
-            home: platform.home.clone(),
-            token: platform.token.clone(),
-            store: platform.store.clone(),
-        }))
+        .merge(
+            dashboard::routes()
+                // Git's smart HTTP authenticates on its own (Basic, the token as password): git cannot send a
+                // Bearer token.
+                .merge(crate::git::http::routes(crate::git::http::Access {
+                    home: platform.home.clone(),
+                    token: platform.token.clone(),
+                    store: platform.store.clone(),
+                }))
+                .layer(middleware::map_response(close_after)),
+        )
         .with_state(platform)
+}
+
+/// Routes anyone may call without the token (the dashboard's page and session, git) close their connection after
+/// the answer, as the API's 401 does: only a client with the token keeps an API connection open, so nobody else
+/// can hold the API's connection budget with idle kept-alive connections.
+async fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -186,19 +186,32 @@ fn the_api_closes_slow_heads_and_unauthenticated_connections() {
         &[("WASMDYNO_API_HEADER_TIMEOUT_MS", "2000")],
     );
     let addr = server.api.strip_prefix("http://").unwrap().to_string();
-    // Without the token: the answer says close, and the connection is closed.
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    conn.write_all(format!("GET /apps HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
-    assert!(
-        reply.to_ascii_lowercase().contains("connection: close"),
-        "{reply}"
-    );
+    // Without the token, on every route (the API's, the dashboard's page and session, git's): the answer says
+    // close, and the connection is closed, so nobody without the token holds an API connection open.
+    for (path, status) in [
+        ("/apps", "401"),
+        ("/dashboard", "200"),
+        ("/dashboard/app.js", "200"),
+        ("/dashboard/session", "401"),
+        ("/git/nosuch.git/info/refs?service=git-receive-pack", "401"),
+    ] {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("GET {path} left the connection open: {e}"));
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {reply}"
+        );
+        assert!(
+            reply.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {reply}"
+        );
+    }
     // A head never finished is cut at the first-head deadline.
     let started = Instant::now();
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
