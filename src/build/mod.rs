@@ -29,7 +29,7 @@ use crate::slug::{self, PackOptions, Packed, SlugError};
 
 pub use buildpacks::BUILTIN_NAMES;
 pub use pipeline::{Built, build_and_store};
-pub use sandbox::Sandbox;
+pub use sandbox::{Sandbox, SandboxMode, UNSANDBOXED, sandboxed};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +297,7 @@ impl StepContext<'_> {
             program: &program,
             args,
             writable: &[self.work, &self.req.cache_dir],
+            cache: &self.req.cache_dir,
             home: &home,
             tmp: &tmp,
             env: &env,

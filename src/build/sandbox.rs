@@ -1,15 +1,21 @@
 //! Where buildpack steps run. A buildpack runs the app's own code (cargo build scripts, proc macros, Go
 //! generators), so a step never sees the platform's state: its environment holds only the buildpack contract's
-//! variables and what toolchains need, its `HOME` and `TMPDIR` are its own, and under bubblewrap (`bwrap`, from
-//! Debian's `bubblewrap`) the platform's home (API token, ledger, other apps' slugs, repos and build caches) and
-//! the compiled-code cache are empty directories to it, while its build, cache and work directories stay
-//! writable. The rest of the machine is as it is for any build on the host (toolchains install, crates
-//! download), as on Heroku's build dynos.
+//! variables and what toolchains need, and its `HOME` and `TMPDIR` are its own. Under bubblewrap (`bwrap`, from
+//! Debian's `bubblewrap`) the rest of the machine is read-only to it and `/tmp` is private (no build sees another's
+//! work directory, where its config vars are): only its build, cache
+//! and work directories (and its home and temp) are writable, the platform's home (API token, ledger, other apps'
+//! slugs, repos and build caches) and the compiled-code cache are empty directories, and Cargo keeps its
+//! downloads in the app's own build cache (`CARGO_HOME`), so no build can change another app's crates or the
+//! toolchains every build uses. The wasm targets the Rust buildpack needs are added by the platform, outside the
+//! sandbox, before the first sandboxed build. Network is as on any host (crates download), as on Heroku's build
+//! dynos.
 //!
 //! Why bubblewrap: it needs no daemon and no image, works as root and, where the kernel allows unprivileged user
-//! namespaces, without root, and is one `apt-get install` on a fresh machine. Without it (`auto`), builds still
-//! get the cleared environment, say that they run unsandboxed, and compiled code stays safe (cache entries are
-//! signed with a key only the server reads).
+//! namespaces, without root, and is one `apt-get install` on a fresh machine. Without it (`auto` on a machine
+//! without a working bwrap, or `off`), builds still get the cleared environment and a private home, but they run
+//! as the server's user with its file access: an app's build can then read the API token and the key that signs
+//! compiled-code cache entries. `serve` warns at start, every such build says so, and
+//! `WASMDYNO_BUILD_SANDBOX=bwrap` refuses to build without the sandbox.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -74,11 +80,22 @@ const INHERITED: &[&str] = &[
     "npm_config_registry",
 ];
 
-/// A step to run: the program and its arguments, the directories it may write, and its private home and temp.
+/// What a build without the sandbox says, in its output and when `serve` starts.
+pub const UNSANDBOXED: &str = "       (building WITHOUT a sandbox: bubblewrap does not work here, so this build runs with \
+     the server's file access and could read its API token; install bubblewrap, or set \
+     WASMDYNO_BUILD_SANDBOX=bwrap to refuse such builds)";
+
+/// The targets the Rust buildpack builds for, added to rustup's default toolchain by the platform: in the sandbox,
+/// rustup's home is read-only.
+const RUST_TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-wasip2"];
+
+/// A step to run: the program and its arguments, the directories it may write (among them the app's build
+/// `cache`), and its private home and temp.
 pub(crate) struct Step<'a> {
     pub program: &'a Path,
     pub args: &'a [&'a Path],
     pub writable: &'a [&'a Path],
+    pub cache: &'a Path,
     pub home: &'a Path,
     pub tmp: &'a Path,
     pub env: &'a [(&'a str, OsString)],
@@ -100,9 +117,10 @@ impl Sandbox {
         };
         let mut cmd = match bwrap {
             Some(bwrap) => {
+                add_rust_targets();
                 let mut cmd = Command::new(bwrap);
-                cmd.args(["--bind", "/", "/", "--dev-bind", "/dev", "/dev"]);
-                cmd.args(["--unshare-pid", "--proc", "/proc"]);
+                cmd.args(["--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev"]);
+                cmd.args(["--unshare-pid", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 cmd.args(["--die-with-parent", "--new-session"]);
                 // A hidden directory that does not exist yet is made (the owner's alone), so that a build cannot
                 // make it first and plant files for the platform to find.
@@ -156,14 +174,81 @@ impl Sandbox {
             }
         }
         cmd.env("HOME", step.home).env("TMPDIR", step.tmp);
+        if bwrap.is_some() {
+            // The machine's Cargo home is read-only in the sandbox: downloads go to the app's own cache.
+            cmd.env("CARGO_HOME", step.cache.join("cargo-home"));
+            if let (Some(python), Some(path)) = (unshimmed_python(), std::env::var_os("PATH")) {
+                let dirs =
+                    std::iter::once(python.to_path_buf()).chain(std::env::split_paths(&path));
+                if let Ok(path) = std::env::join_paths(dirs) {
+                    cmd.env("PATH", path);
+                }
+            }
+        }
         for (name, value) in step.env {
             cmd.env(name, value);
         }
-        let note = (bwrap.is_none() && self.mode == SandboxMode::Auto).then_some(
-            "       (building without a sandbox: install bubblewrap to hide the platform's state from builds)",
-        );
+        let note = (bwrap.is_none() && self.mode == SandboxMode::Auto).then_some(UNSANDBOXED);
         Ok((cmd, note))
     }
+}
+
+/// Adds the Rust buildpack's wasm targets with rustup (when there is one), once per process, before builds run
+/// where rustup's home is read-only. A failure (offline) is left to the buildpack, which says what to do.
+fn add_rust_targets() {
+    static ADDED: OnceLock<()> = OnceLock::new();
+    ADDED.get_or_init(|| {
+        let Ok(listed) = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .stdin(Stdio::null())
+            .output()
+        else {
+            return;
+        };
+        let installed = String::from_utf8_lossy(&listed.stdout);
+        let missing: Vec<&str> = RUST_TARGETS
+            .into_iter()
+            .filter(|t| !installed.lines().any(|line| line.trim() == *t))
+            .collect();
+        if listed.status.success() && !missing.is_empty() {
+            let _ = Command::new("rustup")
+                .args(["target", "add"])
+                .args(&missing)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    });
+}
+
+/// The directory of the interpreter that a version manager's `python3` shim runs (pyenv's, in
+/// `~/.pyenv/shims`), found once: a sandboxed step finds it first on its `PATH`, because the shim writes into its own
+/// directory after `pip install` (pyenv rehashes), and that directory is read-only in the sandbox.
+fn unshimmed_python() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let path = std::env::var_os("PATH")?;
+        let python = std::env::split_paths(&path)
+            .map(|dir| dir.join("python3"))
+            .find(|p| p.is_file())?;
+        if python.parent()?.file_name()? != "shims" {
+            return None;
+        }
+        let out = Command::new(&python)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let exe = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+        Some(exe.parent()?.to_path_buf()).filter(|dir| dir.is_dir())
+    })
+    .as_deref()
+}
+
+/// Whether builds in `mode` run in the sandbox here.
+pub fn sandboxed(mode: SandboxMode) -> bool {
+    mode != SandboxMode::Off && working_bwrap().is_some()
 }
 
 /// `bwrap`, when it is installed and can make the namespaces a build needs (checked once).

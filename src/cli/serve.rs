@@ -169,6 +169,16 @@ pub(crate) async fn serve(
         super::settings::drains().map_err(anyhow::Error::msg)?,
     );
     platform.build_sandbox = super::build_sandbox()?;
+    match platform.build_sandbox.mode {
+        crate::build::SandboxMode::Bwrap => {}
+        mode if crate::build::sandboxed(mode) => {}
+        _ => eprintln!(
+            "wasmdyno serve: warning: {}",
+            crate::build::UNSANDBOXED
+                .trim_start()
+                .trim_matches(['(', ')'])
+        ),
+    }
     platform.providers = super::settings::addons().map_err(anyhow::Error::msg)?;
     // On PostgreSQL this server is one host of a cluster: it runs the formation dynos placed on it.
     let cluster = match shared {

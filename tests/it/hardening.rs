@@ -236,6 +236,17 @@ fn a_build_script_cannot_reach_the_platforms_state() {
     );
     let home = server.env.home();
     let cache = server.env.cache.clone();
+    // A directory of the server's user that is no build's, and the machine's Cargo home, which every build used.
+    // (Not under /tmp, which is the build's own.)
+    let outside_dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let outside = outside_dir.path().to_path_buf();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
+        });
+    let planted = cargo_home.join("wasmdyno-snoop-planted");
+    let _ = std::fs::remove_file(&planted);
     server.cli(&["apps:create", "snoop"]).ok();
     server.cli(&["apps:create", "victim"]).ok();
     server
@@ -245,6 +256,8 @@ fn a_build_script_cannot_reach_the_platforms_state() {
             "snoop",
             &format!("SNOOP_HOME={}", home.display()),
             &format!("SNOOP_CACHE={}", cache.display()),
+            &format!("SNOOP_OUTSIDE={}", outside.display()),
+            &format!("SNOOP_CARGO_HOME={}", cargo_home.display()),
         ])
         .ok();
     let token = std::fs::read(home.join("token")).unwrap();
@@ -257,6 +270,8 @@ fn a_build_script_cannot_reach_the_platforms_state() {
         "read the ledger",
         "list other apps' slugs",
         "write into the compiled-code cache",
+        "write outside its build",
+        "write into the machine's Cargo home",
         "see the server's WASMDYNO_HOME",
     ] {
         assert!(
@@ -268,6 +283,10 @@ fn a_build_script_cannot_reach_the_platforms_state() {
     // The server's state is as it was: its token, its cache, its apps.
     assert_eq!(std::fs::read(home.join("token")).unwrap(), token);
     assert!(!cache.join("planted.cwasm").exists());
+    assert!(!outside.join("planted").exists());
+    let poisoned = planted.exists();
+    let _ = std::fs::remove_file(&planted);
+    assert!(!poisoned, "a build wrote into {}", cargo_home.display());
     let apps = server.cli(&["apps", "--json"]).ok().json();
     assert_eq!(apps.as_array().unwrap().len(), 2, "{apps}");
     server.cli(&["ps", "-a", "victim"]).ok();

@@ -3,7 +3,7 @@
 //! cannot reach the network stands in for an offline machine), or forced with `WASMDYNO_RUST_TOOLCHAIN=debian`.
 //! The packages come from `scripts/test`, or the buildpack installs them itself when it may.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -27,11 +27,11 @@ fn no_apt() -> bool {
 }
 
 /// A directory whose `rustup` has no wasm target and cannot download one, as on a machine without network.
-fn offline_rustup(env: &TestEnv) -> PathBuf {
+/// (Not under /tmp, which is private to a sandboxed build: its PATH could not find it there.)
+fn offline_rustup() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = env.path("offline-bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let rustup = dir.join("rustup");
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let rustup = dir.path().join("rustup");
     std::fs::write(
         &rustup,
         r#"#!/bin/sh
@@ -53,9 +53,10 @@ fn rust_command_falls_back_to_debians_toolchain_offline() {
         return;
     }
     let env = TestEnv::new();
+    let offline = offline_rustup();
     let path = format!(
         "{}:{}",
-        offline_rustup(&env).display(),
+        offline.path().display(),
         std::env::var("PATH").unwrap()
     );
     let started = Instant::now();

@@ -13,6 +13,7 @@ fn report(what: &str, attempt: Result<String, Error>) {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SNOOP_HOME");
+    println!("cargo:rerun-if-env-changed=SNOOP_OUTSIDE");
     let home = std::env::var("SNOOP_HOME").unwrap_or_default();
     let cache = std::env::var("SNOOP_CACHE").unwrap_or_default();
     report(
@@ -30,6 +31,16 @@ fn main() {
     report(
         "write into the compiled-code cache",
         std::fs::write(format!("{cache}/planted.cwasm"), b"native code").map(|()| "planted".into()),
+    );
+    let outside = std::env::var("SNOOP_OUTSIDE").unwrap_or_default();
+    report(
+        "write outside its build",
+        std::fs::write(format!("{outside}/planted"), b"x").map(|()| "planted".into()),
+    );
+    let cargo_home = std::env::var("SNOOP_CARGO_HOME").unwrap_or_default();
+    report(
+        "write into the machine's Cargo home",
+        std::fs::write(format!("{cargo_home}/wasmdyno-snoop-planted"), b"x").map(|()| "planted".into()),
     );
     report(
         "see the server's WASMDYNO_HOME",
