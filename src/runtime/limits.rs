@@ -113,3 +113,54 @@ impl Drop for DynoLimiter {
         self.quota.give_back(self.memory);
     }
 }
+
+#[cfg(all(test, feature = "platform"))]
+mod tests {
+    use super::{MAX_MEMORIES, MAX_TABLES};
+    use crate::runtime::{Exit, RunSpec, Runtime, RuntimeConfig, RuntimeError};
+
+    /// A command module with `count` copies of `item` (a table or a memory).
+    fn guest_with(count: usize, item: &str) -> Vec<u8> {
+        let items = item.repeat(count);
+        wat::parse_str(format!(r#"(module {items} (func (export "_start")))"#)).unwrap()
+    }
+
+    fn run(wasm: &[u8]) -> Result<Exit, RuntimeError> {
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let (guest, _) = runtime.load(wasm)?;
+        let spec = RunSpec::new(
+            vec!["many.wasm".into()],
+            Default::default(),
+            Default::default(),
+        );
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio.block_on(runtime.run(&guest, spec))
+    }
+
+    #[test]
+    fn a_store_holds_a_bounded_number_of_tables_and_memories() {
+        assert_eq!(
+            run(&guest_with(MAX_TABLES, "(table 1 funcref)")).unwrap(),
+            Exit::Status(0)
+        );
+        assert_eq!(
+            run(&guest_with(MAX_MEMORIES, "(memory 1)")).unwrap(),
+            Exit::Status(0)
+        );
+        // One more: refused, by the validator (a module may declare at most 100 tables) or by the store.
+        for (count, item) in [
+            (MAX_TABLES + 1, "(table 1 funcref)"),
+            (MAX_MEMORIES + 1, "(memory 1)"),
+        ] {
+            match run(&guest_with(count, item)) {
+                Err(RuntimeError::Instantiate(why) | RuntimeError::Compile(why)) => {
+                    assert!(why.contains("count"), "{count} × {item}: {why}")
+                }
+                other => panic!("{count} × {item} instantiated: {other:?}"),
+            }
+        }
+    }
+}

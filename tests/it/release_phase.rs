@@ -161,3 +161,53 @@ fn a_release_phase_reaches_the_apps_allowed_destinations() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_release_phase_whose_request_went_away_is_stopped_and_fails_its_release() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_STOP_TIMEOUT_MS", "300")]);
+    server.cli(&["apps:create", "orphan"]).ok();
+    // The phase spins once PHASE says so: a config change waits for it in its request.
+    let dir = app_dir(
+        &server,
+        "orphan-src",
+        "release: probe.wasm ${PHASE:-args}\n",
+    );
+    server.cli(&["deploy", "-a", "orphan", &dir]).ok();
+    let addr = server.api.strip_prefix("http://").unwrap().to_string();
+    let body = r#"{"PHASE":"spin"}"#;
+    let mut request = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut request,
+        format!(
+            "PATCH /apps/orphan/config-vars HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.token(),
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    wait_until("the release phase to spin", Duration::from_secs(30), || {
+        release_status(&server, "orphan", 3).as_deref() == Some("pending")
+    });
+    // The client hangs up: nobody waits for the phase any more.
+    drop(request);
+    wait_until("the release dyno to stop", Duration::from_secs(30), || {
+        !server
+            .cli(&["ps", "-a", "orphan"])
+            .ok()
+            .stdout
+            .contains("release.3")
+    });
+    wait_until("v3 to fail", Duration::from_secs(30), || {
+        release_status(&server, "orphan", 3).as_deref() == Some("failed")
+    });
+    // The app is free, and the next release builds on v2, not on the one that never finished.
+    server.cli(&["config:set", "-a", "orphan", "AFTER=1"]).ok();
+    let config = server
+        .cli(&["config", "-a", "orphan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(config["AFTER"], "1", "{config}");
+    assert!(config.get("PHASE").is_none(), "{config}");
+}

@@ -132,6 +132,13 @@ impl Platform {
             .lock()
             .expect("release phases")
             .insert(app.to_string(), stop.clone());
+        // Whoever waits for the phase may go away (a client that hangs up drops its request): the dyno is then
+        // stopped, so that no release dyno outlives its deadline.
+        let mut running = RunningPhase {
+            platform: self,
+            app,
+            dyno: Some(dyno.clone()),
+        };
         let timeout = self.manager.settings().release_phase_timeout;
         let ended = tokio::select! {
             status = exit_rx => Some(status.map_err(|_| "the release phase ended without a status".to_string())),
@@ -139,10 +146,9 @@ impl Platform {
             // The app's destruction stops every dyno of it, this one too.
             () = stop.notified() => return Err("the app is being destroyed".to_string()),
         };
-        self.release_phases
-            .lock()
-            .expect("release phases")
-            .remove(app);
+        if ended.is_some() {
+            running.dyno = None;
+        }
         let status = match ended {
             Some(Ok(status)) => status,
             Some(Err(why)) => return Err(why),
@@ -153,7 +159,9 @@ impl Platform {
                 );
                 self.logplex
                     .publish(app, LogLine::platform(&dyno, line.clone()));
-                self.manager.stop_dyno(app, &dyno).await;
+                if let Some(dyno) = running.dyno.take() {
+                    self.manager.stop_dyno(app, &dyno).await;
+                }
                 let mut output = captured.lock().expect("capture").text();
                 output.push_str(&line);
                 output.push('\n');
@@ -165,6 +173,28 @@ impl Platform {
             output.push_str(&format!("release command exited with status {status}\n"));
         }
         Ok((status == 0, output))
+    }
+}
+
+/// A release phase being waited for: when dropped, forgets the app's running phase and stops its dyno, unless it
+/// ended (`dyno` is `None`).
+struct RunningPhase<'a> {
+    platform: &'a Platform,
+    app: &'a str,
+    dyno: Option<String>,
+}
+
+impl Drop for RunningPhase<'_> {
+    fn drop(&mut self) {
+        self.platform
+            .release_phases
+            .lock()
+            .expect("release phases")
+            .remove(self.app);
+        if let Some(dyno) = self.dyno.take() {
+            let (manager, app) = (self.platform.manager.clone(), self.app.to_string());
+            tokio::spawn(async move { manager.stop_dyno(&app, &dyno).await });
+        }
     }
 }
 
