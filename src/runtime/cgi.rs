@@ -43,6 +43,8 @@ pub struct CgiDyno {
     image: Arc<Image>,
     size: DynoSize,
     stderr: Output,
+    /// Hears the platform's lines about a run (R14 when the shared quota refuses one's memory).
+    platform: super::Report,
     /// The dyno's log rate, shared by its runs' stderr.
     stderr_credit: Option<Credit>,
     /// The dyno's CPU time, sampled across its runs.
@@ -57,7 +59,7 @@ pub struct CgiDyno {
 }
 
 impl CgiDyno {
-    /// A CGI dyno running `guest` with the spec's argv, environment, image, size and stderr; at most
+    /// A CGI dyno running `guest` with the spec's argv, environment, image, size, stderr and platform report; at most
     /// `concurrency` requests run at once, each for at most `deadline`.
     pub fn new(
         runtime: Arc<Runtime>,
@@ -74,6 +76,7 @@ impl CgiDyno {
             image: spec.image,
             size: spec.size,
             stderr: spec.stderr,
+            platform: spec.platform,
             stderr_credit: spec.stderr_credit,
             cpu: spec.cpu,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -145,6 +148,7 @@ impl CgiDyno {
         spec.stdin = stdin;
         spec.stdout = stdout;
         spec.stderr = self.stderr.clone();
+        spec.platform = self.platform.clone();
         spec.stderr_credit = self.stderr_credit.clone();
         spec.cpu = self.cpu.clone();
         spec.stdout_credit = Some(credit.clone());

@@ -275,3 +275,102 @@ fn busy_threads(pid: u32) -> Vec<(String, i32)> {
         .map(|(name, _, nice)| (name, nice))
         .collect()
 }
+
+/// Sends `GET /` for `host` through the router and reads until the answer's `grew=N` line: the CGI run's head and
+/// first line. Returns the connection and N.
+fn cgi_hold(server: &Server, host: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&server.router).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\n") || !String::from_utf8_lossy(&seen).contains("grew=") {
+        conn.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let grew = text.rsplit("grew=").next().unwrap().trim().to_string();
+    (conn, grew)
+}
+
+fn read_rest(mut conn: std::net::TcpStream) -> String {
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut rest).unwrap();
+    rest
+}
+
+#[test]
+fn a_cgi_run_holds_its_place_until_it_ends_not_until_its_head() {
+    // One run at a time: a second request waits for the first run to end.
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_INSTANCES", "1")]);
+    deploy_attack(
+        &server,
+        "holder",
+        "cgi-hold.wat",
+        "web: cgi cgi-hold.wasm\n",
+    );
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("holder.localhost:{port}");
+    let (first, grew) = cgi_hold(&server, &host);
+    assert_eq!(grew, "1");
+    // The first run has sent its head and keeps running for a second: the second request gets nothing yet.
+    let mut second = std::net::TcpStream::connect(&server.router).unwrap();
+    std::io::Write::write_all(
+        &mut second,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut second, &mut byte);
+    assert!(
+        early.is_err(),
+        "the second run started while the first still ran"
+    );
+    assert!(read_rest(first).contains("done\n"));
+    second
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let answer = read_rest(second);
+    assert!(
+        answer.contains("grew=1"),
+        "the first run's memory came back: {answer}"
+    );
+}
+
+#[test]
+fn a_cgi_dynos_runs_share_one_memory_quota() {
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_INSTANCES", "2")]);
+    let healthy = healthy(&server);
+    deploy_attack(
+        &server,
+        "sharer",
+        "cgi-hold.wat",
+        "web: cgi cgi-hold.wasm\n",
+    );
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("sharer.localhost:{port}");
+    // Each run takes 300 MiB of the dyno's 512 MiB: while one holds it, the other cannot grow.
+    let (first, first_grew) = cgi_hold(&server, &host);
+    let (second, second_grew) = cgi_hold(&server, &host);
+    assert_eq!((first_grew.as_str(), second_grew.as_str()), ("1", "0"));
+    assert_eq!(server.get(&healthy, "/env/DYNO").0, 200);
+    assert!(read_rest(first).contains("done\n"));
+    assert!(read_rest(second).contains("done\n"));
+    let logs = wait_logs(
+        &server,
+        "sharer",
+        "the quota's R14 line",
+        Duration::from_secs(10),
+        |text| text.contains("R14"),
+    );
+    assert!(logs.contains("Memory quota exceeded"), "{logs}");
+}
