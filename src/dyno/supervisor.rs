@@ -272,6 +272,10 @@ impl Supervisor {
         let mut spec = self.spec(listener_port, &module);
         spec.quota = Some(self.quota.clone());
         spec.cpu = Some(self.cpu.clone());
+        if self.listener.is_none() {
+            // Background work: it steps aside while the router serves requests.
+            spec.background = Some(Arc::default());
+        }
         spec.network = self
             .inner
             .activity(&self.app)

@@ -345,6 +345,8 @@ impl Router {
     }
 
     async fn route(&self, mut req: Request<Incoming>, client: &Client) -> Response<Body> {
+        // Background dynos step aside until this request has its response's head.
+        let _serving = crate::runtime::share::Serving::start();
         let started = Instant::now();
         client.request_started();
         let host = req

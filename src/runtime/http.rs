@@ -247,7 +247,7 @@ impl HttpDyno {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        super::yield_on_every_tick(&mut store, None, self.cpu.clone());
+        super::yield_on_every_tick(&mut store, None, self.cpu.clone(), None);
         let proxy = self
             .pre
             .instantiate_async(&mut store)

@@ -19,6 +19,7 @@ mod outgoing;
 pub(crate) mod p1;
 mod p2fs;
 pub(crate) mod policy;
+pub(crate) mod share;
 pub(crate) mod shell;
 mod spec;
 pub mod stdio;
@@ -369,7 +370,12 @@ impl Runtime {
                 let state = P1State { wasi, limits };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(&mut store, spec.deadline, spec.cpu.clone());
+                yield_on_every_tick(
+                    &mut store,
+                    spec.deadline,
+                    spec.cpu.clone(),
+                    spec.background.clone(),
+                );
                 let instance = self
                     .p1_linker
                     .instantiate_async(&mut store, module)
@@ -421,7 +427,12 @@ impl Runtime {
                 };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(&mut store, spec.deadline, spec.cpu.clone());
+                yield_on_every_tick(
+                    &mut store,
+                    spec.deadline,
+                    spec.cpu.clone(),
+                    spec.background.clone(),
+                );
                 let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
                     &mut store,
                     component,
@@ -465,20 +476,28 @@ fn exit_of(result: wasmtime::Result<()>, deadline: Option<Duration>) -> Exit {
 /// The CPU policy of a store: on every epoch tick the guest yields to the async runtime, so a spinning guest
 /// never holds a thread; past `deadline` (from now) it is interrupted instead. Each tick that finds the guest
 /// running adds one to `cpu`: a sample of its CPU time in milliseconds ([`EPOCH_TICK`]), unbiased however short
-/// its runs are.
+/// its runs are. A `background` guest also pauses while the router serves requests ([`share`]), and counts its
+/// pauses there.
 pub(crate) fn yield_on_every_tick<T: 'static>(
     store: &mut Store<T>,
     deadline: Option<Duration>,
     cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
+    background: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) {
     let end = deadline.map(|limit| std::time::Instant::now() + limit);
+    let mut background = background.map(share::Background::new);
     store.epoch_deadline_callback(move |_| {
         if let Some(cpu) = &cpu {
             cpu.fetch_add(1, Ordering::Relaxed);
         }
         Ok(match end {
             Some(end) if std::time::Instant::now() >= end => wasmtime::UpdateDeadline::Interrupt,
-            _ => wasmtime::UpdateDeadline::Yield(1),
+            _ => match background.as_mut().and_then(share::Background::tick) {
+                Some(pause) => {
+                    wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+                }
+                None => wasmtime::UpdateDeadline::Yield(1),
+            },
         })
     });
     store.set_epoch_deadline(1);

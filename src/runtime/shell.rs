@@ -44,6 +44,7 @@ pub(crate) struct SlugCommands {
     network: NetworkPolicy,
     cpu: Option<Arc<std::sync::atomic::AtomicU64>>,
     platform: Report,
+    background: Option<Arc<std::sync::atomic::AtomicU64>>,
     depth: u8,
 }
 
@@ -66,6 +67,7 @@ impl SlugCommands {
             network: spec.network.clone(),
             cpu: spec.cpu.clone(),
             platform: spec.platform.clone(),
+            background: spec.background.clone(),
             depth: 0,
         }))
     }
@@ -105,6 +107,7 @@ impl SlugCommands {
             self.cpu.clone(),
             self.platform.clone(),
         );
+        spec.background = self.background.clone();
         if is_shell_word(&spec.argv[0]) {
             let deeper = SlugCommands {
                 depth: self.depth + 1,

@@ -212,6 +212,8 @@ pub struct RunSpec {
     pub(crate) fs: Option<Arc<std::sync::Mutex<vfs::Fs>>>,
     /// The modules a core-module guest may start in its dyno (`wasmdyno.spawn`): the built-in shell's commands.
     pub(crate) commands: Option<Arc<dyn p1::Commands>>,
+    /// For a background dyno: it pauses while the router serves requests ([`super::share`]), counted here.
+    pub(crate) background: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl RunSpec {
@@ -242,6 +244,7 @@ impl RunSpec {
             cpu: None,
             fs: None,
             commands: None,
+            background: None,
         }
     }
 
