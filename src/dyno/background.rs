@@ -4,8 +4,10 @@
 //! dyno. The scheduling stays work-conserving (on a host with spare CPU a background dyno gets every core it asks
 //! for) and fair (under full load it still gets its tenth). Linux's `SCHED_IDLE` took a busy worker's p99 cost on a
 //! healthy app from 1.8x to 1.24x of the machine's floor, but starves background dynos whenever the host is busy:
-//! a worker would stop making progress under web load. Web dynos stay on the server's runtime, next to the router
-//! that feeds them.
+//! a worker would stop making progress under web load. On top of the weight, while the router serves requests a
+//! background guest that keeps the CPU takes its tenth in short turns with its thread asleep in between
+//! (`runtime/share.rs`), so requests never wait for the kernel to preempt it. Web dynos stay on the server's
+//! runtime, next to the router that feeds them.
 
 use std::future::Future;
 use std::sync::OnceLock;
