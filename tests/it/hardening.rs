@@ -291,3 +291,56 @@ fn a_build_script_cannot_reach_the_platforms_state() {
     assert_eq!(apps.as_array().unwrap().len(), 2, "{apps}");
     server.cli(&["ps", "-a", "victim"]).ok();
 }
+
+#[test]
+fn a_kept_alive_router_connection_left_idle_is_closed_at_the_header_timeout() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::{Duration, Instant};
+    let server = Server::start_in(
+        TestEnv::new(),
+        &[("WASMDYNO_ROUTER_HEADER_TIMEOUT_MS", "1500")],
+    );
+    server.cli(&["apps:create", "healthy"]).ok();
+    crate::router::release_slug(&server, "healthy", crate::router::probe());
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("healthy.localhost:{port}");
+    wait_until("the app to answer", Duration::from_secs(60), || {
+        server.get(&host, "/").0 == 200
+    });
+    let conn = std::net::TcpStream::connect(&server.router).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    // Two requests on one connection: it is kept alive.
+    for _ in 0..2 {
+        (&conn)
+            .write_all(format!("GET /env/DYNO HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let lower = line.to_ascii_lowercase();
+            assert!(!lower.starts_with("connection: close"), "{line}");
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(body, b"web.1");
+    }
+    // Then nothing: the router closes it once the next head is late, as it would a slow one.
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    let waited = idle.elapsed();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        (Duration::from_millis(1400)..Duration::from_secs(15)).contains(&waited),
+        "closed after {waited:?}"
+    );
+}

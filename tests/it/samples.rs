@@ -236,3 +236,24 @@ fn a_c_build_names_what_wasi_lacks() {
         "{out}"
     );
 }
+
+#[test]
+fn c_programs_built_by_make_are_told_apart_by_what_they_import() {
+    let env = TestEnv::new();
+    let out = env.run(&["build", &sample("c-make"), "--json"]).ok();
+    assert!(
+        out.stderr
+            .contains("-----> Building with make for wasm32-wasi"),
+        "{out}"
+    );
+    // Only serve.c accepts connections: it is web, and hello keeps a process type of its own.
+    let json = out.json();
+    assert_eq!(json["process_types"]["web"], "serve.wasm", "{json}");
+    assert_eq!(json["process_types"]["hello"], "hello.wasm", "{json}");
+    let slug = json["path"].as_str().unwrap();
+    let hello = env.run(&["run", "--slug", slug, "hello", "Ada"]).ok();
+    assert_eq!(
+        hello.stdout,
+        "Hello, Ada, from C built by make for wasm32-wasi.\n"
+    );
+}
