@@ -1395,3 +1395,195 @@ fn errno_conformance() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Every preview-1 function's error cases, as the spec and wasmtime's host give them: a descriptor that is not open
+/// (77) is `BADF` everywhere one is taken; an out-param or buffer past the guest's memory (one page: `0xFFFF0`) is
+/// `FAULT`; and each function's own refusals (a bad clock, whence or flag, a descriptor of the wrong kind, a path
+/// that is missing or exists).
+#[test]
+fn every_function_refuses_what_the_spec_refuses() {
+    use Errno as E;
+    const I64: &str = "i64";
+    let signatures: &[(&str, &[&str])] = &[
+        ("args_get", &["i32", "i32"]),
+        ("args_sizes_get", &["i32", "i32"]),
+        ("environ_get", &["i32", "i32"]),
+        ("environ_sizes_get", &["i32", "i32"]),
+        ("clock_res_get", &["i32", "i32"]),
+        ("clock_time_get", &["i32", I64, "i32"]),
+        ("fd_advise", &["i32", I64, I64, "i32"]),
+        ("fd_allocate", &["i32", I64, I64]),
+        ("fd_close", &["i32"]),
+        ("fd_datasync", &["i32"]),
+        ("fd_fdstat_get", &["i32", "i32"]),
+        ("fd_fdstat_set_flags", &["i32", "i32"]),
+        ("fd_fdstat_set_rights", &["i32", I64, I64]),
+        ("fd_filestat_get", &["i32", "i32"]),
+        ("fd_filestat_set_size", &["i32", I64]),
+        ("fd_filestat_set_times", &["i32", I64, I64, "i32"]),
+        ("fd_pread", &["i32", "i32", "i32", I64, "i32"]),
+        ("fd_prestat_get", &["i32", "i32"]),
+        ("fd_prestat_dir_name", &["i32", "i32", "i32"]),
+        ("fd_pwrite", &["i32", "i32", "i32", I64, "i32"]),
+        ("fd_read", &["i32", "i32", "i32", "i32"]),
+        ("fd_readdir", &["i32", "i32", "i32", I64, "i32"]),
+        ("fd_renumber", &["i32", "i32"]),
+        ("fd_seek", &["i32", I64, "i32", "i32"]),
+        ("fd_sync", &["i32"]),
+        ("fd_tell", &["i32", "i32"]),
+        ("fd_write", &["i32", "i32", "i32", "i32"]),
+        ("path_create_directory", &["i32", "i32", "i32"]),
+        ("path_filestat_get", &["i32", "i32", "i32", "i32", "i32"]),
+        (
+            "path_filestat_set_times",
+            &["i32", "i32", "i32", "i32", I64, I64, "i32"],
+        ),
+        (
+            "path_link",
+            &["i32", "i32", "i32", "i32", "i32", "i32", "i32"],
+        ),
+        (
+            "path_open",
+            &["i32", "i32", "i32", "i32", "i32", I64, I64, "i32", "i32"],
+        ),
+        ("path_readlink", &["i32", "i32", "i32", "i32", "i32", "i32"]),
+        ("path_remove_directory", &["i32", "i32", "i32"]),
+        ("path_rename", &["i32", "i32", "i32", "i32", "i32", "i32"]),
+        ("path_symlink", &["i32", "i32", "i32", "i32", "i32"]),
+        ("path_unlink_file", &["i32", "i32", "i32"]),
+        ("poll_oneoff", &["i32", "i32", "i32", "i32"]),
+        ("proc_raise", &["i32"]),
+        ("random_get", &["i32", "i32"]),
+        ("sock_accept", &["i32", "i32", "i32"]),
+        ("sock_recv", &["i32", "i32", "i32", "i32", "i32", "i32"]),
+        ("sock_send", &["i32", "i32", "i32", "i32", "i32"]),
+        ("sock_shutdown", &["i32", "i32"]),
+    ];
+    // Memory: an iovec at 0 over 400..410; "hello.txt" at 100 (a file), "missing" at 120, "." at 140.
+    const FAR: i64 = 0xFFFF0;
+    const BAD: i64 = 77;
+    let cases: &[(&str, &[i64], Errno)] = &[
+        ("args_get", &[FAR, FAR], E::FAULT),
+        ("args_sizes_get", &[FAR, 16], E::FAULT),
+        ("environ_get", &[FAR, FAR], E::FAULT),
+        ("environ_sizes_get", &[16, FAR], E::FAULT),
+        ("clock_res_get", &[9, 16], E::INVAL),
+        ("clock_res_get", &[1, FAR], E::FAULT),
+        ("clock_time_get", &[9, 0, 16], E::INVAL),
+        ("clock_time_get", &[0, 0, FAR], E::FAULT),
+        ("fd_advise", &[BAD, 0, 0, 0], E::BADF),
+        ("fd_allocate", &[BAD, 0, 1], E::BADF),
+        ("fd_close", &[BAD], E::BADF),
+        ("fd_datasync", &[BAD], E::BADF),
+        ("fd_fdstat_get", &[BAD, 16], E::BADF),
+        ("fd_fdstat_get", &[1, FAR], E::FAULT),
+        ("fd_fdstat_set_flags", &[BAD, 0], E::BADF),
+        ("fd_fdstat_set_rights", &[BAD, 0, 0], E::BADF),
+        // Rights only shrink.
+        ("fd_fdstat_set_rights", &[3, -1, -1], E::NOTCAPABLE),
+        ("fd_filestat_get", &[BAD, 16], E::BADF),
+        ("fd_filestat_set_size", &[BAD, 0], E::BADF),
+        ("fd_filestat_set_times", &[BAD, 0, 0, 0], E::BADF),
+        // A time both given and "now".
+        ("fd_filestat_set_times", &[3, 0, 0, 3], E::INVAL),
+        ("fd_pread", &[BAD, 0, 1, 0, 16], E::BADF),
+        ("fd_prestat_get", &[BAD, 16], E::BADF),
+        // Standard streams are no preopened directories.
+        ("fd_prestat_get", &[0, 16], E::BADF),
+        ("fd_prestat_get", &[3, FAR], E::FAULT),
+        ("fd_prestat_dir_name", &[BAD, 200, 8], E::BADF),
+        ("fd_pwrite", &[BAD, 0, 1, 0, 16], E::BADF),
+        ("fd_read", &[BAD, 0, 1, 16], E::BADF),
+        // Standard output is not for reading, standard input not for writing.
+        ("fd_read", &[1, 0, 1, 16], E::BADF),
+        ("fd_write", &[0, 0, 1, 16], E::BADF),
+        ("fd_write", &[BAD, 0, 1, 16], E::BADF),
+        ("fd_write", &[1, FAR, 1, 16], E::FAULT),
+        ("fd_readdir", &[BAD, 200, 64, 0, 16], E::BADF),
+        ("fd_renumber", &[BAD, 3], E::BADF),
+        ("fd_renumber", &[3, BAD], E::BADF),
+        ("fd_seek", &[BAD, 0, 0, 16], E::BADF),
+        // Streams have no position.
+        ("fd_seek", &[1, 0, 0, 16], E::SPIPE),
+        ("fd_sync", &[BAD], E::BADF),
+        ("fd_tell", &[BAD, 16], E::BADF),
+        ("path_create_directory", &[BAD, 140, 1], E::BADF),
+        ("path_create_directory", &[3, 100, 9], E::EXIST),
+        ("path_filestat_get", &[BAD, 0, 100, 9, 16], E::BADF),
+        ("path_filestat_get", &[3, 0, 120, 7, 16], E::NOENT),
+        ("path_filestat_get", &[3, 0, 100, 9, FAR], E::FAULT),
+        (
+            "path_filestat_set_times",
+            &[BAD, 0, 100, 9, 0, 0, 0],
+            E::BADF,
+        ),
+        (
+            "path_filestat_set_times",
+            &[3, 0, 120, 7, 0, 0, 0],
+            E::NOENT,
+        ),
+        ("path_link", &[BAD, 0, 100, 9, 3, 120, 7], E::BADF),
+        ("path_link", &[3, 0, 120, 7, 3, 140, 1], E::NOENT),
+        ("path_open", &[BAD, 0, 100, 9, 0, 0, 0, 0, 16], E::BADF),
+        ("path_open", &[3, 0, 120, 7, 0, 0, 0, 0, 16], E::NOENT),
+        // O_CREAT|O_EXCL of a file that exists.
+        ("path_open", &[3, 0, 100, 9, 5, 0, 0, 0, 16], E::EXIST),
+        // A path past the guest's memory.
+        ("path_open", &[3, 0, FAR, 9, 0, 0, 0, 0, 16], E::FAULT),
+        ("path_readlink", &[BAD, 100, 9, 200, 64, 16], E::BADF),
+        // A regular file is no symbolic link.
+        ("path_readlink", &[3, 100, 9, 200, 64, 16], E::INVAL),
+        ("path_remove_directory", &[BAD, 140, 1], E::BADF),
+        ("path_remove_directory", &[3, 100, 9], E::NOTDIR),
+        ("path_rename", &[BAD, 100, 9, 3, 120, 7], E::BADF),
+        ("path_rename", &[3, 120, 7, 3, 100, 9], E::NOENT),
+        ("path_symlink", &[100, 9, BAD, 120, 7], E::BADF),
+        ("path_symlink", &[120, 7, 3, 100, 9], E::EXIST),
+        ("path_unlink_file", &[BAD, 100, 9], E::BADF),
+        ("path_unlink_file", &[3, 120, 7], E::NOENT),
+        ("path_unlink_file", &[3, 140, 1], E::ISDIR),
+        ("poll_oneoff", &[200, 300, 0, 16], E::INVAL),
+        ("poll_oneoff", &[FAR, 300, 1, 16], E::FAULT),
+        ("proc_raise", &[2], E::NOTSUP),
+        ("random_get", &[FAR, 16], E::FAULT),
+        ("sock_accept", &[BAD, 0, 16], E::BADF),
+        // A file is no socket.
+        ("sock_accept", &[3, 0, 16], E::NOTSOCK),
+        ("sock_recv", &[BAD, 0, 1, 0, 16, 20], E::BADF),
+        ("sock_recv", &[3, 0, 1, 0, 16, 20], E::NOTSOCK),
+        ("sock_send", &[BAD, 0, 1, 0, 16], E::BADF),
+        ("sock_send", &[3, 0, 1, 0, 16], E::NOTSOCK),
+        ("sock_shutdown", &[BAD, 2], E::BADF),
+    ];
+    // Every function of the ABI (but proc_exit and sched_yield, which cannot fail) has a case.
+    for (name, _) in signatures {
+        assert!(cases.iter().any(|(f, ..)| f == name), "{name} has no case");
+    }
+    let iov = iovec(400, 10);
+    let data = [
+        (0, iov.as_str()),
+        (100, "hello.txt"),
+        (120, "missing"),
+        (140, "."),
+    ];
+    let mut wrong = Vec::new();
+    for (name, args, want) in cases {
+        let (_, params) = signatures.iter().find(|(f, _)| f == name).unwrap();
+        assert_eq!(params.len(), args.len(), "{name}: arguments");
+        let call: Vec<String> = params
+            .iter()
+            .zip(args.iter())
+            .map(|(ty, v)| format!("({ty}.const {v})"))
+            .collect();
+        let imports = [(*name, params.join(" ").leak() as &str)];
+        let ran = run(
+            &imports,
+            &data,
+            &format!("(call ${name} {})", call.join(" ")),
+        );
+        if ran.errno() != *want {
+            wrong.push(format!("{name}{args:?}: {:?}, not {want:?}", ran.errno()));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
