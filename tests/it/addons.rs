@@ -84,6 +84,11 @@ fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
         other.rsplit('/').next().unwrap().to_string(),
     );
     assert_ne!(shop_db, other_db);
+    // Each role may hold at most its plan's connections: mini 5, basic 20.
+    for (db, cap) in [(&url, "5"), (&other, "20")] {
+        let limit = "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user";
+        assert_eq!(query(db, limit).unwrap(), [cap]);
+    }
     let crossed = format!("{}/{shop_db}", other.rsplit_once('/').unwrap().0);
     let refused = query(&crossed, "SELECT 1").unwrap_err();
     assert!(refused.contains("permission denied"), "{refused}");
