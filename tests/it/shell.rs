@@ -205,6 +205,13 @@ fn bash_in_a_local_one_off_dyno() {
     ]);
     assert_eq!(out.code, Some(5), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "3");
+    // From an app's directory, built first.
+    let dir = env.path("shell-app");
+    probe_app(&dir, "worker: probe.wasm args\n");
+    let line = "ls *.wasm; probe args y | tail -n 1";
+    let out = env.run(&["run", "--dir", dir.to_str().unwrap(), "bash", "-c", line]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "probe.wasm\ny\n");
 }
 
 #[test]
