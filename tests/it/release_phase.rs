@@ -1,5 +1,7 @@
 //! The release phase cannot hold an app hostage: it has a deadline, keeps only the tail of its output, stops when
-//! its app is destroyed, and a phase the server never finished fails its release instead of staying pending.
+//! its app is destroyed or nobody waits for it any more, and a phase the server never finished fails its release
+//! instead of staying pending. A healthy app of the same server answers every request beside a phase that spins or
+//! floods.
 
 use std::time::Duration;
 
@@ -17,6 +19,31 @@ fn release_status(server: &Server, app: &str, version: u64) -> Option<String> {
         .iter()
         .find(|r| r["version"].as_u64() == Some(version))
         .map(|r| r["status"].as_str().unwrap().to_string())
+}
+
+/// Runs `during` (a deploy whose release phase attacks) while a healthy app of the same server must answer every
+/// request; returns what `during` returned.
+fn beside_a_healthy_app<T: Send>(server: &Server, during: impl FnOnce() -> T + Send) -> T {
+    server.cli(&["apps:create", "healthy"]).ok();
+    crate::router::release_slug(server, "healthy", crate::router::probe());
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("healthy.localhost:{port}");
+    wait_until("the healthy app to answer", Duration::from_secs(60), || {
+        server.get(&host, "/").0 == 200
+    });
+    std::thread::scope(|scope| {
+        let attack = scope.spawn(during);
+        let mut answered = 0;
+        while !attack.is_finished() || answered == 0 {
+            let (status, reply) = server.get(&host, "/env/DYNO");
+            assert_eq!(
+                status, 200,
+                "request {answered} beside the release phase: {reply}"
+            );
+            answered += 1;
+        }
+        attack.join().unwrap()
+    })
 }
 
 /// Starts a deploy of a release phase that spins forever; returns the CLI process once v2 is pending.
@@ -49,7 +76,9 @@ fn a_release_phase_past_its_deadline_fails_and_frees_the_app() {
     );
     server.cli(&["apps:create", "stuck"]).ok();
     let dir = app_dir(&server, "stuck-src", "release: probe.wasm spin\n");
-    let out = server.cli(&["deploy", "-a", "stuck", &dir]).fails();
+    let out = beside_a_healthy_app(&server, || {
+        server.cli(&["deploy", "-a", "stuck", &dir]).fails()
+    });
     assert!(out.stderr.contains("v2 failed"), "{out}");
     let output = server.cli(&["releases:output", "-a", "stuck", "v2"]).ok();
     assert!(
@@ -67,7 +96,9 @@ fn a_flooding_release_phase_keeps_only_its_tail() {
     let server = Server::start();
     server.cli(&["apps:create", "chatty"]).ok();
     let dir = app_dir(&server, "chatty-src", "release: probe.wasm flood 200000\n");
-    server.cli(&["deploy", "-a", "chatty", &dir]).ok();
+    beside_a_healthy_app(&server, || {
+        server.cli(&["deploy", "-a", "chatty", &dir]).ok()
+    });
     let output = server
         .cli(&["releases:output", "-a", "chatty", "v2"])
         .ok()

@@ -276,3 +276,40 @@ pub fn total_len(iovs: &[(u32, u32)]) -> usize {
         .map(|&(_, len)| len as usize)
         .fold(0, usize::saturating_add)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` iovecs at 0, all over the same `len` bytes at 65536: they overlap, so they claim `count × len`.
+    fn overlapping(count: u32, len: u32) -> Vec<u8> {
+        let mut memory = vec![0u8; 65536 + len as usize];
+        for i in 0..count as usize {
+            memory[i * 8..i * 8 + 4].copy_from_slice(&65536u32.to_le_bytes());
+            memory[i * 8 + 4..i * 8 + 8].copy_from_slice(&len.to_le_bytes());
+        }
+        memory
+    }
+
+    #[test]
+    fn one_call_moves_a_bounded_amount_whatever_its_iovecs_claim() {
+        // 4,000 iovecs over one 64 KiB page claim 250 MiB.
+        let mut memory = overlapping(4000, 65536);
+        let mem = Mem(&mut memory);
+        let vecs = mem.iovecs(0, 4000).unwrap();
+        assert_eq!(
+            vecs.len(),
+            IOV_MAX as usize,
+            "at most IOV_MAX iovecs are taken"
+        );
+        let gathered = mem.gather(0, 4000).unwrap();
+        assert_eq!(
+            gathered.len(),
+            MAX_IO,
+            "one call gathers at most MAX_IO bytes"
+        );
+        assert!(total_len(&vecs) > MAX_IO, "the claim is larger still");
+        // A list that runs past memory is refused, not trusted.
+        assert_eq!(mem.iovecs(0, u32::MAX).unwrap_err(), Errno::FAULT);
+    }
+}
