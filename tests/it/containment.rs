@@ -374,3 +374,55 @@ fn a_cgi_dynos_runs_share_one_memory_quota() {
     );
     assert!(logs.contains("Memory quota exceeded"), "{logs}");
 }
+
+#[test]
+fn overlapping_iovecs_on_a_socket_move_a_bounded_amount_per_call() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let host = healthy(&server);
+    deploy_attack(
+        &server,
+        "recvbomb",
+        "recv-bomb.wat",
+        "web: recv-bomb.wasm\n",
+    );
+    let port = server.router.rsplit(':').next().unwrap();
+    let bomb = format!("recvbomb.localhost:{port}");
+    wait_until("the attacker to listen", Duration::from_secs(60), || {
+        server
+            .cli(&["ps", "-a", "recvbomb", "--json"])
+            .ok()
+            .stdout
+            .contains("\"up\"")
+    });
+    // 8 MiB of body, read with RECV_WAITALL into iovecs that claim 250 MiB a call, beside the healthy app.
+    let before = rss_kib(server.child.id());
+    let answer = std::thread::scope(|scope| {
+        let attack = scope.spawn(|| {
+            let mut conn = std::net::TcpStream::connect(&server.router).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let body = vec![b'x'; 8 << 20];
+            conn.write_all(
+                format!(
+                    "POST / HTTP/1.1\r\nHost: {bomb}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            conn.write_all(&body).unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).unwrap();
+            answer
+        });
+        while !attack.is_finished() {
+            assert_eq!(server.get(&host, "/env/DYNO").0, 200);
+        }
+        attack.join().unwrap()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
+    let grown = rss_kib(server.child.id()).saturating_sub(before) / 1024;
+    assert!(grown < 64, "the server grew {grown} MiB");
+    assert_memory_bounded(&server, 2);
+}
