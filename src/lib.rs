@@ -94,4 +94,6 @@ mod cluster;
 #[cfg(feature = "platform")]
 mod git;
 #[cfg(feature = "platform")]
+mod locks;
+#[cfg(feature = "platform")]
 mod store;

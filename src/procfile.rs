@@ -17,6 +17,9 @@ pub const CGI: &str = "cgi";
 #[cfg(feature = "platform")]
 pub const RELEASE_TYPE: &str = "release";
 
+/// The process type the router sends requests to (the only one that gets a listener or `$PORT`), as on Heroku.
+pub const WEB_TYPE: &str = "web";
+
 /// A parsed Procfile: process type → command, in a stable order.
 #[cfg(feature = "platform")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

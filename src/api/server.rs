@@ -99,7 +99,7 @@ pub struct Platform {
     /// Log sessions created and not yet opened: id → (app, options).
     log_sessions: Mutex<HashMap<String, LogSessionEntry>>,
     /// One release at a time per app: a release phase holds its app's lock until it has finished.
-    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    release_locks: crate::locks::AppLocks,
     /// The running release phase of each app, told to stop when its app is destroyed.
     release_phases: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// The add-on services this server provisions.
@@ -111,7 +111,7 @@ pub struct Platform {
     /// The dashboard's login sessions.
     dashboard: dashboard::Sessions,
     /// One build at a time per app (a deploy or a `git push`): builds share the app's build cache.
-    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    build_locks: crate::locks::AppLocks,
 }
 
 impl Platform {
@@ -149,12 +149,12 @@ impl Platform {
             metrics: crate::metrics::Metrics::new(),
             drains,
             log_sessions: Mutex::default(),
-            release_locks: Mutex::default(),
+            release_locks: Default::default(),
             release_phases: Mutex::default(),
             providers: crate::addons::Providers::default(),
             cluster: None,
             build_sandbox: crate::build::Sandbox::default(),
-            build_locks: Mutex::default(),
+            build_locks: Default::default(),
             dashboard: dashboard::Sessions::default(),
         }
     }
@@ -255,8 +255,7 @@ impl Platform {
     }
 
     pub(super) fn release_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.release_locks.lock().expect("lock table");
-        locks.entry(app.to_string()).or_default().clone()
+        self.release_locks.of(app)
     }
 
     pub(super) fn open_slug(&self, sha256: &str) -> Result<Slug, ApiError> {

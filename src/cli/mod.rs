@@ -131,6 +131,7 @@ enum Commands {
 
 /// Entry point of the `wasmdyno` binary: parses arguments, runs the command, prints errors with their causes.
 pub fn main() -> ExitCode {
+    crate::store::arm_failpoint(std::env::var(crate::store::FAILPOINT_ENV).ok());
     init_tracing();
     quiet_on_closed_stdout();
     let cli = Cli::parse();

@@ -46,6 +46,20 @@ impl PlatformVars {
     }
 }
 
+/// A dyno's config, in the one order every kind of dyno gets it: the slug's defaults (its buildpack's config
+/// vars), then the release's config vars, then `overrides` (a one-off dyno's `-e`). The platform's variables go over
+/// all of it ([`PlatformVars::environment`]).
+pub(crate) fn layers(
+    slug: &Slug,
+    release: &BTreeMap<String, String>,
+    overrides: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = slug.manifest().config_vars.clone();
+    env.extend(release.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(overrides);
+    env
+}
+
 /// The argv of `line` in `env`.
 pub(crate) fn argv(line: &Command, env: &BTreeMap<String, String>) -> Vec<String> {
     line.expand(&|key| env.get(key).cloned())
@@ -188,8 +202,7 @@ pub fn prepare(
             .unwrap_or_else(|| local_release(slug.sha256())),
         port: env.get("PORT").and_then(|port| port.parse().ok()),
     };
-    let mut layered = slug.manifest().config_vars.clone();
-    layered.extend(env);
+    let layered = layers(slug, &BTreeMap::new(), env);
     let full_env = platform.environment(&layered);
     let Some(word) = argv(&line, &full_env).into_iter().next() else {
         return Err(RuntimeError::BadCommand {

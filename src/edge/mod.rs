@@ -443,7 +443,7 @@ impl Edge {
                 .manager
                 .dynos(app)
                 .into_iter()
-                .filter(|d| d.kind == "web")
+                .filter(|d| d.kind == crate::procfile::WEB_TYPE)
                 .collect();
             if !web.is_empty() && web.iter().all(|d| d.state == State::Up) {
                 return true;
@@ -538,8 +538,11 @@ impl Edge {
                 .flatten()
                 .map_or(1, |r| r.version + 1);
             let web = self.settings.web;
-            let release =
-                ReleaseSpec::new(version, sha.clone()).scale("web", web.quantity, web.size);
+            let release = ReleaseSpec::new(version, sha.clone()).scale(
+                crate::procfile::WEB_TYPE,
+                web.quantity,
+                web.size,
+            );
             self.deploy(AppSpec::new(app.clone()), Some(release)).await;
             self.seen.lock().expect("seen").insert(app.clone(), sha);
             changed.push(app.clone());

@@ -9,7 +9,6 @@
 //! the CGI exits, which is after git has updated (or refused to update) the branch. The hook checks that the branch
 //! is still where the pusher saw it, so a build never starts for a push whose branch update would fail.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -41,7 +40,7 @@ struct GitServer {
     /// The executable the hooks run (this one).
     exe: Option<PathBuf>,
     /// Held by one `git-receive-pack` per app at a time.
-    push_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    push_locks: crate::locks::AppLocks,
     /// Repository setup, one at a time (`git init`, writing hooks).
     setup: Arc<Mutex<()>>,
 }
@@ -51,7 +50,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(platform: Access) -> Rout
     let state = Arc::new(GitServer {
         platform,
         exe: super::current_exe(),
-        push_locks: Mutex::default(),
+        push_locks: Default::default(),
         setup: Arc::default(),
     });
     Router::new()
@@ -178,14 +177,7 @@ async fn serve(
         Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("wasmdyno: {e}")),
     }
     let push_lock = if path == "git-receive-pack" {
-        let lock = git
-            .push_locks
-            .lock()
-            .expect("push lock table")
-            .entry(app.clone())
-            .or_default()
-            .clone();
-        Some(lock.lock_owned().await)
+        Some(git.push_locks.of(&app).lock_owned().await)
     } else {
         None
     };

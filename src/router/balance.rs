@@ -77,7 +77,7 @@ impl Router {
                     .manager
                     .dynos(app)
                     .into_iter()
-                    .filter(|d| d.kind == "web")
+                    .filter(|d| d.kind == crate::procfile::WEB_TYPE)
                     .map(|d| d.state)
                     .collect();
                 // A sleeping app's idle dynos wake for this request, and it waits for them as for any boot.

@@ -34,7 +34,7 @@ impl Router {
                 .manager
                 .dynos(app)
                 .iter()
-                .any(|d| d.kind == "web")
+                .any(|d| d.kind == crate::procfile::WEB_TYPE)
         {
             return None;
         }

@@ -543,20 +543,25 @@ pub const FAILPOINT_RELEASE_AFTER_COMMIT: &str = "release.after_commit";
 /// Inside the transaction that migrates the schema, before COMMIT: the database must be left at its old version.
 pub const FAILPOINT_MIGRATION_BEFORE_COMMIT: &str = "migration.before_commit";
 
-/// Aborts the process when the environment variable `WASMDYNO_FAILPOINT` equals `name`: crash-consistency tests
-/// set it to kill the server at a precise step and check what survives. The variable is read once per process.
+/// Aborts the process when the failpoint armed with [`arm_failpoint`] (the CLI arms `WASMDYNO_FAILPOINT`) is
+/// `name`: crash-consistency tests set it to kill the server at a precise step and check what survives.
 ///
 /// Failpoints: [`release.before_commit`](FAILPOINT_RELEASE_BEFORE_COMMIT),
 /// [`release.after_commit`](FAILPOINT_RELEASE_AFTER_COMMIT) (in `create_release`, `set_config` and `rollback`;
 /// not in `create_app` or the add-on operations, so a test can set an app up first), and
 /// [`migration.before_commit`](FAILPOINT_MIGRATION_BEFORE_COMMIT).
 pub fn failpoint(name: &str) {
-    static ARMED: OnceLock<Option<String>> = OnceLock::new();
-    let armed = ARMED.get_or_init(|| std::env::var(FAILPOINT_ENV).ok());
-    if failpoint_hit(armed.as_deref(), name) {
+    if failpoint_hit(ARMED.get().and_then(Option::as_deref), name) {
         eprintln!("wasmdyno: failpoint {name} reached, aborting");
         std::process::abort();
     }
+}
+
+static ARMED: OnceLock<Option<String>> = OnceLock::new();
+
+/// Arms the failpoint `name` for this process (once; later calls change nothing).
+pub(crate) fn arm_failpoint(name: Option<String>) {
+    let _ = ARMED.set(name);
 }
 
 fn failpoint_hit(armed: Option<&str>, name: &str) -> bool {

@@ -1,4 +1,6 @@
-//! Every sample app built through its buildpack (cold, then warm), then run or loaded.
+//! Sample apps built through their buildpacks, then run or loaded; some twice, to show the second build is
+//! byte-identical and uses the build cache. (The Python, JavaScript, counter and component web samples have tests of
+//! their own.)
 
 use crate::support::*;
 

@@ -99,7 +99,8 @@ pub(super) async fn destroy_app(
     p.drains.stop_app(&app);
     p.logplex.remove_app(&app);
     p.metrics.remove_app(&app);
-    p.release_locks.lock().expect("lock table").remove(&app);
+    p.release_locks.forget(&app);
+    p.build_locks.forget(&app);
     p.release_phases
         .lock()
         .expect("release phases")
@@ -235,7 +236,9 @@ pub(super) async fn update_feature(
             ),
         );
         p.routes.invalidate();
-        p.manager.restart(&app, Some("web")).await;
+        p.manager
+            .restart(&app, Some(crate::procfile::WEB_TYPE))
+            .await;
     }
     let info = features_of(&after)
         .into_iter()

@@ -162,13 +162,7 @@ pub(super) async fn build_and_release(
     source: Bytes,
     lines: tokio::sync::mpsc::Sender<BuildEvent>,
 ) -> ApiResult<Release> {
-    let lock = p
-        .build_locks
-        .lock()
-        .expect("lock table")
-        .entry(app.to_string())
-        .or_default()
-        .clone();
+    let lock = p.build_locks.of(app);
     let _one_build_at_a_time = match lock.clone().try_lock_owned() {
         Ok(guard) => guard,
         Err(_) => {

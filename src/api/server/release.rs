@@ -68,21 +68,27 @@ impl Platform {
         let Some(sha) = &release.slug else {
             return Ok(());
         };
-        if self.store.formation(app)?.contains_key("web") {
+        if self
+            .store
+            .formation(app)?
+            .contains_key(crate::procfile::WEB_TYPE)
+        {
             return Ok(());
         }
         if self
             .open_slug(sha)?
             .manifest()
             .process_types
-            .contains_key("web")
+            .contains_key(crate::procfile::WEB_TYPE)
         {
             let change = ScaleChange {
                 quantity: Some(1),
                 size: None,
             };
-            self.store
-                .scale(app, BTreeMap::from([("web".to_string(), change)]))?;
+            self.store.scale(
+                app,
+                BTreeMap::from([(crate::procfile::WEB_TYPE.to_string(), change)]),
+            )?;
             self.api_log(app, "Scaled to web@1:standard-1x".into());
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::dyno::launch::{Booted, Want};
+use crate::dyno::launch::{self, Booted, Want};
 use crate::dyno::source::SourceError;
 use crate::procfile::Command;
 use crate::runtime::vfs::Image;
@@ -28,8 +28,7 @@ impl Manager {
         }
         let booted = self.booted(&sha)?;
         let formation = release.formation.clone();
-        let mut env = booted.slug.manifest().config_vars.clone();
-        env.extend(release.config.clone());
+        let env = launch::layers(&booted.slug, &release.config, BTreeMap::new());
         let mut desired = BTreeMap::new();
         for (kind, entry) in formation {
             let Some(command) = booted.slug.manifest().process_types.get(&kind) else {

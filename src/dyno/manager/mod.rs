@@ -235,7 +235,7 @@ impl Manager {
                     let dyno = running.remove(&name).expect("listed");
                     // Preboot: an up web dyno that is being replaced serves until its successor is up.
                     let info = dyno.info.lock().expect("dyno info").clone();
-                    let serving = info.kind == "web" && info.state == State::Up;
+                    let serving = info.kind == crate::procfile::WEB_TYPE && info.state == State::Up;
                     if serving && desired.contains_key(&name) {
                         to_retire.push(dyno);
                     } else {
@@ -246,7 +246,7 @@ impl Manager {
             for (name, want) in desired {
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(name) {
                     let dyno = self.start(app, slot.key(), want, None);
-                    if dyno.info.lock().expect("dyno info").kind == "web" {
+                    if dyno.info.lock().expect("dyno info").kind == crate::procfile::WEB_TYPE {
                         successors.push(dyno.info.clone());
                     }
                     slot.insert(dyno);
@@ -493,8 +493,8 @@ impl Manager {
         let cpu = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // One memory budget for the dyno's whole life: each run gives back all it took when it ends.
         let quota = Arc::new(crate::runtime::vfs::Quota::new(want.size.memory() as u64));
-        let listener =
-            (want.kind == "web").then(|| Listener::new(self.inner.settings.listen_backlog));
+        let listener = (want.kind == crate::procfile::WEB_TYPE)
+            .then(|| Listener::new(self.inner.settings.listen_backlog));
         let shared_listener = Arc::new(Mutex::new(listener.clone()));
         let shared_handler = Arc::new(Mutex::new(None));
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -91,9 +91,7 @@ impl Manager {
         let command = one_off.command;
         let line = Command::resolve(&booted.slug.manifest().process_types, command, one_off.args)
             .map_err(|e| DynoError::Command(format!("{command:?}: {e}")))?;
-        let mut full_env = booted.slug.manifest().config_vars.clone();
-        full_env.extend(release.config.clone());
-        full_env.extend(one_off.env);
+        let full_env = launch::layers(&booted.slug, &release.config, one_off.env);
         let want = Want {
             kind: one_off.kind.into(),
             command: line.as_str().to_string(),
