@@ -426,3 +426,38 @@ fn overlapping_iovecs_on_a_socket_move_a_bounded_amount_per_call() {
     assert!(grown < 64, "the server grew {grown} MiB");
     assert_memory_bounded(&server, 2);
 }
+
+#[test]
+fn a_cgi_request_body_waits_for_its_runs_place_before_it_is_read() {
+    use std::io::Write;
+    let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_INSTANCES", "1")]);
+    deploy_attack(&server, "queue", "cgi-hold.wat", "web: cgi cgi-hold.wasm\n");
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("queue.localhost:{port}");
+    // The one place is taken for a second.
+    let (first, _) = cgi_hold(&server, &host);
+    // A chunked body (CGI needs its length, so it would be read whole before the run) of 32 MiB: while the place is
+    // taken, nobody reads it, and the client's writes stall once the sockets' buffers are full.
+    let mut second = std::net::TcpStream::connect(&server.router).unwrap();
+    second
+        .write_all(
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    second
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let chunk = format!("100000\r\n{}\r\n", "x".repeat(0x100000));
+    let mut sent = 0;
+    let stalled = (0..32).any(|_| {
+        let wrote = second.write_all(chunk.as_bytes()).is_err();
+        sent += 1;
+        wrote
+    });
+    assert!(
+        stalled,
+        "all {sent} MiB of the body were read while the dyno's only place was taken"
+    );
+    assert!(read_rest(first).contains("done\n"));
+}

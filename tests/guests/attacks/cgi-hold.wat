@@ -1,5 +1,5 @@
 ;; A CGI command that holds what it takes: it grows its memory by 300 MiB (more than half of a standard-1x quota),
-;; answers at once with `grew=1` (or `grew=0` when the quota refused), then keeps running for a second before it
+;; answers at once with `grew=1` (or `grew=0` when the quota refused), then keeps running for two seconds before it
 ;; writes `done`. Two of its runs at once cannot both grow when a dyno's runs share one quota; and a run holds its
 ;; place among the dyno's concurrent runs until it ends, not until its head is out.
 (module
@@ -17,11 +17,11 @@
     (if (i32.ne (memory.grow (i32.const 4800)) (i32.const -1))
       (then (i32.store8 (i32.const 33) (i32.const 49))))
     (call $write (i32.const 0) (i32.const 35))
-    ;; One clock subscription at 256: monotonic, relative, one second; the event at 320, its count at 360.
+    ;; One clock subscription at 256: monotonic, relative, two seconds; the event at 320, its count at 360.
     (i64.store (i32.const 256) (i64.const 0))
     (i32.store8 (i32.const 264) (i32.const 0))
     (i32.store (i32.const 272) (i32.const 1))
-    (i64.store (i32.const 280) (i64.const 1000000000))
+    (i64.store (i32.const 280) (i64.const 2000000000))
     (i64.store (i32.const 288) (i64.const 0))
     (i32.store16 (i32.const 296) (i32.const 0))
     (drop (call $poll_oneoff (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 360)))
