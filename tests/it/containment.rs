@@ -4,20 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::router::{probe, release_slug};
 use crate::support::*;
-
-/// The healthy app's host, answering.
-fn healthy(server: &Server) -> String {
-    server.cli(&["apps:create", "healthy"]).ok();
-    release_slug(server, "healthy", probe());
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("healthy.localhost:{port}");
-    wait_until("the healthy app to answer", Duration::from_secs(60), || {
-        server.get(&host, "/").0 == 200
-    });
-    host
-}
 
 /// Deploys the attack guest `wat` (from `tests/guests/attacks/`) as `app` with `procfile`.
 fn deploy_attack(server: &Server, app: &str, wat: &str, procfile: &str) {
@@ -70,7 +57,7 @@ fn assert_memory_bounded(server: &Server, dynos: u64) {
 #[test]
 fn overlapping_iovecs_move_at_most_a_bounded_amount_per_call() {
     let server = Server::start();
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     deploy_attack(
         &server,
         "iovecs",
@@ -93,7 +80,7 @@ fn overlapping_iovecs_move_at_most_a_bounded_amount_per_call() {
 #[test]
 fn tables_count_against_the_memory_quota() {
     let server = Server::start();
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     deploy_attack(
         &server,
         "tables",
@@ -135,7 +122,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_cgi_response_to_a_slow_client_waits_for_it() {
     use std::io::{Read, Write};
     let server = Server::start();
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     deploy_attack(
         &server,
         "cgiflood",
@@ -144,13 +131,7 @@ fn a_cgi_response_to_a_slow_client_waits_for_it() {
     );
     let port = server.router.rsplit(':').next().unwrap();
     let flood = format!("cgiflood.localhost:{port}");
-    wait_until("the CGI dyno to be up", Duration::from_secs(60), || {
-        server
-            .cli(&["ps", "-a", "cgiflood", "--json"])
-            .ok()
-            .stdout
-            .contains("\"up\"")
-    });
+    wait_dyno_up(&server, "cgiflood");
     let mut client = std::net::TcpStream::connect(&server.router).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -196,7 +177,7 @@ fn a_cgi_response_to_a_slow_client_waits_for_it() {
 fn a_log_flood_waits_for_the_dyno_log_rate_and_loses_nothing() {
     // 3,300 bytes a second is 300 of the probe's 11-byte lines: a burst of 300, then 300 a second.
     let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_LOG_RATE", "3300")]);
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     let dir = server.env.path("flood-src");
     probe_app(&dir, "worker: probe.wasm spin\n");
     server.cli(&["apps:create", "flood"]).ok();
@@ -226,7 +207,7 @@ fn a_log_flood_waits_for_the_dyno_log_rate_and_loses_nothing() {
 #[test]
 fn workers_run_on_nicer_threads_beside_web_dynos() {
     let server = Server::start();
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     let dir = server.env.path("spin-src");
     probe_app(&dir, "worker: probe.wasm spin\n");
     server.cli(&["apps:create", "spinner"]).ok();
@@ -349,7 +330,7 @@ fn a_cgi_run_holds_its_place_until_it_ends_not_until_its_head() {
 #[test]
 fn a_cgi_dynos_runs_share_one_memory_quota() {
     let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_INSTANCES", "2")]);
-    let healthy = healthy(&server);
+    let healthy = healthy_app(&server);
     deploy_attack(
         &server,
         "sharer",
@@ -379,7 +360,7 @@ fn a_cgi_dynos_runs_share_one_memory_quota() {
 fn overlapping_iovecs_on_a_socket_move_a_bounded_amount_per_call() {
     use std::io::{Read, Write};
     let server = Server::start();
-    let host = healthy(&server);
+    let host = healthy_app(&server);
     deploy_attack(
         &server,
         "recvbomb",
@@ -388,13 +369,7 @@ fn overlapping_iovecs_on_a_socket_move_a_bounded_amount_per_call() {
     );
     let port = server.router.rsplit(':').next().unwrap();
     let bomb = format!("recvbomb.localhost:{port}");
-    wait_until("the attacker to listen", Duration::from_secs(60), || {
-        server
-            .cli(&["ps", "-a", "recvbomb", "--json"])
-            .ok()
-            .stdout
-            .contains("\"up\"")
-    });
+    wait_dyno_up(&server, "recvbomb");
     // 8 MiB of body, read with RECV_WAITALL into iovecs that claim 250 MiB a call, beside the healthy app.
     let before = rss_kib(server.child.id());
     let answer = std::thread::scope(|scope| {

@@ -119,13 +119,7 @@ fn idle_and_half_sent_connections_cannot_lock_out_apps_or_the_operator() {
             ("WASMDYNO_ROUTER_MAX_CONNECTIONS_PER_CLIENT", "600"),
         ],
     );
-    server.cli(&["apps:create", "healthy"]).ok();
-    crate::router::release_slug(&server, "healthy", crate::router::probe());
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("healthy.localhost:{port}");
-    wait_until("the app to answer", Duration::from_secs(60), || {
-        server.get(&host, "/").0 == 200
-    });
+    let host = healthy_app(&server);
 
     // A thousand connections from one client: half send half a head, half nothing.
     let opened = Instant::now();
@@ -300,13 +294,7 @@ fn a_kept_alive_router_connection_left_idle_is_closed_at_the_header_timeout() {
         TestEnv::new(),
         &[("WASMDYNO_ROUTER_HEADER_TIMEOUT_MS", "1500")],
     );
-    server.cli(&["apps:create", "healthy"]).ok();
-    crate::router::release_slug(&server, "healthy", crate::router::probe());
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("healthy.localhost:{port}");
-    wait_until("the app to answer", Duration::from_secs(60), || {
-        server.get(&host, "/").0 == 200
-    });
+    let host = healthy_app(&server);
     let conn = std::net::TcpStream::connect(&server.router).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();

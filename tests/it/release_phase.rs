@@ -24,13 +24,7 @@ fn release_status(server: &Server, app: &str, version: u64) -> Option<String> {
 /// Runs `during` (a deploy whose release phase attacks) while a healthy app of the same server must answer every
 /// request; returns what `during` returned.
 fn beside_a_healthy_app<T: Send>(server: &Server, during: impl FnOnce() -> T + Send) -> T {
-    server.cli(&["apps:create", "healthy"]).ok();
-    crate::router::release_slug(server, "healthy", crate::router::probe());
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("healthy.localhost:{port}");
-    wait_until("the healthy app to answer", Duration::from_secs(60), || {
-        server.get(&host, "/").0 == 200
-    });
+    let host = healthy_app(server);
     std::thread::scope(|scope| {
         let attack = scope.spawn(during);
         let mut answered = 0;

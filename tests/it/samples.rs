@@ -241,19 +241,30 @@ fn a_c_build_names_what_wasi_lacks() {
 
 #[test]
 fn c_programs_built_by_make_are_told_apart_by_what_they_import() {
-    let env = TestEnv::new();
-    let out = env.run(&["build", &sample("c-make"), "--json"]).ok();
+    let server = Server::start();
+    server.cli(&["apps:create", "c-make"]).ok();
+    let out = server
+        .cli(&["deploy", "-a", "c-make", &sample("c-make")])
+        .ok();
     assert!(
         out.stderr
             .contains("-----> Building with make for wasm32-wasi"),
         "{out}"
     );
     // Only serve.c accepts connections: it is web, and hello keeps a process type of its own.
-    let json = out.json();
-    assert_eq!(json["process_types"]["web"], "serve.wasm", "{json}");
-    assert_eq!(json["process_types"]["hello"], "hello.wasm", "{json}");
-    let slug = json["path"].as_str().unwrap();
-    let hello = env.run(&["run", "--slug", slug, "hello", "Ada"]).ok();
+    assert!(
+        out.stderr
+            .contains("Default types for buildpack -> hello, web"),
+        "{out}"
+    );
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("c-make.localhost:{port}");
+    wait_until(
+        "the web program to answer",
+        std::time::Duration::from_secs(60),
+        || server.get(&host, "/").1.ends_with("made by make\n"),
+    );
+    let hello = server.cli(&["run", "-a", "c-make", "hello", "Ada"]).ok();
     assert_eq!(
         hello.stdout,
         "Hello, Ada, from C built by make for wasm32-wasi.\n"

@@ -531,3 +531,33 @@ pub fn deploy_sample(
     );
     page
 }
+
+/// Creates the app `healthy` (the probe component, from the router's tests) on `server` and waits until it answers;
+/// returns its `Host`. The bystander of the containment tests: it must answer every request beside an attack.
+pub fn healthy_app(server: &Server) -> String {
+    server.cli(&["apps:create", "healthy"]).ok();
+    crate::router::release_slug(server, "healthy", crate::router::probe());
+    let port = server.router.rsplit(':').next().unwrap();
+    let host = format!("healthy.localhost:{port}");
+    wait_until(
+        "the healthy app to answer",
+        std::time::Duration::from_secs(60),
+        || server.get(&host, "/").0 == 200,
+    );
+    host
+}
+
+/// Waits until `app` has a dyno up.
+pub fn wait_dyno_up(server: &Server, app: &str) {
+    wait_until(
+        &format!("{app}'s dyno to be up"),
+        std::time::Duration::from_secs(60),
+        || {
+            server
+                .cli(&["ps", "-a", app, "--json"])
+                .ok()
+                .stdout
+                .contains("\"up\"")
+        },
+    );
+}
