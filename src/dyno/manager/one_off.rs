@@ -102,13 +102,12 @@ impl Manager {
             env: full_env,
             booted,
         };
+        // Listed before its supervisor can run: a dyno that ends at once removes itself from a list it is in, never
+        // from one it joins later (where it would stay, ended, for good).
+        let mut apps = self.inner.apps.lock().expect("apps lock");
         let dyno = self.start(app, &one_off.name, want, attach);
         let info = dyno.info.lock().expect("dyno info").clone();
-        self.inner
-            .apps
-            .lock()
-            .expect("apps lock")
-            .entry(app.to_string())
+        apps.entry(app.to_string())
             .or_default()
             .insert(one_off.name, dyno);
         Ok(info)
