@@ -34,8 +34,9 @@
 //! - [`metrics`]: what the router and the dyno manager measure, per app and process type.
 //!
 //! `wasmdyno serve` is built from the same parts, over a source backed by its state store, and `wasmdyno run`
-//! runs a local one-off dyno with [`dyno::prepare`], the launch path every dyno takes. Modules not listed here are
-//! private to the crate.
+//! runs a local one-off dyno the same way, on a [`Manager`] over an [`edge::MemorySource`]: every dyno, formation,
+//! one-off, release phase or local, is started by a dyno manager. [`dyno::prepare`] gives an embedder who runs a
+//! guest itself the spec such a one-off dyno gets. Modules not listed here are private to the crate.
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,7 +9,9 @@ use clap::Args;
 
 use super::Hint;
 use super::env::{parse_env_args, parse_env_file, refuse_platform_vars};
-use crate::runtime::{CacheOutcome, DynoSize, Exit, RuntimeError};
+use std::sync::Arc;
+
+use crate::runtime::{CacheOutcome, DynoSize, RuntimeError};
 use crate::slug::Slug;
 
 /// Run a one-off dyno: a process type or a module, attached to this terminal.
@@ -94,12 +96,12 @@ impl RunArgs {
             (None, None) => unreachable!("handled above"),
         };
 
-        let mut env = self.given_env()?;
+        let env = self.given_env()?;
         refuse_platform_vars(&slug.manifest().config_vars)?;
         refuse_platform_vars(&env)?;
-        env.insert("DYNO".into(), format!("run.{}", one_off_number()));
         let (command, args) = self.command.split_first().expect("clap requires COMMAND");
-        let prepared = crate::dyno::prepare(&runtime, &slug, command, args, env, self.size)
+        // What COMMAND runs, checked (and compiled) before a dyno starts, so that a wrong one says what there is.
+        let found = crate::dyno::launch::one_off_module(&slug, command, args, env.clone())
             .map_err(|e| match e {
                 RuntimeError::NoSuchModule { .. } => {
                     let types: Vec<_> = slug.manifest().process_types.keys().cloned().collect();
@@ -114,9 +116,11 @@ impl RunArgs {
                 }
                 e => anyhow::Error::new(e).context(format!("cannot run {command:?}")),
             })?;
-        let module_path = prepared.spec.argv[0].clone();
+        let (guest, cache) = runtime
+            .load(&found.wasm)
+            .with_context(|| format!("cannot run {command:?}"))?;
         if self.verbose {
-            match &prepared.cache {
+            match &cache {
                 CacheOutcome::Hit(path) => eprintln!("compiled-code cache hit: {}", path.display()),
                 CacheOutcome::Compiled(path, took) => eprintln!(
                     "compiled-code cache miss: compiled in {:.2}s, stored {}",
@@ -131,21 +135,25 @@ impl RunArgs {
                 }
             }
         }
-        let (guest, mut spec) = (prepared.guest, prepared.spec.with_host_stdio());
-        spec.commands = crate::runtime::shell::SlugCommands::for_shell(&runtime, &slug, &spec);
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let exit = tokio.block_on(runtime.run(&guest, spec))?;
-        if let Exit::Trap(trap) = &exit {
-            eprintln!("Error: {module_path} trapped: {trap}");
-        }
+        let one_off = LocalOneOff {
+            runtime,
+            slug,
+            loaded: (found.module, guest),
+            command,
+            args,
+            env,
+            size: self.size,
+        };
+        let status = tokio.block_on(one_off.run())?;
         // Guests' stdout may still sit in the async runtime's buffers; finish them before exiting.
         tokio.shutdown_timeout(std::time::Duration::from_secs(1));
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        std::process::exit(exit.code());
+        std::process::exit(status);
     }
 
     /// The config vars given on the command line: --env-file, then -e.
@@ -281,11 +289,62 @@ async fn attached(
     result
 }
 
-/// Heroku numbers one-off dynos `run.N`; a number from the clock and pid is unique enough on one host.
-fn one_off_number() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    1000 + (nanos ^ std::process::id().rotate_left(16)) % 9000
+/// A one-off dyno of a slug outside any app: the same one-off dyno a server starts ([`Manager::run_one_off`]), on a
+/// dyno manager of this process over an in-memory source, attached to this terminal.
+struct LocalOneOff<'a> {
+    runtime: Arc<crate::runtime::Runtime>,
+    slug: Slug,
+    /// The module COMMAND names, already compiled.
+    loaded: (String, crate::runtime::Guest),
+    command: &'a str,
+    args: &'a [String],
+    env: BTreeMap<String, String>,
+    size: DynoSize,
+}
+
+impl LocalOneOff<'_> {
+    /// The app a local dyno belongs to, in its `DYNO`-less log stream.
+    const APP: &'static str = "local";
+
+    /// Runs the dyno; its exit status.
+    async fn run(self) -> anyhow::Result<i32> {
+        use crate::dyno::{AppSpec, Attach, Manager, ReleaseSpec, launch::LOCAL_VERSION};
+        use crate::runtime::stdio;
+        let source = Arc::new(crate::edge::MemorySource::new(
+            super::home_dir().join("slugs"),
+        ));
+        source.set(
+            AppSpec::new(Self::APP),
+            Some(ReleaseSpec::new(LOCAL_VERSION, self.slug.sha256())),
+        );
+        let settings = super::settings::manager().map_err(anyhow::Error::msg)?;
+        let manager = Manager::new(
+            self.runtime,
+            source,
+            super::slug_limits()?,
+            crate::Logplex::new(),
+            settings,
+        );
+        manager.adopt(self.slug, self.loaded);
+        let (exit, exited) = tokio::sync::oneshot::channel();
+        let attach = Attach {
+            stdin: stdio::Input::from_reader(std::io::stdin()),
+            stdout: stdio::host_stdout(),
+            stderr: stdio::host_stderr(),
+            exit,
+        };
+        manager
+            .run_one_off(
+                Self::APP,
+                self.command,
+                self.args,
+                self.env,
+                self.size,
+                Some(attach),
+            )
+            .with_context(|| format!("cannot run {:?}", self.command))?;
+        exited
+            .await
+            .context("the one-off dyno ended without an exit status")
+    }
 }

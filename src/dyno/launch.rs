@@ -91,6 +91,18 @@ pub(crate) fn local_release(slug_sha256: &str) -> String {
     slug_sha256.chars().take(7).collect()
 }
 
+/// The version of a release outside any app's ledger (a local `wasmdyno run`): its dynos' `WASMDYNO_RELEASE` is
+/// the slug's short hash, not `v0`.
+pub(crate) const LOCAL_VERSION: u64 = 0;
+
+/// `WASMDYNO_RELEASE` of a dyno of release `version` of the slug `sha256`: `vN`, or the short hash of a local one.
+pub(crate) fn release_label(version: u64, sha256: &str) -> String {
+    match version {
+        LOCAL_VERSION => local_release(sha256),
+        version => format!("v{version}"),
+    }
+}
+
 /// A slug made ready to boot dynos from.
 pub(super) struct Booted {
     pub(super) slug: Slug,
@@ -187,6 +199,37 @@ pub fn prepare(
     env: BTreeMap<String, String>,
     size: DynoSize,
 ) -> Result<Prepared, RuntimeError> {
+    let found = one_off_module(slug, command, args, env)?;
+    let (guest, cache) = runtime.load(&found.wasm)?;
+    let spec = spec(
+        &found.line,
+        &found.config,
+        &found.platform,
+        &found.module,
+        size,
+        Arc::new(Image::from_slug(slug)),
+    );
+    Ok(Prepared { guest, spec, cache })
+}
+
+/// What a one-off dyno of `slug` runs for `command` and `args` (see [`prepare`]): its command line, config,
+/// platform variables, and the module its first word names, with the module's bytes.
+pub(crate) struct OneOffModule {
+    pub(crate) line: Command,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) platform: PlatformVars,
+    pub(crate) module: String,
+    pub(crate) wasm: Arc<[u8]>,
+}
+
+/// Finds the module a one-off dyno of `slug` runs for `command` and `args` with `env` over the slug's config
+/// vars: the one check `prepare` and a local `wasmdyno run` make before anything is compiled or started.
+pub(crate) fn one_off_module(
+    slug: &Slug,
+    command: &str,
+    args: &[String],
+    env: BTreeMap<String, String>,
+) -> Result<OneOffModule, RuntimeError> {
     let line = crate::procfile::Command::resolve(&slug.manifest().process_types, command, args)
         .map_err(|e| RuntimeError::BadCommand {
             command: command.to_string(),
@@ -202,8 +245,8 @@ pub fn prepare(
             .unwrap_or_else(|| local_release(slug.sha256())),
         port: env.get("PORT").and_then(|port| port.parse().ok()),
     };
-    let layered = layers(slug, &BTreeMap::new(), env);
-    let full_env = platform.environment(&layered);
+    let config = layers(slug, &BTreeMap::new(), env);
+    let full_env = platform.environment(&config);
     let Some(word) = argv(&line, &full_env).into_iter().next() else {
         return Err(RuntimeError::BadCommand {
             command: line.as_str().to_string(),
@@ -211,16 +254,13 @@ pub fn prepare(
         });
     };
     let (module, wasm) = resolve_module(slug, &word)?;
-    let (guest, cache) = runtime.load(&wasm)?;
-    let spec = spec(
-        &line,
-        &layered,
-        &platform,
-        &module,
-        size,
-        Arc::new(Image::from_slug(slug)),
-    );
-    Ok(Prepared { guest, spec, cache })
+    Ok(OneOffModule {
+        line,
+        config,
+        platform,
+        module,
+        wasm,
+    })
 }
 
 #[cfg(test)]

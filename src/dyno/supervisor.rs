@@ -243,7 +243,7 @@ impl Supervisor {
     pub(super) fn platform_vars(&self, port: Option<u16>) -> PlatformVars {
         PlatformVars {
             dyno: self.name.clone(),
-            release: format!("v{}", self.want.release),
+            release: launch::release_label(self.want.release, &self.want.slug),
             port,
         }
     }

@@ -73,6 +73,27 @@ impl Manager {
         Ok(self.booted(sha)?.slug.clone())
     }
 
+    /// Takes `slug`, already opened and verified (a local `wasmdyno run`), as its release's, with the module at
+    /// `loaded.0` already compiled: its dynos neither open the slug again nor load that module again.
+    #[cfg(feature = "platform")]
+    pub(crate) fn adopt(&self, slug: Slug, loaded: (String, crate::runtime::Guest)) {
+        let guests = std::collections::HashMap::from([(
+            loaded.0,
+            Arc::new(tokio::sync::OnceCell::new_with(Some(loaded.1))),
+        )]);
+        let booted = Arc::new(Booted {
+            image: Arc::new(Image::from_slug(&slug)),
+            guests: Mutex::new(guests),
+            slug,
+        });
+        let sha = booted.slug.sha256().to_string();
+        self.inner
+            .releases
+            .lock()
+            .expect("releases lock")
+            .insert(sha, booted);
+    }
+
     pub(super) fn booted(&self, sha: &str) -> Result<Arc<Booted>, DynoError> {
         if let Some(booted) = self.inner.releases.lock().expect("releases lock").get(sha) {
             return Ok(booted.clone());
