@@ -270,3 +270,26 @@ fn c_programs_built_by_make_are_told_apart_by_what_they_import() {
         "Hello, Ada, from C built by make for wasm32-wasi.\n"
     );
 }
+
+#[test]
+fn a_zig_app_built_by_its_build_zig_runs_as_a_command() {
+    let env = TestEnv::new();
+    let out = env.run(&["build", &sample("zig-hello"), "--json"]).ok();
+    assert!(
+        out.stderr
+            .contains("-----> Building with zig build for wasm32-wasi"),
+        "{out}"
+    );
+    let json = out.json();
+    assert_eq!(json["process_types"]["hello"], "hello.wasm", "{json}");
+    // zig's own cache stays in the build cache, out of the slug.
+    let slug = json["path"].as_str().unwrap();
+    let listing = std::process::Command::new("tar")
+        .args(["-tzf", slug])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(!listing.contains("zig-cache"), "{listing}");
+    let hello = env.run(&["run", "--slug", slug, "hello", "Ada"]).ok();
+    assert_eq!(hello.stdout, "Hello, Ada, from Zig on run.1.\n");
+}
