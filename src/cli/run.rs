@@ -303,7 +303,7 @@ struct LocalOneOff<'a> {
 }
 
 impl LocalOneOff<'_> {
-    /// The app a local dyno belongs to, in its `DYNO`-less log stream.
+    /// The app a local one-off dyno runs under (nobody reads its log stream; its output is this terminal).
     const APP: &'static str = "local";
 
     /// Runs the dyno; its exit status.

@@ -89,7 +89,7 @@ impl P1Ctx {
             .collect();
         let stdin = match self.desc(stdio[0])? {
             Desc::Stdin { .. } => self.stdin.clone(),
-            Desc::File(file) => Input::from_reader(FileReader::new(self.fs.clone(), file.ino)),
+            Desc::File(file) => Input::from_reader(OpenFile::new(self.fs.clone(), file.ino)),
             _ => return Err(Errno::BADF),
         };
         Ok((
@@ -110,7 +110,7 @@ impl P1Ctx {
         match self.desc(fd)? {
             Desc::Out { sink, credit, .. } => Ok((sink.clone(), credit.clone())),
             Desc::File(file) => {
-                let writer = FileReader::new(self.fs.clone(), file.ino);
+                let writer = OpenFile::new(self.fs.clone(), file.ino);
                 // A write the quota refuses is lost, as output to a full disk is; the child's later writes
                 // still try.
                 let sink: Output = Arc::new(move |data: &[u8]| {
@@ -123,17 +123,18 @@ impl P1Ctx {
     }
 }
 
-/// A file of the dyno's filesystem held open (so it outlives the caller's descriptor), read from the start.
-struct FileReader {
+/// A file of the dyno's filesystem held open (so it outlives the caller's descriptor): read from its start, as a child's
+/// stdin, or appended to, as its stdout or stderr.
+struct OpenFile {
     fs: Arc<Mutex<Fs>>,
     ino: Ino,
     pos: u64,
 }
 
-impl FileReader {
-    fn new(fs: Arc<Mutex<Fs>>, ino: Ino) -> FileReader {
+impl OpenFile {
+    fn new(fs: Arc<Mutex<Fs>>, ino: Ino) -> OpenFile {
         fs.lock().unwrap_or_else(|p| p.into_inner()).retain(ino);
-        FileReader { fs, ino, pos: 0 }
+        OpenFile { fs, ino, pos: 0 }
     }
 
     fn lock(&self) -> MutexGuard<'_, Fs> {
@@ -141,7 +142,7 @@ impl FileReader {
     }
 }
 
-impl std::io::Read for FileReader {
+impl std::io::Read for OpenFile {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self
             .lock()
@@ -152,7 +153,7 @@ impl std::io::Read for FileReader {
     }
 }
 
-impl Drop for FileReader {
+impl Drop for OpenFile {
     fn drop(&mut self) {
         let ino = self.ino;
         self.lock().release(ino);
