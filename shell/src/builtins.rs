@@ -109,21 +109,25 @@ fn flags<'a>(
     Some((set, rest))
 }
 
-/// Says what went wrong with `path` the way coreutils do, and returns the failing status.
-fn fail(err: &mut dyn Write, name: &str, path: impl AsRef<Path>, e: &io::Error) -> i32 {
-    let why = match e.kind() {
-        io::ErrorKind::NotFound => "No such file or directory".to_string(),
-        io::ErrorKind::AlreadyExists => "File exists".to_string(),
-        io::ErrorKind::PermissionDenied => "Permission denied".to_string(),
-        io::ErrorKind::IsADirectory => "Is a directory".to_string(),
-        io::ErrorKind::NotADirectory => "Not a directory".to_string(),
-        io::ErrorKind::DirectoryNotEmpty => "Directory not empty".to_string(),
+/// What went wrong, in coreutils' words.
+pub fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "No such file or directory".into(),
+        io::ErrorKind::AlreadyExists => "File exists".into(),
+        io::ErrorKind::PermissionDenied => "Permission denied".into(),
+        io::ErrorKind::IsADirectory => "Is a directory".into(),
+        io::ErrorKind::NotADirectory => "Not a directory".into(),
+        io::ErrorKind::DirectoryNotEmpty => "Directory not empty".into(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-            "No space left on device (the dyno's memory quota)".to_string()
+            "No space left on device (the dyno's memory quota)".into()
         }
         _ => e.to_string(),
-    };
-    let _ = writeln!(err, "{name}: {}: {why}", path.as_ref().display());
+    }
+}
+
+/// Says what went wrong with `path` the way coreutils do, and returns the failing status.
+fn fail(err: &mut dyn Write, name: &str, path: impl AsRef<Path>, e: &io::Error) -> i32 {
+    let _ = writeln!(err, "{name}: {}: {}", path.as_ref().display(), describe(e));
     1
 }
 

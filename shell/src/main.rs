@@ -17,7 +17,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 
-use builtins::{Io, Source};
+use builtins::{Io, Source, describe};
 use parse::{ParseError, Piece, RedirectKind, Stage, Then, Word};
 
 const USAGE: &str = "usage: bash [-c COMMAND [NAME [ARG...]] | SCRIPT [ARG...]]";
@@ -608,18 +608,6 @@ fn open_sink(sink: &Sink) -> Result<Option<File>, String> {
             .map(Some)
             .map_err(|e| format!("{}: {}", path.display(), describe(&e))),
         _ => Ok(None),
-    }
-}
-
-fn describe(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "No such file or directory".into(),
-        io::ErrorKind::NotADirectory => "Not a directory".into(),
-        io::ErrorKind::IsADirectory => "Is a directory".into(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-            "No space left on device (the dyno's memory quota)".into()
-        }
-        _ => e.to_string(),
     }
 }
 

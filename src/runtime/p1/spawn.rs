@@ -53,7 +53,6 @@ impl P1Ctx {
     }
 
     /// The child of a `spawn` call, read from guest memory and the caller's descriptors.
-    #[allow(clippy::too_many_arguments)]
     fn child(
         &mut self,
         mem: &Mem,
