@@ -3,47 +3,29 @@
 //! `mv`, `exit N`, ...) run here; any other command is a module of the app's slug, which wasmdyno runs in the same
 //! dyno (same filesystem, same memory quota) through its `wasmdyno.spawn` import, and waits for.
 //!
+//! Its rooms: `parse` (command lines), `glob` (wildcards), `builtins`, `spawn` (the slug's modules).
+//!
 //! Pipes run their stages one after the other: a builtin's output is kept in memory, a module's in a file under
 //! `/tmp`, and the next stage reads it. Lines come from `-c COMMAND`, a script file, or standard input (read a
 //! byte at a time, so a module started from the prompt reads exactly what follows its line).
 
 mod builtins;
+mod glob;
 mod parse;
+mod spawn;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 
 use builtins::{Io, Source, describe};
+use glob::{escape_glob, glob};
 use parse::{ParseError, Piece, RedirectKind, Stage, Then, Word};
 
 const USAGE: &str = "usage: bash [-c COMMAND [NAME [ARG...]] | SCRIPT [ARG...]]";
-
-mod host {
-    #[link(wasm_import_module = "wasmdyno")]
-    unsafe extern "C" {
-        /// Runs the slug's module named by `argv` (NUL-terminated strings, back to back) with `env` (`KEY=VALUE`,
-        /// the same way) and the caller's descriptors `stdin`, `stdout`, `stderr` as its standard streams; writes
-        /// its exit status to `status`. Returns a WASI errno: `NOENT` when the slug has no such module.
-        pub fn spawn(
-            argv: *const u8,
-            argv_len: usize,
-            env: *const u8,
-            env_len: usize,
-            stdin: u32,
-            stdout: u32,
-            stderr: u32,
-            status: *mut i32,
-        ) -> u16;
-    }
-}
-
-const ERRNO_NOENT: u16 = 44;
-const ERRNO_NOSYS: u16 = 52;
-const ERRNO_AGAIN: u16 = 6;
 
 /// A descriptor of ours, used without closing it.
 fn fd(n: i32) -> ManuallyDrop<File> {
@@ -480,113 +462,6 @@ impl Shell {
         (status, Source::Bytes(captured))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_module(
-        &mut self,
-        words: &[String],
-        env: &BTreeMap<String, String>,
-        input: Source,
-        out: Sink,
-        err: Sink,
-        err_to_out: bool,
-        temporary: &mut Vec<PathBuf>,
-    ) -> (Result<i32, String>, Source) {
-        let name = words[0].clone();
-        let stdin_file = match input {
-            Source::Stdin => None,
-            Source::File(path) => match File::open(&path) {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    return (
-                        Err(format!("{}: {}", path.display(), describe(&e))),
-                        Source::Bytes(vec![]),
-                    );
-                }
-            },
-            Source::Bytes(bytes) => match self.temporary(temporary).and_then(|path| {
-                fs::write(&path, &bytes)?;
-                File::open(&path)
-            }) {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    return (
-                        Err(format!("a pipe's file in /tmp: {}", describe(&e))),
-                        Source::Bytes(vec![]),
-                    );
-                }
-            },
-        };
-        let mut next = Source::Bytes(vec![]);
-        let out = match out {
-            Sink::Capture => match self.temporary(temporary) {
-                Ok(path) => {
-                    next = Source::File(path.clone());
-                    Sink::File {
-                        path,
-                        append: false,
-                    }
-                }
-                Err(e) => {
-                    return (
-                        Err(format!("a pipe's file in /tmp: {}", describe(&e))),
-                        next,
-                    );
-                }
-            },
-            other => other,
-        };
-        let opened = open_sink(&out).and_then(|o| open_sink(&err).map(|e| (o, e)));
-        let (out_file, err_file) = match opened {
-            Ok(files) => files,
-            Err(why) => return (Err(why), next),
-        };
-        let fd_of = |file: &Option<File>, default: u32| {
-            file.as_ref().map_or(default, |f| f.as_raw_fd() as u32)
-        };
-        let stdin = fd_of(&stdin_file, 0);
-        let stdout = fd_of(&out_file, 1);
-        let stderr = if err_to_out {
-            stdout
-        } else {
-            fd_of(&err_file, 2)
-        };
-        let _ = io::stdout().flush();
-        let argv = nul_joined(words.iter().map(String::as_str));
-        let env_lines: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let envp = nul_joined(env_lines.iter().map(String::as_str));
-        let mut status = 0i32;
-        // SAFETY: the pointers and lengths describe live buffers of ours; `status` is a live i32.
-        let errno = unsafe {
-            host::spawn(
-                argv.as_ptr(),
-                argv.len(),
-                envp.as_ptr(),
-                envp.len(),
-                stdin,
-                stdout,
-                stderr,
-                &mut status,
-            )
-        };
-        let result = match errno {
-            0 => Ok(status),
-            ERRNO_NOENT => {
-                eprintln!(
-                    "bash: {name}: command not found (not a builtin, nor a module of the app's slug)"
-                );
-                Ok(127)
-            }
-            ERRNO_NOSYS => Err(format!(
-                "{name}: this shell cannot start modules here (no wasmdyno.spawn)"
-            )),
-            ERRNO_AGAIN => Err(format!(
-                "{name}: shells nested too deep to start another module"
-            )),
-            other => Err(format!("{name}: cannot start it (WASI errno {other})")),
-        };
-        (result, next)
-    }
-
     /// A new file for a pipe, under `/tmp`, removed when the pipeline ends.
     fn temporary(&mut self, temporary: &mut Vec<PathBuf>) -> io::Result<PathBuf> {
         fs::create_dir_all("/tmp")?;
@@ -616,15 +491,6 @@ fn assignment(word: &str) -> Option<(&str, &str)> {
     parse::is_name(name).then_some((name, value))
 }
 
-fn nul_joined<'a>(items: impl Iterator<Item = &'a str>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for item in items {
-        bytes.extend_from_slice(item.as_bytes());
-        bytes.push(0);
-    }
-    bytes
-}
-
 /// One line of standard input without its newline, read a byte at a time; `None` at its end.
 fn read_line() -> Option<String> {
     let mut line = Vec::new();
@@ -641,67 +507,4 @@ fn read_line() -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&line).into_owned())
-}
-
-fn escape_glob(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('*', "\\*")
-        .replace('?', "\\?")
-}
-
-/// The paths `pattern` matches; only its last component may hold `*` and `?`.
-fn glob(pattern: &str) -> Vec<String> {
-    let (dir, name) = match pattern.rfind('/') {
-        Some(i) => (&pattern[..=i], &pattern[i + 1..]),
-        None => ("", pattern),
-    };
-    if dir.contains(['*', '?']) && !dir.contains('\\') {
-        return vec![];
-    }
-    let plain_dir = dir.replace('\\', "");
-    let Ok(entries) = fs::read_dir(if plain_dir.is_empty() {
-        "."
-    } else {
-        &plain_dir
-    }) else {
-        return vec![];
-    };
-    let pattern: Vec<char> = name.chars().collect();
-    let mut found: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') || name.starts_with('.'))
-        .filter(|n| wildcard(&pattern, &n.chars().collect::<Vec<_>>()))
-        .map(|n| format!("{plain_dir}{n}"))
-        .collect();
-    found.sort();
-    found
-}
-
-/// `*` and `?` (with `\` escaping either) against `name`.
-fn wildcard(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|skip| wildcard(rest, &name[skip..])),
-        Some(('?', rest)) => !name.is_empty() && wildcard(rest, &name[1..]),
-        Some(('\\', rest)) if !rest.is_empty() => {
-            name.first() == Some(&rest[0]) && wildcard(&rest[1..], &name[1..])
-        }
-        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards() {
-        let p = |s: &str| s.chars().collect::<Vec<_>>();
-        assert!(wildcard(&p("*.wasm"), &p("app.wasm")));
-        assert!(!wildcard(&p("*.wasm"), &p("app.wat")));
-        assert!(wildcard(&p("a?c"), &p("abc")));
-        assert!(!wildcard(&p("a\\*c"), &p("abc")));
-        assert!(wildcard(&p("a\\*c"), &p("a*c")));
-    }
 }
