@@ -1,8 +1,7 @@
 ;; An attacker on a web dyno's listener (fd 4): for each connection, it reads with `sock_recv(RECV_WAITALL)` into
-;; 4,000 iovecs that all cover the same 64 KiB page, so each call claims 250 MiB, until the client's request (head
-;; and body) is in; then it sends a 2-byte answer whose 4,000 overlapping ciovecs claim as much again. A host that
-;; honoured the claims would buffer them; wasmdyno's moves at most 1 MiB per call. Answers `ok`, with the number of
-;; calls it took in a header.
+;; 4,000 iovecs that all cover the same 64 KiB page, so each call claims 250 MiB, until 8 MiB of the client's
+;; request is in; then it answers `ok` and reads what is left until the router closes. A host that honoured the
+;; claims would buffer 250 MiB per call; wasmdyno's moves at most 1 MiB per call.
 (module
   (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "sock_recv" (func $recv (param i32 i32 i32 i32 i32 i32) (result i32)))
@@ -43,5 +42,14 @@
       (i32.store (i32.const 1024) (i32.const 64))
       (i32.store (i32.const 1028) (i32.const 59))
       (drop (call $send (local.get $conn) (i32.const 1024) (i32.const 1) (i32.const 0) (i32.const 8)))
+      ;; The request's head counted towards the 8 MiB, so some of its body may still be on its way: read the rest
+      ;; until the router closes its end (it has the answer), so that nothing it sends finds the dyno gone.
+      (call $iovecs (i32.const 65536))
+      (block $drained
+        (loop $rest
+          (br_if $drained (i32.ne
+            (call $recv (local.get $conn) (i32.const 1024) (i32.const 4000) (i32.const 0) (i32.const 8) (i32.const 12))
+            (i32.const 0)))
+          (br_if $rest (i32.ne (i32.load (i32.const 8)) (i32.const 0)))))
       (drop (call $close (local.get $conn)))
       (br $connections))))
