@@ -1,6 +1,7 @@
 //! JavaScript apps through the Node.js buildpack (esbuild and ComponentizeJS from npm): `sample-apps/js-hono`, a
-//! Hono app with its dependency bundled, as a wasi:http component behind the router, and a Node.js built-in
-//! refused at build time by name.
+//! Hono app with its dependency bundled, as a wasi:http component behind the router; a service-worker style
+//! `addEventListener('fetch')` app answering many requests per instance; and a Node.js built-in refused at build
+//! time by name.
 
 use crate::support::*;
 
@@ -55,4 +56,70 @@ fn a_node_built_in_module_fails_the_build_naming_it() {
         text.contains("\"fs\" is a Node.js built-in module") && text.contains("index.js"),
         "{text}"
     );
+}
+
+/// A service-worker style app (`addEventListener('fetch', ...)`, no package dependencies) answers every request
+/// on a warm instance, not only the first: StarlingMonkey's own dispatch serves one request per instance, the
+/// buildpack's adapter any number. A handler that throws is a 500 and the next request is answered.
+#[test]
+fn a_fetch_event_listener_app_answers_many_requests_per_instance() {
+    let server = Server::start();
+    let app = server.env.path("listener-src");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("package.json"),
+        r#"{"name": "sw", "main": "worker.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("worker.js"),
+        r#"let served = 0;
+addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (url.pathname === '/boom') throw new Error('boom on purpose');
+  served += 1;
+  event.respondWith(new Response(`served ${served} on ${process.env.DYNO}\n`, { headers: { 'x-path': url.pathname } }));
+});
+"#,
+    )
+    .unwrap();
+    server.cli(&["apps:create", "sworker"]).ok();
+    server
+        .cli(&["deploy", "-a", "sworker", app.to_str().unwrap()])
+        .ok();
+    let host = "sworker.localhost";
+    wait_until(
+        "the listener app answers",
+        std::time::Duration::from_secs(120),
+        || server.get(host, "/").0 == 200,
+    );
+    // One warm instance per dyno at a time for sequential requests: its count goes up.
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let (status, response) = server.get(host, "/count");
+        assert_eq!(status, 200, "{response}");
+        assert!(
+            response.to_ascii_lowercase().contains("x-path: /count"),
+            "{response}"
+        );
+        let body = body_of(&response);
+        assert!(body.ends_with(" on web.1\n"), "{body}");
+        counts.push(
+            body.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    assert!(counts.iter().all(|&c| c >= 1), "{counts:?}");
+    assert!(
+        counts.windows(2).any(|w| w[1] > w[0]),
+        "an instance answered more than one request: {counts:?}"
+    );
+
+    let (status, response) = server.get(host, "/boom");
+    assert_eq!(status, 500, "{response}");
+    let (status, response) = server.get(host, "/after");
+    assert_eq!(status, 200, "{response}");
 }
