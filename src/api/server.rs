@@ -39,6 +39,7 @@ mod auth;
 mod builds;
 mod config;
 mod dashboard;
+mod deploy;
 mod domains;
 mod drains;
 mod error;

@@ -34,8 +34,11 @@ pub(super) fn read_app_json(
     Ok(Some(manifest))
 }
 
-async fn say(lines: &tokio::sync::mpsc::Sender<BuildEvent>, text: String) {
-    let _ = lines.send(BuildEvent::Line(text)).await;
+/// A deploy's progress lines (see `deploy::Progress`).
+type Lines = tokio::sync::mpsc::Sender<String>;
+
+async fn say(lines: &Lines, text: String) {
+    let _ = lines.send(text).await;
 }
 
 /// Sets the config defaults the app lacks (in one release) and provisions the add-ons.
@@ -43,7 +46,7 @@ pub(super) async fn before_first_release(
     p: &Arc<Platform>,
     app: &str,
     manifest: &AppJson,
-    lines: &tokio::sync::mpsc::Sender<BuildEvent>,
+    lines: &Lines,
 ) -> ApiResult<()> {
     let config = p.store.config(app)?;
     let mut defaults = BTreeMap::new();
@@ -94,7 +97,7 @@ pub(super) async fn after_first_release(
     p: &Arc<Platform>,
     app: &str,
     manifest: &AppJson,
-    lines: &tokio::sync::mpsc::Sender<BuildEvent>,
+    lines: &Lines,
 ) -> ApiResult<()> {
     if !manifest.formation.is_empty() {
         let changes: BTreeMap<String, ScaleChange> = manifest

@@ -1,10 +1,9 @@
-//! `/apps/{app}/slugs` and `/builds`: uploads, downloads for edge hosts, and builds streamed to the client
-//! then released.
+//! `/apps/{app}/slugs` and `/builds`: uploads, downloads for edge hosts, and builds ([`deploy`]) streamed to the
+//! client as NDJSON.
 
-use super::app_json::{after_first_release, before_first_release, read_app_json};
 #[allow(unused_imports)]
 use super::*;
-use crate::build::app_json::AppJson;
+use deploy::Deploy;
 
 /// What an edge host following this server runs for an app: the app, its current release and its formation, read
 /// together.
@@ -116,8 +115,8 @@ pub(super) struct BuildQuery {
     buildpack: Option<String>,
 }
 
-/// Builds a source tarball (gzip tar) on the server, streaming the output as NDJSON [`BuildEvent`]s while it
-/// runs, and releases the slug.
+/// Builds a source tarball (gzip tar) on the server and releases the slug ([`deploy::deploy`]), streaming its
+/// progress lines and then its result as NDJSON [`BuildEvent`]s.
 pub(super) async fn create_build(
     State(p): State<Arc<Platform>>,
     Path(app): Path<String>,
@@ -133,8 +132,24 @@ pub(super) async fn create_build(
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<BuildEvent>(256);
     tokio::spawn(async move {
-        let lines = tx.clone();
-        let result = build_and_release(&p, &app, query, body, lines).await;
+        let (lines, mut progress) = tokio::sync::mpsc::channel::<String>(256);
+        let options = Deploy {
+            commit: query.commit,
+            buildpack: query.buildpack,
+        };
+        let work = deploy::deploy(&p, &app, options, body, lines);
+        tokio::pin!(work);
+        let result = loop {
+            tokio::select! {
+                Some(line) = progress.recv() => {
+                    let _ = tx.send(BuildEvent::Line(line)).await;
+                }
+                result = &mut work => break result,
+            }
+        };
+        while let Ok(line) = progress.try_recv() {
+            let _ = tx.send(BuildEvent::Line(line)).await;
+        }
         let last = match result {
             Ok(release) => BuildEvent::Release(release),
             Err(e) => BuildEvent::Error(e.body()),
@@ -153,133 +168,4 @@ pub(super) async fn create_build(
         HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
-}
-
-pub(super) async fn build_and_release(
-    p: &Arc<Platform>,
-    app: &str,
-    query: BuildQuery,
-    source: Bytes,
-    lines: tokio::sync::mpsc::Sender<BuildEvent>,
-) -> ApiResult<Release> {
-    let lock = p.build_locks.of(app);
-    let _one_build_at_a_time = match lock.clone().try_lock_owned() {
-        Ok(guard) => guard,
-        Err(_) => {
-            let _ = lines
-                .send(BuildEvent::Line(format!(
-                    "-----> Waiting for another build of {app} to finish"
-                )))
-                .await;
-            lock.lock_owned().await
-        }
-    };
-    let platform = p.clone();
-    let app_name = app.to_string();
-    let build_lines = lines.clone();
-    let commit = query.commit.clone();
-    let built = tokio::task::spawn_blocking(
-        move || -> ApiResult<(crate::build::Built, Option<AppJson>)> {
-            let work = platform.home.join("tmp");
-            std::fs::create_dir_all(&work).map_err(internal)?;
-            let dir = tempfile::Builder::new()
-                .prefix("source-")
-                .tempdir_in(&work)
-                .map_err(internal)?;
-            // `unpack` refuses entries that would land outside `dir`.
-            tar::Archive::new(flate2::read::GzDecoder::new(&source[..]))
-                .unpack(dir.path())
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_params",
-                        format!("the source is not a gzip tarball: {e}"),
-                    )
-                })?;
-            let mut request = BuildRequest::new(
-                dir.path(),
-                platform
-                    .home
-                    .join("build-cache")
-                    .join(format!("app-{app_name}")),
-            );
-            request.buildpack = query.buildpack;
-            request.work_dir = Some(work);
-            request.commit = commit;
-            request.wasmdyno_bin = std::env::current_exe().ok();
-            request.sandbox = platform.build_sandbox.clone();
-            request.env = platform.store.config(&app_name)?;
-            let manifest = read_app_json(dir.path(), &request.env, &mut |line| {
-                let _ = build_lines.blocking_send(BuildEvent::Line(line));
-            })?;
-            crate::build::build_and_store(
-                &request,
-                &platform.runtime,
-                &platform.slugs,
-                platform.limits,
-                &mut |line| {
-                    let _ = build_lines.blocking_send(BuildEvent::Line(line.to_string()));
-                },
-            )
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "build_failed",
-                    format!("{e:#}"),
-                )
-            })
-            .map(|built| (built, manifest))
-        },
-    )
-    .await
-    .map_err(internal)??;
-    let (built, manifest) = built;
-    // The first deploy sets app.json's config defaults and provisions its add-ons before its release (so that a
-    // release phase reaches them), then scales as it says and runs its postdeploy script.
-    let first = p.base_slug(app)?.is_none();
-    let manifest = manifest.filter(|_| first);
-    if let Some(manifest) = &manifest {
-        before_first_release(p, app, manifest, &lines).await?;
-    }
-
-    let sha = built.slug.sha256().to_string();
-    let description = match &query.commit {
-        Some(commit) => format!("Deploy {}", commit.chars().take(7).collect::<String>()),
-        None => format!("Deploy {}", &sha[..7]),
-    };
-    let phase_lines = lines.clone();
-    let pending_line = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let echo: Output = Arc::new(move |data: &[u8]| {
-        // Release-phase output, passed on a line at a time.
-        let mut buf = pending_line.lock().expect("line buffer");
-        buf.extend_from_slice(data);
-        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            let _ = phase_lines.try_send(BuildEvent::Line(format!("       {text}")));
-        }
-    });
-    let _ = lines
-        .send(BuildEvent::Line("-----> Releasing".into()))
-        .await;
-    let new = NewRelease {
-        slug: Some(sha.clone()),
-        config: None,
-        description,
-        pending: false,
-    };
-    let release = p
-        .release(
-            app,
-            Some(sha),
-            |store, pending| store.create_release(app, NewRelease { pending, ..new }),
-            Some(echo),
-        )
-        .await?;
-    if let Some(manifest) = &manifest
-        && release.status == crate::store::ReleaseStatus::Succeeded
-    {
-        after_first_release(p, app, manifest, &lines).await?;
-    }
-    Ok(release)
 }
