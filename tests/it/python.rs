@@ -99,6 +99,17 @@ fn a_python_release_phase_and_worker_run_their_scripts() {
         ])
         .ok();
     assert_eq!(said.stdout.trim(), r#"["-c", "a b"]"#, "{said}");
+    // A script's exit status is its own, as a POSIX process reports it (WASI 0.2.12's exit-with-code).
+    for (code, status) in [
+        ("import sys; sys.exit(3)", Some(3)),
+        ("raise SystemExit(-1)", Some(255)),
+        ("raise SystemExit('bad input')", Some(1)),
+        ("1 / 0", Some(1)),
+        ("import sys; sys.exit(0)", Some(0)),
+    ] {
+        let out = server.cli(&["run", "-a", "pyworker", "python", "-c", code]);
+        assert_eq!(out.code, status, "{code}: {out}");
+    }
     server.cli(&["ps:scale", "-a", "pyworker", "worker=1"]).ok();
     wait_logs(
         &server,

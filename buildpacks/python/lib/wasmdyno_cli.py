@@ -13,6 +13,11 @@ import traceback
 
 from wit_world import exports
 
+try:  # imported here, at build time: the bindings are in componentize-py's snapshot, not in the slug
+    from wit_world.imports import exit as _wasi_exit
+except ImportError:
+    _wasi_exit = None
+
 
 def _preimport(tree):
     for node in ast.walk(tree):
@@ -38,6 +43,15 @@ def _exit_status(e):
     return 1
 
 
+def _exit(status):
+    """Ends the component with `status` as a POSIX process would (the low 8 bits, so `sys.exit(-1)` is 255):
+    through wasi:cli/exit's exit-with-code (WASI 0.2.12), which carries the number; where the interfaces lack it,
+    through libc, whose exit carries only failure (the host sees 1)."""
+    if hasattr(_wasi_exit, "exit_with_code"):
+        _wasi_exit.exit_with_code(status & 0xFF)
+    os._exit(status)
+
+
 def run_as_main(work):
     """Runs `work()` as a program's main: its SystemExit is the exit status, an uncaught exception is printed and
     exits 1, and the output is flushed before the status goes to the host."""
@@ -52,7 +66,7 @@ def run_as_main(work):
     sys.stdout.flush()
     sys.stderr.flush()
     if status != 0:
-        os._exit(status)  # WASI 0.2's wasi:cli/exit carries failure only: the host sees 1
+        _exit(status)
 
 
 def command(script=None, module=None):
