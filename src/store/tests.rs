@@ -9,6 +9,7 @@ use super::*;
 
 mod fixture;
 mod postgres_schema;
+mod shared_slugs;
 use fixture::Fresh;
 
 /// Each test of the shared suite, on SQLite and on PostgreSQL.

@@ -1,0 +1,75 @@
+//! Slugs kept in PostgreSQL for every host of a cluster: a host that lacks a slug fetches it chunk by chunk and
+//! keeps it only when its bytes hash to the name it was asked for.
+
+use sha2::{Digest, Sha256};
+
+use super::fixture::TestDatabase;
+use super::*;
+use crate::slug::{SharedSlugs, SlugStore};
+
+/// The database as a host's slug store sees it (what `cluster` gives each host).
+struct InDatabase(Arc<PgStore>);
+
+impl SharedSlugs for InDatabase {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String> {
+        self.0.put_slug(sha256, bytes).map_err(|e| e.to_string())
+    }
+    fn copy(&self, sha256: &str, out: &mut dyn std::io::Write) -> Result<bool, String> {
+        self.0.copy_slug(sha256, out).map_err(|e| e.to_string())
+    }
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A host's slug directory on the shared database, and the directory.
+fn host(db: &Arc<PgStore>) -> (tempfile::TempDir, SlugStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let slugs = SlugStore::new(dir.path()).with_shared(Arc::new(InDatabase(db.clone())));
+    (dir, slugs)
+}
+
+/// What a fetch left in a host's directory besides kept slugs (a partial download would show here).
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".tar.gz"))
+        .collect()
+}
+
+#[test]
+fn a_slug_from_another_host_is_kept_only_when_its_bytes_match_its_sha256() {
+    let db = TestDatabase::create();
+    let pg = Arc::new(PgStore::connect(&db.url).unwrap());
+
+    // Built on one host: kept in the database in chunks (this one spans three).
+    let slug: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let sha = sha256_of(&slug);
+    let (_built_dir, built_on) = host(&pg);
+    built_on.put(&sha, &slug).unwrap();
+
+    // Another host fetches it whole.
+    let (dir, other) = host(&pg);
+    let path = other.fetch(&sha);
+    assert_eq!(std::fs::read(&path).unwrap(), slug);
+    assert!(leftovers(dir.path()).is_empty());
+
+    // Bytes kept under a name they do not hash to (a corrupt row, or a writer that lied) are refused: no file
+    // under that name, nothing half-written, and the host asks again next time instead of trusting a copy.
+    let claimed = sha256_of(b"some other slug");
+    pg.put_slug(&claimed, &slug).unwrap();
+    let (dir, third) = host(&pg);
+    let path = third.fetch(&claimed);
+    assert!(!path.exists(), "a slug whose bytes do not match was kept");
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    assert!(!third.fetch(&claimed).exists());
+
+    // A slug no host kept is a missing file, as on one host.
+    assert!(!third.fetch(&"0".repeat(64)).exists());
+}
