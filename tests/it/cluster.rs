@@ -274,16 +274,40 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // Host a dies: its workers come back on b and c.
+    // Host a dies: its workers come back on b and c within twice the host timeout (and the rounds' ticks), each
+    // with its state lines in the app's one log stream.
+    let on_a = running(&all, "spread")[&0].clone();
+    assert!(!on_a.is_empty(), "a runs a worker before it dies");
+    // (a's own lines leave the stream with a, so the new lines are told apart by their text, timestamps included.)
+    let new_up = |before: &str, logs: &str, dyno: &str| {
+        let line = format!("wasmdyno[{dyno}]: State changed from starting to up");
+        logs.lines()
+            .any(|l| l.contains(&line) && !before.lines().any(|old| old == l))
+    };
+    let before = logs(&b, "spread");
     let _ = std::process::Command::new("kill")
         .args(["-9", &a.child.id().to_string()])
         .status();
+    let killed = Instant::now();
     let live = [&b, &c];
     watch(
         || running(&live, "spread"),
         "three workers on b and c",
         Duration::from_secs(4 * HOST_TIMEOUT + 20),
         |s| s.values().map(Vec::len).sum::<usize>() == 3,
+    );
+    let moved = killed.elapsed();
+    eprintln!("kill -9: a's workers {on_a:?} ran on b and c {moved:?} after the kill");
+    assert!(
+        moved < Duration::from_secs(2 * HOST_TIMEOUT + 10),
+        "failed over {moved:?} after the kill (host timeout {HOST_TIMEOUT} s)"
+    );
+    wait_logs(
+        &b,
+        "spread",
+        "the moved workers' state lines",
+        Duration::from_secs(10),
+        |logs| on_a.iter().all(|d| new_up(&before, logs, d)),
     );
     // The ledger went through it all intact.
     let versions = versions(&b, "spread");
