@@ -5,6 +5,8 @@
 //! - **Liveness** is the database's: a host whose last heartbeat is older than the host timeout is dead, and its
 //!   dynos are placed on live hosts by the next scheduling round (every tick, on whichever host takes the
 //!   scheduler's lock).
+//! - **Changes** made through any host (releases, scaling, new placements) notify the others through PostgreSQL's
+//!   `LISTEN`/`NOTIFY`, which start their next round at once rather than at the tick.
 //! - **Fencing**: a host that has not reached the database for a third of the host timeout stops its formation
 //!   dynos at once ([`Manager::fence`]) and runs none until it reaches the database again. Its dynos are placed
 //!   elsewhere only after the full timeout, so a formation dyno never runs on two hosts at once.
@@ -231,10 +233,16 @@ impl Cluster {
         let applier = Applier::start(manager);
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A change through any host (a release, a scale, new placements) starts a round at once.
+        let changed = Arc::new(tokio::sync::Notify::new());
+        self.store.on_changes(changed.clone());
         // A round that hangs (a database that stopped answering) is waited for at most a tick at a time.
         let mut in_flight: Option<tokio::task::JoinHandle<_>> = None;
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = changed.notified() => interval.reset(),
+            }
             let mut round = in_flight.take().unwrap_or_else(|| {
                 let this = self.clone();
                 // The lease runs from when the heartbeat was sent, not from when its answer came.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::*;
 
+mod cluster_shared;
 mod fixture;
 mod postgres_schema;
-mod shared_slugs;
 use fixture::Fresh;
 
 /// Each test of the shared suite, on SQLite and on PostgreSQL.

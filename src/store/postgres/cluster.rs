@@ -226,6 +226,9 @@ impl PgStore {
                 added.push(new.clone());
             }
         }
+        if !(added.is_empty() && removed.is_empty()) {
+            pollster::block_on(tx.execute(super::NOTIFY_CHANGES, &[]))?;
+        }
         pollster::block_on(tx.commit())?;
         Ok(Some(Changes { added, removed }))
     }

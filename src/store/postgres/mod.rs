@@ -28,10 +28,12 @@ use super::{
 };
 
 pub mod cluster;
+mod listen;
 mod rows;
 mod schema;
 pub(crate) mod tls;
 
+use listen::NOTIFY_CHANGES;
 use rows::PgTx;
 
 /// Connections kept to the database, at most.

@@ -47,10 +47,12 @@ impl<'a> PgTx<'a> {
             .map(drop)
     }
 
-    /// Tells the other hosts that the ledger changed (in the same transaction as the change).
+    /// Tells the other hosts that the ledger changed (in the same transaction as the change): the generation they
+    /// compare each round, and a notification that wakes their rounds at once (`listen.rs`; delivered when the
+    /// transaction commits).
     pub(super) fn bump_generation(&mut self) -> Result<(), StoreError> {
-        self.execute("UPDATE ledger_generation SET n = n + 1", &[])
-            .map(drop)
+        self.execute("UPDATE ledger_generation SET n = n + 1", &[])?;
+        self.execute(super::NOTIFY_CHANGES, &[]).map(drop)
     }
 
     pub(super) fn commit(self) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
-//! Slugs kept in PostgreSQL for every host of a cluster: a host that lacks a slug fetches it chunk by chunk and
-//! keeps it only when its bytes hash to the name it was asked for.
+//! What the hosts of a cluster share through PostgreSQL besides the ledger: slugs (a host that lacks one fetches
+//! it chunk by chunk and keeps it only when its bytes hash to the name it was asked for), and the news that
+//! something changed (`LISTEN`/`NOTIFY`).
 
 use sha2::{Digest, Sha256};
 
@@ -72,4 +73,43 @@ fn a_slug_from_another_host_is_kept_only_when_its_bytes_match_its_sha256() {
 
     // A slug no host kept is a missing file, as on one host.
     assert!(!third.fetch(&"0".repeat(64)).exists());
+}
+
+/// Waits for `wake` up to `within`; whether it came.
+fn woken(wake: &tokio::sync::Notify, within: std::time::Duration) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { tokio::time::timeout(within, wake.notified()).await.is_ok() })
+}
+
+#[test]
+fn a_change_through_one_host_wakes_the_others_at_once() {
+    let db = TestDatabase::create();
+    let listening = PgStore::connect(&db.url).unwrap();
+    let writer = PgStore::connect(&db.url).unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    listening.on_changes(wake.clone());
+    let within = std::time::Duration::from_secs(10);
+    assert!(woken(&wake, within), "no wake when the listener connected");
+
+    // A write to the ledger through another connection (another host) wakes it; so does each later one.
+    for app in ["heard-one", "heard-two"] {
+        writer.create_app(app).unwrap();
+        assert!(woken(&wake, within), "{app} was not heard");
+    }
+    writer
+        .scale(
+            "heard-one",
+            BTreeMap::from([(
+                "web".to_string(),
+                ScaleChange {
+                    quantity: Some(2),
+                    size: None,
+                },
+            )]),
+        )
+        .unwrap();
+    assert!(woken(&wake, within), "a scale was not heard");
 }
