@@ -11,6 +11,9 @@ pub(super) struct AppLoad {
     pub(super) queued: AtomicUsize,
     /// Signalled whenever a request of the app ends.
     pub(super) freed: Notify,
+    /// Where the next choice starts looking: dynos equally loaded take turns (one request at a time would
+    /// otherwise always go to the first).
+    pub(super) turn: AtomicUsize,
 }
 
 /// A request's place on a dyno: released (and a queued request woken) when dropped.
@@ -51,9 +54,9 @@ impl Router {
         loads.entry(app.to_string()).or_default().clone()
     }
 
-    /// A place on the up web dyno of `app` with the fewest requests in flight, not one of `tried`. Waits for a
-    /// starting dyno (H20 past the boot timeout), and in the app's queue while every dyno is at its limit (H11
-    /// when the queue is full, H12 past the request timeout).
+    /// A place on the up web dyno of `app` with the fewest requests in flight (equals taking turns), not one of
+    /// `tried`. Waits for a starting dyno (H20 past the boot timeout), and in the app's queue while every dyno is
+    /// at its limit (H11 when the queue is full, H12 past the request timeout).
     pub(super) async fn acquire(
         &self,
         app: &str,
@@ -113,6 +116,8 @@ impl Router {
                 let mut counts = load.in_flight.lock().expect("in flight");
                 let live: Vec<usize> = dynos.iter().map(key).collect();
                 counts.retain(|id, count| count.load(Ordering::Acquire) > 0 || live.contains(id));
+                let turn = load.turn.fetch_add(1, Ordering::Relaxed) % dynos.len();
+                dynos.rotate_left(turn);
                 let (dyno, count) = dynos
                     .into_iter()
                     .map(|dyno| {

@@ -298,6 +298,30 @@ fn requests_reach_web_dynos_and_failures_get_heroku_codes() {
         "{logs}"
     );
 
+    // Requests one at a time take turns among equally idle web dynos.
+    server.cli(&["ps:scale", "-a", "hello", "web=3"]).ok();
+    wait_until("three web dynos up", || {
+        let ps = server.cli(&["ps", "-a", "hello", "--json"]).ok().json();
+        let up = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["state"] == "up")
+            .count();
+        up == 3
+    });
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (status, response) = server.get(&host, "/env/DYNO");
+        assert_eq!(status, 200, "{response}");
+        answered.insert(response.rsplit('\n').next().unwrap().to_string());
+    }
+    assert_eq!(
+        answered,
+        ["web.1", "web.2", "web.3"].map(String::from).into(),
+        "sequential requests went to {answered:?}"
+    );
+
     // Maintenance mode, then no web dynos.
     server.cli(&["maintenance:on", "-a", "hello"]).ok();
     let (status, page) = server.get(&host, "/file");
