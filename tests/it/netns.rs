@@ -284,4 +284,97 @@ fn hosts_on_a_real_network_forward_fence_when_partitioned_and_heal() {
     );
     let versions = versions(survivor, app);
     assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+
+    scaled_out_across_the_hosts(&net, &hosts, app);
+}
+
+/// `web=6 worker=3` spreads over the three hosts; host c's router answers through the app's web dynos, and one
+/// `logs --tail` through host b follows the workers of every host.
+fn scaled_out_across_the_hosts(net: &Net, hosts: &[&Server; 3], app: &str) {
+    use std::io::BufRead;
+    let (b, c) = (hosts[1], hosts[2]);
+    let mut tail = b
+        .env
+        .cmd(&["logs", "-a", app, "--tail", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, heard) = std::sync::mpsc::channel::<String>();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    c.cli(&["ps:scale", "-a", app, "web=6", "worker=3"]).ok();
+    watch(
+        || net.running(hosts, app),
+        "nine dynos, on every host",
+        Duration::from_secs(60),
+        |s| s.values().map(Vec::len).sum::<usize>() == 9 && s.values().all(|d| !d.is_empty()),
+    );
+    let placed = net.running(hosts, app);
+    let host_running = |dyno: &str| {
+        placed
+            .iter()
+            .find(|(_, names)| names.iter().any(|n| n == dyno))
+            .map(|(host, _)| *host)
+    };
+    let worker_hosts: BTreeSet<usize> = placed
+        .iter()
+        .filter(|(_, names)| names.iter().any(|n| n.starts_with("worker.")))
+        .map(|(host, _)| *host)
+        .collect();
+    eprintln!("scaled out: {placed:?}");
+
+    // Through c's router, requests are answered by the app's web dynos (c's own first: a router forwards only
+    // for apps it runs no web dyno of), spread over more than one.
+    let mut answered = BTreeSet::new();
+    wait_until(
+        "two web dynos answer through host c",
+        Duration::from_secs(30),
+        || {
+            let (status, response) = c.get(&host_of(c, app), "/");
+            if status == 200 {
+                let dyno = body_of(&response)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                assert!(
+                    dyno.starts_with("web.") && host_running(&dyno).is_some(),
+                    "answered by {dyno:?}, not a placed web dyno: {placed:?}"
+                );
+                answered.insert(dyno);
+            }
+            answered.len() >= 2
+        },
+    );
+    // Through b, one tail hears the workers of every host that runs one.
+    let mut heard_from = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while heard_from != worker_hosts {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = heard.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "the tail through b heard workers on {heard_from:?}, not on all of {worker_hosts:?}"
+            )
+        });
+        if let Some(dyno) = line
+            .split("app[")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .filter(|d| d.starts_with("worker."))
+            && line.contains(&format!("worker {dyno} beat"))
+            && let Some(host) = host_running(dyno)
+        {
+            heard_from.insert(host);
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
 }

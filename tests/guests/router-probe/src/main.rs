@@ -39,6 +39,14 @@ fn close_quietly() -> bool {
 }
 
 fn main() {
+    // `router-probe.wasm worker`: a background dyno that says it is alive twice a second.
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        let dyno = std::env::var("DYNO").unwrap_or_default();
+        for beat in 1u64.. {
+            println!("worker {dyno} beat {beat}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     let Some(fd) = std::env::var("WASMDYNO_LISTEN_FD")
         .ok()
         .and_then(|fd| fd.parse().ok())
