@@ -192,6 +192,7 @@ pub(crate) async fn serve(
             )
             .context("cannot join the cluster")?;
             let cluster = Arc::new(cluster);
+            cluster.ship_logs(&platform.logplex);
             platform.join(cluster.clone());
             Some(cluster)
         }

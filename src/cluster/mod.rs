@@ -13,6 +13,7 @@
 //! - **Slugs** are kept in the database (in chunks) when built or uploaded; a host fetches a slug it lacks from
 //!   there and checks its sha256. The database and not a peer, so that a slug outlives the host that built it.
 
+pub(crate) mod history;
 pub(crate) mod placement;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,6 +124,20 @@ impl Cluster {
 
     pub(crate) fn host_id(&self) -> &str {
         &self.host.id
+    }
+
+    /// Copies the lines `logplex` is given into the cluster's shared log history ([`history`]).
+    pub(crate) fn ship_logs(&self, logplex: &crate::logs::Logplex) {
+        history::ship(self.store.clone(), logplex);
+    }
+
+    /// The shared history of `app` ([`history::read`]): every host's lines written so far, the dead ones' too.
+    pub(crate) fn shared_history(
+        &self,
+        app: &str,
+        filter: &crate::logs::Filter,
+    ) -> Result<Vec<Vec<u8>>, crate::store::StoreError> {
+        history::read(&self.store, app, |line| filter.matches(line))
     }
 
     /// The live hosts and the formation dynos placed on each (`wasmdyno hosts`).

@@ -70,7 +70,12 @@ pub const LOGPLEX_DYNO: &str = "logplex";
 #[derive(Clone, Default)]
 pub struct Logplex {
     apps: Arc<RwLock<HashMap<String, Arc<AppStream>>>>,
+    /// Also given every published line, if set ([`Logplex::observe`]).
+    observer: Arc<std::sync::OnceLock<Observer>>,
 }
+
+/// What `Logplex::observe` calls with each published line and its app.
+pub(crate) type Observer = Box<dyn Fn(&str, &LogLine) + Send + Sync>;
 
 impl Logplex {
     /// No streams yet: each is made by the first line or session of its app.
@@ -91,7 +96,18 @@ impl Logplex {
     /// logplex.publish("hello", wasmdyno::logs::LogLine::app("api", "Release v3 created".into()));
     /// ```
     pub fn publish(&self, app: &str, line: LogLine) {
+        if let Some(observe) = self.observer.get() {
+            observe(app, &line);
+        }
         self.stream(app).publish(line);
+    }
+
+    /// Has `observer` called with every line published from now on, before its sessions get it (a cluster host
+    /// copies its lines into the shared history this way). It must not wait: publishers never do. One observer
+    /// per multiplexer; a second is refused (`false`).
+    #[cfg(feature = "platform")]
+    pub(crate) fn observe(&self, observer: Observer) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// A reader of `app`'s stream: the last `options.lines` lines that pass the filter, then with `options.tail`

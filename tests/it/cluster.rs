@@ -278,13 +278,22 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
     // with its state lines in the app's one log stream.
     let on_a = running(&all, "spread")[&0].clone();
     assert!(!on_a.is_empty(), "a runs a worker before it dies");
-    // (a's own lines leave the stream with a, so the new lines are told apart by their text, timestamps included.)
+    // (New lines are told apart from a's old ones by their text, timestamps included.)
     let new_up = |before: &str, logs: &str, dyno: &str| {
         let line = format!("wasmdyno[{dyno}]: State changed from starting to up");
         logs.lines()
             .any(|l| l.contains(&line) && !before.lines().any(|old| old == l))
     };
+    // What a said about its worker reaches the shared history within a second or so.
+    std::thread::sleep(Duration::from_millis(1500));
     let before = logs(&b, "spread");
+    let said_on_a = format!("wasmdyno[{}]: State changed from starting to up", on_a[0]);
+    let last_said_on_a = before
+        .lines()
+        .rev()
+        .find(|l| l.contains(&said_on_a))
+        .unwrap_or_else(|| panic!("a's worker never said it was up:\n{before}"))
+        .to_string();
     let _ = std::process::Command::new("kill")
         .args(["-9", &a.child.id().to_string()])
         .status();
@@ -308,6 +317,12 @@ fn formation_dynos_spread_fence_and_fail_over_across_hosts() {
         "the moved workers' state lines",
         Duration::from_secs(10),
         |logs| on_a.iter().all(|d| new_up(&before, logs, d)),
+    );
+    // a's own lines outlive it, in the shared history.
+    let after = logs(&b, "spread");
+    assert!(
+        after.lines().any(|l| l == last_said_on_a),
+        "a's line {last_said_on_a:?} left the history with a:\n{after}"
     );
     // The ledger went through it all intact.
     let versions = versions(&b, "spread");

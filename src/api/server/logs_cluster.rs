@@ -1,6 +1,7 @@
-//! A log session on a cluster: the app's stream as every live host has it. The history of each host (this one's
-//! and each peer's, asked for its own lines only) is merged in time order and cut to the lines asked for; a tail
-//! then passes on each host's new lines as they come. A host that does not answer within [`PEER_WAIT`] is left
+//! A log session on a cluster: the app's stream as every host has it. The history of each live host (this one's
+//! and each peer's, asked for its own lines only) and the shared history in the database (which keeps the lines
+//! of hosts that died) are merged in time order, each line once, and cut to the lines asked for; a tail then
+//! passes on each live host's new lines as they come. A host that does not answer within [`PEER_WAIT`] is left
 //! out (its lines are lost to this session, not the others').
 
 #[allow(unused_imports)]
@@ -76,6 +77,27 @@ pub(super) async fn merged(
             .await;
             history.extend(theirs.into_iter().map(|b| (stamp(&b), b)));
         }
+    }
+    // The shared history: what every host wrote to the database, the lines of hosts that died since included.
+    // A line a live host still holds comes twice and is kept once.
+    let shared = {
+        let cluster = cluster.clone();
+        let (app, filter) = (app.clone(), options.filter.clone());
+        tokio::task::spawn_blocking(move || cluster.shared_history(&app, &filter)).await
+    };
+    match shared {
+        Ok(Ok(lines)) => {
+            let mut seen: std::collections::HashSet<Bytes> =
+                history.iter().map(|(_, b)| b.clone()).collect();
+            for line in lines {
+                let bytes = Bytes::from(line);
+                if seen.insert(bytes.clone()) {
+                    history.push((stamp(&bytes), bytes));
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(app, "cannot read the shared log history: {e}"),
+        Err(e) => tracing::warn!(app, "cannot read the shared log history: {e}"),
     }
     history.sort_by(|a, b| a.0.cmp(&b.0));
     let skip = history.len().saturating_sub(options.lines);

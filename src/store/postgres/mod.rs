@@ -28,6 +28,7 @@ use super::{
 };
 
 pub mod cluster;
+mod history;
 mod listen;
 mod rows;
 mod schema;

@@ -226,6 +226,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         chunks INTEGER NOT NULL CHECK (chunks >= 0)
     );
     "#,
+    // v3: the log history the hosts share, so that a host's lines outlive it: each host appends its new lines of
+    // each app about once a second (a line as a log session sends it, JSON), and each app keeps its newest 1,500.
+    r#"
+    CREATE TABLE log_history (
+        id   BIGSERIAL PRIMARY KEY,
+        app  TEXT NOT NULL REFERENCES apps (name) ON DELETE CASCADE,
+        line TEXT NOT NULL
+    );
+    CREATE INDEX log_history_by_app ON log_history (app, id);
+    "#,
 ];
 
 /// The schema version this code writes and understands.

@@ -113,3 +113,40 @@ fn a_change_through_one_host_wakes_the_others_at_once() {
         .unwrap();
     assert!(woken(&wake, within), "a scale was not heard");
 }
+
+#[test]
+fn the_shared_log_history_keeps_each_apps_newest_lines_in_order() {
+    let db = TestDatabase::create();
+    let pg = PgStore::connect(&db.url).unwrap();
+    pg.create_app("kept").unwrap();
+    pg.create_app("other").unwrap();
+    let line = |app: &str, n: usize| (app.to_string(), format!("{{\"n\":{n}}}"));
+
+    let first: Vec<_> = (0..4).map(|n| line("kept", n)).collect();
+    pg.append_log_history(&first, 5).unwrap();
+    // Two apps in one batch, and the lines of an app that is gone, left out.
+    let second = vec![
+        line("kept", 4),
+        line("other", 0),
+        line("gone", 0),
+        line("kept", 5),
+        line("kept", 6),
+    ];
+    pg.append_log_history(&second, 5).unwrap();
+    let texts = |lines: Vec<String>| lines.join(" ");
+    assert_eq!(
+        texts(pg.log_history("kept", 100).unwrap()),
+        r#"{"n":2} {"n":3} {"n":4} {"n":5} {"n":6}"#,
+        "the newest five, oldest first"
+    );
+    assert_eq!(
+        texts(pg.log_history("kept", 2).unwrap()),
+        r#"{"n":5} {"n":6}"#
+    );
+    assert_eq!(texts(pg.log_history("other", 100).unwrap()), r#"{"n":0}"#);
+    assert!(pg.log_history("gone", 100).unwrap().is_empty());
+
+    // Destroying an app takes its history with it.
+    pg.destroy_app("other").unwrap();
+    assert!(pg.log_history("other", 100).unwrap().is_empty());
+}
