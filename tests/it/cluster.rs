@@ -432,8 +432,8 @@ fn a_change_through_one_host_reaches_every_router_and_killed_web_dynos_come_back
     }
     a.cli(&["maintenance:off", "-a", "steady"]).ok();
 
-    // The host that runs the web dyno dies under a stream of requests through the other: requests fail only
-    // while no web dyno is up, and none after.
+    // The host that runs the web dyno dies under load through the other: requests fail only while no web dyno
+    // is up, and none after.
     let placed = running(&[&a, &b], "steady");
     let (victim, survivor) = if placed[&0].is_empty() {
         (b, a)
@@ -444,13 +444,68 @@ fn a_change_through_one_host_reaches_every_router_and_killed_web_dynos_come_back
     wait_until("maintenance off", Duration::from_secs(10), || {
         survivor.get(&host, "/").0 == 200
     });
+    // Four clients load the app through the survivor the whole time, each request noted with when it started
+    // and ended.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    let load: Mutex<Vec<(Duration, Duration, u16)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let at = started.elapsed();
+                    let status = survivor.get(&host, "/").0;
+                    load.lock().unwrap().push((at, started.elapsed(), status));
+                }
+            });
+        }
+        let killed_after = started.elapsed();
+        let recovered = kill_and_recover(&victim, &survivor, &host);
+        stop.store(true, Ordering::Relaxed);
+        let load = load.lock().unwrap();
+        let failed_before: Vec<_> = load
+            .iter()
+            .filter(|(_, ended, status)| *ended < killed_after && *status != 200)
+            .collect();
+        assert!(
+            failed_before.is_empty(),
+            "requests failed before the kill: {failed_before:?}"
+        );
+        // A request that started once the app was back (and the survivor's router had seen it) must not fail.
+        let settled = killed_after + recovered + Duration::from_secs(1);
+        let late_failures: Vec<_> = load
+            .iter()
+            .filter(|(at, _, status)| *at > settled && *status != 200)
+            .collect();
+        assert!(
+            late_failures.is_empty(),
+            "requests failed after recovery: {late_failures:?}"
+        );
+        let after_kill: Vec<_> = load
+            .iter()
+            .filter(|(_, ended, _)| *ended >= killed_after)
+            .collect();
+        let failed = after_kill
+            .iter()
+            .filter(|(_, _, status)| *status != 200)
+            .count();
+        eprintln!(
+            "under load: {} requests after the kill, {failed} failed, all before the app came back",
+            after_kill.len()
+        );
+    });
+}
+
+/// Kills `victim` and asks `survivor`'s router for the app, one request at a time, until it has answered for 3 s:
+/// requests fail only until the app is back, none after. How long after the kill it came back.
+fn kill_and_recover(victim: &Server, survivor: &Server, host: &str) -> Duration {
     let _ = std::process::Command::new("kill")
         .args(["-9", &victim.child.id().to_string()])
         .status();
     let killed = Instant::now();
     let (mut failed, mut recovered_at) = (0usize, None);
     while killed.elapsed() < Duration::from_secs(4 * HOST_TIMEOUT + 30) {
-        let ok = survivor.get(&host, "/").0 == 200;
+        let ok = survivor.get(host, "/").0 == 200;
         match (ok, recovered_at) {
             (true, None) => recovered_at = Some(killed.elapsed()),
             (false, None) => failed += 1,
@@ -466,4 +521,5 @@ fn a_change_through_one_host_reaches_every_router_and_killed_web_dynos_come_back
         recovered_at < Duration::from_secs(2 * HOST_TIMEOUT + 10),
         "recovered {recovered_at:?} after the kill"
     );
+    recovered_at
 }
