@@ -414,6 +414,50 @@ fn any_hosts_router_reaches_web_dynos_on_another_host() {
             })
         },
     );
+
+    // A new release made through the forwarding host: the owner preboots its web dyno, no request through the
+    // forwarding host fails meanwhile, and the new release answers.
+    let host = host_of(forwarder, "onehost");
+    let version = |response: &str| {
+        body_of(response)
+            .split(' ')
+            .nth(2)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (status, response) = forwarder.get(&host, "/");
+    assert_eq!(status, 200, "{response}");
+    let old = version(&response);
+    forwarder
+        .cli(&["config:set", "-a", "onehost", "PREBOOTED=1"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, response) = forwarder.get(&host, "/");
+        assert_eq!(
+            status, 200,
+            "a request failed during the preboot: {response}"
+        );
+        if version(&response) != old {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new release never answered: {response}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_logs(
+        owner,
+        "onehost",
+        "the owner's preboot",
+        Duration::from_secs(10),
+        |logs| {
+            logs.matches("wasmdyno[web.1]: State changed from starting to up")
+                .count()
+                >= 2
+        },
+    );
 }
 
 #[test]
