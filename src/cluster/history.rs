@@ -81,8 +81,8 @@ fn write(store: &PgStore, batch: HashMap<String, VecDeque<LogLine>>) {
     }
 }
 
-/// The newest `limit` lines of `app`'s shared history that `matches`, oldest first, each as a log session sends it
-/// (JSON and a newline). Lines that do not parse are left out.
+/// The lines of `app`'s shared history (its newest [`HISTORY_LINES`]) that `matches`, oldest first, each as a log
+/// session sends it (JSON and a newline). Lines that do not parse are left out.
 pub(crate) fn read(
     store: &PgStore,
     app: &str,
