@@ -177,7 +177,7 @@ impl Cluster {
 
     /// The database as the slug store's shared half.
     pub(crate) fn slugs(&self) -> Arc<dyn SharedSlugs> {
-        Arc::new(SharedInDatabase(self.store.clone()))
+        self.store.clone()
     }
 
     /// Heartbeats, schedules, and keeps `manager` running what is placed here, until the process ends; calls
@@ -435,17 +435,6 @@ impl crate::router::Peers for ClusterPeers {
             .get(app)
             .cloned()
             .unwrap_or_default()
-    }
-}
-
-struct SharedInDatabase(Arc<PgStore>);
-
-impl SharedSlugs for SharedInDatabase {
-    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String> {
-        self.0.put_slug(sha256, bytes).map_err(|e| e.to_string())
-    }
-    fn copy(&self, sha256: &str, out: &mut dyn std::io::Write) -> Result<bool, String> {
-        self.0.copy_slug(sha256, out).map_err(|e| e.to_string())
     }
 }
 

@@ -297,6 +297,16 @@ impl PgStore {
     }
 }
 
+/// The database as the shared half of every host's slug store: slugs built on one host run on any other.
+impl crate::slug::SharedSlugs for PgStore {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String> {
+        self.put_slug(sha256, bytes).map_err(|e| e.to_string())
+    }
+    fn copy(&self, sha256: &str, out: &mut dyn std::io::Write) -> Result<bool, String> {
+        self.copy_slug(sha256, out).map_err(|e| e.to_string())
+    }
+}
+
 /// Dyno units (512 MiB each) of a size name; unknown sizes count as one.
 pub fn units_of(size: &str) -> u32 {
     size.parse::<crate::runtime::DynoSize>()

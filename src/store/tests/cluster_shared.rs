@@ -6,19 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::fixture::TestDatabase;
 use super::*;
-use crate::slug::{SharedSlugs, SlugStore};
-
-/// The database as a host's slug store sees it (what `cluster` gives each host).
-struct InDatabase(Arc<PgStore>);
-
-impl SharedSlugs for InDatabase {
-    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String> {
-        self.0.put_slug(sha256, bytes).map_err(|e| e.to_string())
-    }
-    fn copy(&self, sha256: &str, out: &mut dyn std::io::Write) -> Result<bool, String> {
-        self.0.copy_slug(sha256, out).map_err(|e| e.to_string())
-    }
-}
+use crate::slug::SlugStore;
 
 fn sha256_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -27,7 +15,7 @@ fn sha256_of(bytes: &[u8]) -> String {
 /// A host's slug directory on the shared database, and the directory.
 fn host(db: &Arc<PgStore>) -> (tempfile::TempDir, SlugStore) {
     let dir = tempfile::tempdir().unwrap();
-    let slugs = SlugStore::new(dir.path()).with_shared(Arc::new(InDatabase(db.clone())));
+    let slugs = SlugStore::new(dir.path()).with_shared(db.clone());
     (dir, slugs)
 }
 
