@@ -356,14 +356,6 @@ fn two_hosts_serving(db: &str, app: &str) -> (TestDatabase, Server, Server) {
     (db, a, b)
 }
 
-/// `app`'s host name on `server`'s router.
-pub fn host_of(server: &Server, app: &str) -> String {
-    format!(
-        "{app}.localhost:{}",
-        server.router.rsplit(':').next().unwrap()
-    )
-}
-
 #[test]
 fn any_hosts_router_reaches_web_dynos_on_another_host() {
     let (_db, a, b) = two_hosts_serving("forward", "onehost");

@@ -129,8 +129,7 @@ fn a_cgi_response_to_a_slow_client_waits_for_it() {
         "cgi-flood.wat",
         "web: cgi cgi-flood.wasm\n",
     );
-    let port = server.router.rsplit(':').next().unwrap();
-    let flood = format!("cgiflood.localhost:{port}");
+    let flood = host_of(&server, "cgiflood");
     wait_dyno_up(&server, "cgiflood");
     let mut client = std::net::TcpStream::connect(&server.router).unwrap();
     client
@@ -296,8 +295,7 @@ fn a_cgi_run_holds_its_place_until_it_ends_not_until_its_head() {
         "cgi-hold.wat",
         "web: cgi cgi-hold.wasm\n",
     );
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("holder.localhost:{port}");
+    let host = host_of(&server, "holder");
     let (first, grew) = cgi_hold(&server, &host);
     assert_eq!(grew, "1");
     // The first run has sent its head and keeps running for a second: the second request gets nothing yet.
@@ -337,8 +335,7 @@ fn a_cgi_dynos_runs_share_one_memory_quota() {
         "cgi-hold.wat",
         "web: cgi cgi-hold.wasm\n",
     );
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("sharer.localhost:{port}");
+    let host = host_of(&server, "sharer");
     // Each run takes 300 MiB of the dyno's 512 MiB: while one holds it, the other cannot grow.
     let (first, first_grew) = cgi_hold(&server, &host);
     let (second, second_grew) = cgi_hold(&server, &host);
@@ -367,8 +364,7 @@ fn overlapping_iovecs_on_a_socket_move_a_bounded_amount_per_call() {
         "recv-bomb.wat",
         "web: recv-bomb.wasm\n",
     );
-    let port = server.router.rsplit(':').next().unwrap();
-    let bomb = format!("recvbomb.localhost:{port}");
+    let bomb = host_of(&server, "recvbomb");
     wait_dyno_up(&server, "recvbomb");
     // 8 MiB of body, read with RECV_WAITALL into iovecs that claim 250 MiB a call, beside the healthy app.
     let before = rss_kib(server.child.id());
@@ -407,8 +403,7 @@ fn a_cgi_request_body_waits_for_its_runs_place_before_it_is_read() {
     use std::io::Write;
     let server = Server::start_in(TestEnv::new(), &[("WASMDYNO_HTTP_INSTANCES", "1")]);
     deploy_attack(&server, "queue", "cgi-hold.wat", "web: cgi cgi-hold.wasm\n");
-    let port = server.router.rsplit(':').next().unwrap();
-    let host = format!("queue.localhost:{port}");
+    let host = host_of(&server, "queue");
     // The one place is taken for a second.
     let (first, _) = cgi_hold(&server, &host);
     // A chunked body (CGI needs its length, so it would be read whole before the run) of 32 MiB: while the place is

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{HOST_TIMEOUT, Proxy, assert_once, dynos_on, host_of, watch};
+use crate::cluster::{HOST_TIMEOUT, Proxy, assert_once, dynos_on, watch};
 use crate::postgres::TestDatabase;
 use crate::support::*;
 
@@ -201,16 +201,7 @@ fn hosts_on_a_real_network_forward_fence_when_partitioned_and_heal() {
         "both web dynos answer through the forwarding host",
         Duration::from_secs(30),
         || {
-            let (status, response) = through.get(&host_of(through, app), "/");
-            if status == 200 {
-                answered.insert(
-                    body_of(&response)
-                        .split(' ')
-                        .nth(1)
-                        .unwrap_or("")
-                        .to_string(),
-                );
-            }
+            answered.extend(answering_dyno(through, app));
             answered.len() == 2
         },
     );
@@ -288,6 +279,19 @@ fn hosts_on_a_real_network_forward_fence_when_partitioned_and_heal() {
     scaled_out_across_the_hosts(&net, &hosts, app);
 }
 
+/// The web dyno that answered a `GET /` of `app` through `server`'s router (the probe says `ok <dyno> <release>`),
+/// if it answered 200.
+fn answering_dyno(server: &Server, app: &str) -> Option<String> {
+    let (status, response) = server.get(&host_of(server, app), "/");
+    (status == 200).then(|| {
+        body_of(&response)
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
 /// `web=6 worker=3` spreads over the three hosts; host c's router answers through the app's web dynos, and one
 /// `logs --tail` through host b follows the workers of every host.
 fn scaled_out_across_the_hosts(net: &Net, hosts: &[&Server; 3], app: &str) {
@@ -338,13 +342,7 @@ fn scaled_out_across_the_hosts(net: &Net, hosts: &[&Server; 3], app: &str) {
         "two web dynos answer through host c",
         Duration::from_secs(30),
         || {
-            let (status, response) = c.get(&host_of(c, app), "/");
-            if status == 200 {
-                let dyno = body_of(&response)
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("")
-                    .to_string();
+            if let Some(dyno) = answering_dyno(c, app) {
                 assert!(
                     dyno.starts_with("web.") && host_running(&dyno).is_some(),
                     "answered by {dyno:?}, not a placed web dyno: {placed:?}"

@@ -54,10 +54,6 @@ pub(crate) fn release_slug(server: &Server, app: &str, slug: &Path) {
 }
 
 /// The router's `Host` for an app: `<app>.localhost:<port>`.
-fn host(server: &Server, app: &str) -> String {
-    format!("{app}.localhost:{}", port(server))
-}
-
 fn port(server: &Server) -> &str {
     server.router.rsplit(':').next().unwrap()
 }
@@ -71,7 +67,7 @@ fn probe_app(server: &Server, app: &str, config: &[&str], wait: bool) -> String 
         server.cli(&args).ok();
     }
     release_slug(server, app, probe());
-    let host = host(server, app);
+    let host = host_of(server, app);
     if wait {
         wait_until("the probe to answer", || {
             get(server, &host, "/").status == 200

@@ -561,3 +561,11 @@ pub fn wait_dyno_up(server: &Server, app: &str) {
         },
     );
 }
+
+/// `app`'s host name with `server`'s router port (`app.localhost:PORT`), for a Host header.
+pub fn host_of(server: &Server, app: &str) -> String {
+    format!(
+        "{app}.localhost:{}",
+        server.router.rsplit(':').next().unwrap()
+    )
+}
