@@ -11,6 +11,7 @@
 //! Both WASI hosts (our preview-1 host and our `wasi:filesystem`) sit on this API; it speaks in inode numbers and
 //! paths relative to a directory inode, as `*at` system calls do.
 
+mod chunks;
 mod image;
 mod node;
 mod walk;
@@ -372,7 +373,7 @@ impl Fs {
                 return Err(FsError::Invalid);
             }
             let (parent, name) = (walked.parent, Arc::from(name));
-            return self.create(parent, name, Body::File(Data::Owned(Vec::new())), 0);
+            return self.create(parent, name, Body::File(Data::Owned(Default::default())), 0);
         };
         if exclusive {
             return Err(FsError::Exists);
@@ -411,14 +412,8 @@ impl Fs {
 
     /// Reads from a regular file at `offset`; returns the bytes read (0 at or past the end).
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
-        let bytes = file_data(self.node(ino)?)?.bytes();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let Some(available) = bytes.get(start..) else {
-            return Ok(0);
-        };
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        Ok(n)
+        let data = file_data(self.node(ino)?)?;
+        Ok(data.read(usize::try_from(offset).unwrap_or(usize::MAX), buf))
     }
 
     /// Writes to a regular file at `offset` (`None`: at the end, for append), growing it with zeros if needed.
@@ -431,15 +426,15 @@ impl Fs {
         if data.is_empty() {
             return Ok(0);
         }
-        let len = current.bytes().len() as u64;
+        let len = current.len() as u64;
         let start = offset.unwrap_or(len);
         let end = start
             .checked_add(data.len() as u64)
             .ok_or(FsError::TooBig)?;
         let new_len = end.max(len);
-        let capacity = self.fits(new_len)?;
+        self.fits(new_len)?;
         // `start < end <= new_len`, which fits.
-        let (start, end) = (self.fits(start)?, self.fits(end)?);
+        let start = self.fits(start)?;
         let growth = match current {
             Data::Shared(_) => new_len,
             Data::Owned(_) => new_len - len,
@@ -450,11 +445,7 @@ impl Fs {
         let Body::File(file) = &mut node.body else {
             return Err(FsError::Invalid);
         };
-        let bytes = file.to_mut(capacity);
-        if bytes.len() < end {
-            bytes.resize(end, 0);
-        }
-        bytes[start..end].copy_from_slice(data);
+        file.to_mut(usize::MAX).write(start, data);
         node.modified(now);
         Ok(data.len())
     }
@@ -464,7 +455,7 @@ impl Fs {
     /// Like [`Fs::write`], a size past the quota's whole limit is `TooBig`.
     pub fn set_size(&mut self, ino: Ino, size: u64) -> FsResult<()> {
         let current = file_data(self.node(ino)?)?;
-        let len = current.bytes().len() as u64;
+        let len = current.len() as u64;
         let shared = matches!(current, Data::Shared(_));
         let now = now();
         if size == len {
@@ -485,17 +476,8 @@ impl Fs {
         let Body::File(file) = &mut node.body else {
             return Err(FsError::Invalid);
         };
-        if let Data::Shared(bytes) = file {
-            let mut kept = Vec::with_capacity(new_len);
-            kept.extend_from_slice(&bytes[..new_len.min(bytes.len())]);
-            *file = Data::Owned(kept);
-        }
-        let bytes = file.to_mut(new_len);
-        bytes.resize(new_len, 0);
-        if new_len < bytes.capacity() / 2 {
-            // Memory, not just the charge, goes back after a large truncation.
-            bytes.shrink_to_fit();
-        }
+        // A shared file becomes an owned copy of the bytes it keeps.
+        file.to_mut(new_len).set_len(new_len);
         node.modified(now);
         if !shared {
             self.uncharge(len.saturating_sub(size));

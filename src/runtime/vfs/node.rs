@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::chunks::Chunks;
 use super::{Ino, Kind, Timestamp};
 
 /// Quota charge of one inode held in a dyno's layer (the node and its map slot), so that a guest creating
@@ -55,7 +56,7 @@ pub(super) struct Dir {
 #[derive(Debug, Clone)]
 pub(super) enum Data {
     Shared(Arc<[u8]>),
-    Owned(Vec<u8>),
+    Owned(Chunks),
 }
 
 /// Entries of a directory: the image's table until this dyno first changes the directory.
@@ -87,7 +88,7 @@ impl Node {
     /// Bytes for a file, the target's length for a link, the number of entries for a directory.
     pub(super) fn size(&self) -> u64 {
         match &self.body {
-            Body::File(data) => data.bytes().len() as u64,
+            Body::File(data) => data.len() as u64,
             Body::Dir(dir) => dir.entries.table().len() as u64,
             Body::Symlink(target) => target.len() as u64,
         }
@@ -103,7 +104,7 @@ impl Node {
     /// directory tables. (A new symbolic link's target is charged by the caller, who knows it is new.)
     pub(super) fn owned_bytes(&self) -> u64 {
         match &self.body {
-            Body::File(Data::Owned(bytes)) => bytes.len() as u64,
+            Body::File(Data::Owned(chunks)) => chunks.len() as u64,
             Body::Dir(Dir {
                 entries: Entries::Owned(table),
                 ..
@@ -114,19 +115,30 @@ impl Node {
 }
 
 impl Data {
-    pub(super) fn bytes(&self) -> &[u8] {
+    pub(super) fn len(&self) -> usize {
         match self {
-            Data::Shared(bytes) => bytes,
-            Data::Owned(bytes) => bytes,
+            Data::Shared(bytes) => bytes.len(),
+            Data::Owned(chunks) => chunks.len(),
         }
     }
 
-    /// The bytes as this layer's own, copying the shared ones (with room for `capacity` bytes) the first time.
-    pub(super) fn to_mut(&mut self, capacity: usize) -> &mut Vec<u8> {
+    /// Copies bytes from `offset` into `buf`; returns how many (0 at or past the end).
+    pub(super) fn read(&self, offset: usize, buf: &mut [u8]) -> usize {
+        match self {
+            Data::Shared(bytes) => {
+                let available = bytes.get(offset..).unwrap_or_default();
+                let n = available.len().min(buf.len());
+                buf[..n].copy_from_slice(&available[..n]);
+                n
+            }
+            Data::Owned(chunks) => chunks.read(offset, buf),
+        }
+    }
+
+    /// The bytes as this layer's own, copying the shared ones (the first `keep` of them) the first time.
+    pub(super) fn to_mut(&mut self, keep: usize) -> &mut Chunks {
         if let Data::Shared(shared) = self {
-            let mut owned = Vec::with_capacity(capacity.max(shared.len()));
-            owned.extend_from_slice(shared);
-            *self = Data::Owned(owned);
+            *self = Data::Owned(Chunks::from_slice(&shared[..keep.min(shared.len())]));
         }
         match self {
             Data::Owned(owned) => owned,
