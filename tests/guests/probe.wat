@@ -8,6 +8,9 @@
 ;;   spin          loop forever
 ;;   grow          grow memory 16 MiB at a time until it fails; exit with the number of steps that worked
 ;;   flood N       write N lines to stdout as fast as it can
+;;   stain         exit 1 unless memory is as a fresh instance has it (the data segment as written, zeros past
+;;                 it, zeros in memory grown by a page), else change all three and exit 0: a second run in a
+;;                 reused slot shows whether the slot was reset
 (module
   (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
@@ -30,8 +33,9 @@
   (data (i32.const 568) "spin\00")
   (data (i32.const 576) "grow\00")
   (data (i32.const 584) "flood\00")
+  (data (i32.const 592) "stain\00")
   (data (i32.const 688) "flood line\n")
-  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin|grow|flood N\n")
+  (data (i32.const 600) "usage: probe.wasm args|env|cat|exit N|stderr TEXT|trap|spin|grow|flood N|stain\n")
 
   (func $write (param $fd i32) (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -90,7 +94,18 @@
     (local.set $argc (i32.load (i32.const 16)))
     (if (i32.lt_u (local.get $argc) (i32.const 2))
       (then
-        (call $write (i32.const 2) (i32.const 600) (i32.const 73))
+        (if (call $streq (local.get $verb) (i32.const 592))
+      (then
+        (if (i32.load (i32.const 200000)) (then (call $proc_exit (i32.const 1))))
+        (if (i32.ne (i32.load8_u (i32.const 512)) (i32.const 97)) (then (call $proc_exit (i32.const 1))))
+        ;; The first byte past the old end, plus 100.
+        (local.set $n (i32.add (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)) (i32.const 100)))
+        (if (i32.load (local.get $n)) (then (call $proc_exit (i32.const 1))))
+        (i32.store (i32.const 200000) (i32.const 0x5741534d))
+        (i32.store8 (i32.const 512) (i32.const 88))
+        (i32.store (local.get $n) (i32.const 0x5741534d))
+        (call $proc_exit (i32.const 0))))
+    (call $write (i32.const 2) (i32.const 600) (i32.const 79))
         (call $proc_exit (i32.const 2))))
     (local.set $verb (i32.load (i32.const 4100)))
 
@@ -140,6 +155,17 @@
             (local.set $n (i32.add (local.get $n) (i32.const 1)))
             (br $more)))
         (call $proc_exit (local.get $n))))
-    (call $write (i32.const 2) (i32.const 600) (i32.const 73))
+    (if (call $streq (local.get $verb) (i32.const 592))
+      (then
+        (if (i32.load (i32.const 200000)) (then (call $proc_exit (i32.const 1))))
+        (if (i32.ne (i32.load8_u (i32.const 512)) (i32.const 97)) (then (call $proc_exit (i32.const 1))))
+        ;; The first byte past the old end, plus 100.
+        (local.set $n (i32.add (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)) (i32.const 100)))
+        (if (i32.load (local.get $n)) (then (call $proc_exit (i32.const 1))))
+        (i32.store (i32.const 200000) (i32.const 0x5741534d))
+        (i32.store8 (i32.const 512) (i32.const 88))
+        (i32.store (local.get $n) (i32.const 0x5741534d))
+        (call $proc_exit (i32.const 0))))
+    (call $write (i32.const 2) (i32.const 600) (i32.const 79))
     (call $proc_exit (i32.const 2)))
 )

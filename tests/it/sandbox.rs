@@ -202,3 +202,37 @@ fn the_pooling_allocator_runs_guests_within_the_same_quota() {
     .unwrap();
     assert_eq!(steps(&dense), a);
 }
+
+/// A pooled slot keeps its memory resident after its instance ends, so the next instance in it must find that
+/// memory reset: the data segment as written, zeros past it and in memory it grows.
+#[test]
+fn a_reused_pool_slot_shows_nothing_of_the_instance_before() {
+    use std::collections::BTreeMap;
+    use wasmdyno::{
+        Runtime, RuntimeConfig, runtime::DynoSize, runtime::Exit, runtime::Image,
+        runtime::PoolingSettings, runtime::RunSpec, runtime::resolve_module,
+    };
+    let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
+    let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
+    let image = std::sync::Arc::new(Image::from_slug(&slug));
+    // One slot: every run reuses the one before's.
+    let pooled =
+        Runtime::new(RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(1)))).unwrap();
+    let (guest, _) = pooled.load(&wasm).unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for run in 0..3 {
+        let spec = RunSpec::new(
+            vec!["probe.wasm".into(), "stain".into()],
+            BTreeMap::new(),
+            DynoSize::Eco,
+        )
+        .with_image(image.clone());
+        match tokio.block_on(pooled.run(&guest, spec)).unwrap() {
+            Exit::Status(0) => {}
+            other => panic!("run {run} found the slot as the run before left it: {other:?}"),
+        }
+    }
+}
