@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::runtime::http::HttpFailure;
 
 /// A request with the same head as `req` and no body (for one whose body is empty).
 pub(super) fn bodiless_copy(req: &Request<Body>) -> Request<Body> {
@@ -34,6 +35,8 @@ pub(super) enum Failure {
     NotTaken(Box<Request<Body>>),
     /// The dyno closed the connection before its response head (H13, or H18 while the body was being sent).
     Closed,
+    /// The dyno's own deadline for a response passed first (H12, as the router's would).
+    Timeout,
     /// Something that should not happen (H99).
     Platform(String),
 }
@@ -55,7 +58,8 @@ impl Router {
                     response,
                     upstream: None,
                 }),
-                Err(crate::runtime::http::HttpFailure::Instantiate(e)) => Err(Failure::Platform(e)),
+                Err(HttpFailure::Instantiate(e)) => Err(Failure::Platform(e)),
+                Err(HttpFailure::Deadline) => Err(Failure::Timeout),
                 Err(_) => Err(Failure::Closed),
             };
         }

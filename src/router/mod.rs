@@ -16,7 +16,7 @@
 //! |---|---|
 //! | H10 App crashed | no web dyno is up and one has crashed |
 //! | H11 Backlog too deep | every dyno has `max_in_flight` requests and the app's queue is full |
-//! | H12 Request timeout | the dyno did not start its response within `request_timeout` (or a queued request waited that long) |
+//! | H12 Request timeout | the dyno did not start its response within `request_timeout`, or its `wasi:http` handler missed its deadline first (or a queued request waited that long) |
 //! | H13 Connection closed without response | the dyno closed the connection without answering |
 //! | H14 No web processes running | no web dyno is up or starting |
 //! | H15 Idle connection | the response body sent nothing for `idle_timeout`; the response is cut |
@@ -459,7 +459,7 @@ impl Router {
                 .get_or_insert_with(|| tokio::time::Instant::now() + settings.request_timeout);
             let forwarding = self.forward(&slot.dyno, req, app.keep_alive, &mut entry);
             match tokio::time::timeout_at(deadline, forwarding).await {
-                Err(_) => return entry.fail("H12", "Request timeout"),
+                Err(_) | Ok(Err(Failure::Timeout)) => return entry.fail("H12", "Request timeout"),
                 Ok(Ok(forwarded)) => break (slot, forwarded),
                 Ok(Err(Failure::NotTaken(back))) => {
                     tried.push(key(&slot.dyno));

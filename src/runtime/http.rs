@@ -23,7 +23,6 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::NetworkPolicy;
-use super::body::AbortOnDrop;
 use super::component_io::{ComponentInput, ComponentOutput};
 use super::limits::DynoLimiter;
 use super::outgoing::Outgoing;
@@ -320,7 +319,7 @@ impl HttpDyno {
             .map_err(internal)?;
 
         let dyno = self.clone();
-        let task = tokio::spawn(async move {
+        let mut call = Box::pin(async move {
             let _permit = permit;
             let call = proxy
                 .wasi_http_incoming_handler()
@@ -354,25 +353,41 @@ impl HttpDyno {
                 }
             }
         });
-        // A caller that gives up (the router's timeout, a client gone) takes the instance down with it.
-        let abort = AbortOnDrop::new(task.abort_handle());
-        match receiver.await {
-            Ok(Ok(response)) => {
-                abort.disarm();
-                Ok(response)
+        // The call runs in the caller's task until the response head is set: no task and no wakeup across
+        // threads per request. A caller that gives up (the router's timeout, a client gone) drops the call, and
+        // the instance with it.
+        let mut receiver = receiver;
+        let response = tokio::select! {
+            biased;
+            response = &mut receiver => response,
+            done = &mut call => {
+                // The handler returned; it may have set its response just before.
+                return match (receiver.try_recv(), done) {
+                    (Ok(Ok(response)), _) => Ok(response),
+                    (Ok(Err(code)), _) => Err(HttpFailure::Guest(code)),
+                    (Err(_), Ok(())) => Err(HttpFailure::NoResponse),
+                    (Err(_), Err(failure)) => Err(failure),
+                };
             }
-            Ok(Err(code)) => {
-                abort.disarm();
-                Err(HttpFailure::Guest(code))
-            }
-            Err(_) => {
-                abort.disarm();
-                match task.await {
-                    Ok(Ok(())) => Err(HttpFailure::NoResponse),
-                    Ok(Err(failure)) => Err(failure),
-                    Err(e) => Err(HttpFailure::Trap(e.to_string())),
+        };
+        match response {
+            Ok(response) => {
+                // Most handlers write a short body and return right after setting the response: let this one
+                // run on until it waits. One still writing (a streamed or large body) finishes in a task of
+                // its own, under its deadline, while the router sends what it wrote.
+                if std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx)))
+                    .await
+                    .is_pending()
+                {
+                    tokio::spawn(call);
                 }
+                response.map_err(HttpFailure::Guest)
             }
+            // The response parameter was dropped unset: the handler's own end says why.
+            Err(_) => match call.await {
+                Ok(()) => Err(HttpFailure::NoResponse),
+                Err(failure) => Err(failure),
+            },
         }
     }
 
