@@ -59,23 +59,23 @@ impl Chunks {
             let span = (data.len() - done).min(CHUNK - within);
             let piece = &data[done..done + span];
             let chunk = &mut self.chunks[i];
+            let wanted = within + span;
+            if chunk.capacity() < wanted {
+                // Room once, before the hole (if any) is zeroed: a later chunk gets its whole size, the first
+                // doubles (never past one chunk).
+                let room = match i {
+                    0 => wanted.max(2 * chunk.capacity()).min(CHUNK),
+                    _ => CHUNK,
+                };
+                chunk.reserve_exact(room - chunk.len());
+                populate(chunk.spare_capacity_mut());
+            }
             if chunk.len() < within {
                 chunk.resize(within, 0);
             }
             let over = (chunk.len() - within).min(span);
             chunk[within..within + over].copy_from_slice(&piece[..over]);
-            if over < span {
-                let wanted = within + span;
-                if chunk.capacity() < wanted {
-                    let room = match i {
-                        0 => wanted.max(2 * chunk.capacity()).min(CHUNK),
-                        _ => CHUNK,
-                    };
-                    chunk.reserve_exact(room - chunk.len());
-                    populate(chunk.spare_capacity_mut());
-                }
-                chunk.extend_from_slice(&piece[over..]);
-            }
+            chunk.extend_from_slice(&piece[over..]);
             done += span;
         }
     }
