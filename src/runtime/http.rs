@@ -262,6 +262,10 @@ impl HttpDyno {
     /// Serves one request. The response's body streams from the instance, which goes back to the pool once
     /// `handle` has returned.
     ///
+    /// The handler runs in the caller's task until it first waits after setting its response (most return by
+    /// then); one still writing finishes in a task of its own, under the deadline. Dropping this future before
+    /// the response drops the instance with it.
+    ///
     /// ```
     /// # async fn host(dyno: std::sync::Arc<wasmdyno::runtime::http::HttpDyno>) -> Result<(), Box<dyn std::error::Error>> {
     /// use http_body_util::{BodyExt, Full};
