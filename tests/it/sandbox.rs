@@ -159,32 +159,31 @@ fn a_deadline_interrupts_a_spinning_guest_and_spinning_starves_no_one() {
     });
 }
 
-#[test]
-fn the_pooling_allocator_runs_guests_within_the_same_quota() {
-    use std::collections::BTreeMap;
-    use wasmdyno::{
-        Runtime, RuntimeConfig, runtime::DynoSize, runtime::Exit, runtime::Image,
-        runtime::PoolingSettings, runtime::RunSpec, runtime::resolve_module,
-    };
+/// Runs `probe.wasm VERB` once on `runtime`, as an eco dyno over the probe slug's image; its exit.
+fn run_probe(runtime: &wasmdyno::Runtime, verb: &str) -> wasmdyno::runtime::Exit {
+    use wasmdyno::runtime::{DynoSize, Image, RunSpec, resolve_module};
     let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
     let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
-    let image = std::sync::Arc::new(Image::from_slug(&slug));
-    let steps = |runtime: &Runtime| {
-        let (guest, _) = runtime.load(&wasm).unwrap();
-        let spec = RunSpec::new(
-            vec!["probe.wasm".into(), "grow".into()],
-            BTreeMap::new(),
-            DynoSize::Eco,
-        )
-        .with_image(image.clone());
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        match tokio.block_on(runtime.run(&guest, spec)).unwrap() {
-            Exit::Status(steps) => steps,
-            other => panic!("{other:?}"),
-        }
+    let (guest, _) = runtime.load(&wasm).unwrap();
+    let spec = RunSpec::new(
+        vec!["probe.wasm".into(), verb.into()],
+        Default::default(),
+        DynoSize::Eco,
+    )
+    .with_image(std::sync::Arc::new(Image::from_slug(&slug)));
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(runtime.run(&guest, spec)).unwrap()
+}
+
+#[test]
+fn the_pooling_allocator_runs_guests_within_the_same_quota() {
+    use wasmdyno::{Runtime, RuntimeConfig, runtime::Exit, runtime::PoolingSettings};
+    let steps = |runtime: &Runtime| match run_probe(runtime, "grow") {
+        Exit::Status(steps) => steps,
+        other => panic!("{other:?}"),
     };
     let on_demand = Runtime::new(RuntimeConfig::default()).unwrap();
     let pooled =
@@ -207,30 +206,12 @@ fn the_pooling_allocator_runs_guests_within_the_same_quota() {
 /// memory reset: the data segment as written, zeros past it and in memory it grows.
 #[test]
 fn a_reused_pool_slot_shows_nothing_of_the_instance_before() {
-    use std::collections::BTreeMap;
-    use wasmdyno::{
-        Runtime, RuntimeConfig, runtime::DynoSize, runtime::Exit, runtime::Image,
-        runtime::PoolingSettings, runtime::RunSpec, runtime::resolve_module,
-    };
-    let slug = wasmdyno::Slug::open(probe_slug(), Default::default()).unwrap();
-    let (_, wasm) = resolve_module(&slug, "probe.wasm").unwrap();
-    let image = std::sync::Arc::new(Image::from_slug(&slug));
+    use wasmdyno::{Runtime, RuntimeConfig, runtime::Exit, runtime::PoolingSettings};
     // One slot: every run reuses the one before's.
     let pooled =
         Runtime::new(RuntimeConfig::default().with_pooling(Some(PoolingSettings::new(1)))).unwrap();
-    let (guest, _) = pooled.load(&wasm).unwrap();
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     for run in 0..3 {
-        let spec = RunSpec::new(
-            vec!["probe.wasm".into(), "stain".into()],
-            BTreeMap::new(),
-            DynoSize::Eco,
-        )
-        .with_image(image.clone());
-        match tokio.block_on(pooled.run(&guest, spec)).unwrap() {
+        match run_probe(&pooled, "stain") {
             Exit::Status(0) => {}
             other => panic!("run {run} found the slot as the run before left it: {other:?}"),
         }
