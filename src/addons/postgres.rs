@@ -160,11 +160,7 @@ impl Provider for Postgres {
         }
         .await;
         if let Err(e) = made {
-            let _ = admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {ident} WITH (FORCE); DROP ROLE IF EXISTS {ident}"
-                ))
-                .await;
+            let _ = drop_database_and_role(&admin, &ident, &ident).await;
             return Err(e);
         }
         Ok(Provisioned {
@@ -177,14 +173,7 @@ impl Provider for Postgres {
     async fn deprovision(&self, url: &str) -> Result<(), ProviderError> {
         let (role, database) = names(url)?;
         let admin = self.admin().await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .await
-            .map_err(failed("drop the add-on's database"))?;
-        admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
-            .await
-            .map_err(failed("drop the add-on's role"))
+        drop_database_and_role(&admin, &role, &database).await
     }
 
     async fn rotate(&self, url: &str) -> Result<String, ProviderError> {
@@ -200,6 +189,60 @@ impl Provider for Postgres {
             .map_err(failed("set the add-on's new password"))?;
         Ok(self.url(&role, &password, &database))
     }
+}
+
+/// Drops an add-on's database and then its role; either may already be gone.
+///
+/// Not with `DROP DATABASE ... WITH (FORCE)`: that needs the right to signal every session in the database, and an
+/// autovacuum worker's session belongs to no role, so a non-superuser admin was refused whenever autovacuum
+/// happened to be at work there. Instead the role may no longer log in and the database takes no new
+/// connections, the role's own sessions are ended, and a plain `DROP DATABASE` runs: it stops autovacuum itself
+/// and waits up to 5 s for the sessions still leaving. A session of any other role is not ours to end: the drop
+/// then fails and says the database is in use.
+async fn drop_database_and_role(
+    admin: &tokio_postgres::Client,
+    role: &str,
+    database: &str,
+) -> Result<(), ProviderError> {
+    const ATTEMPTS: u32 = 3;
+    // `role` and `database` are identifiers this platform made (`names` checks a URL's), safe to splice.
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 ALTER ROLE {role} NOLOGIN;
+               END IF;
+               IF EXISTS (SELECT FROM pg_database WHERE datname = '{database}') THEN
+                 ALTER DATABASE {database} ALLOW_CONNECTIONS false;
+               END IF;
+             END $$"
+        ))
+        .await
+        .map_err(failed("close the add-on's database to new sessions"))?;
+    for attempt in 1..=ATTEMPTS {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
+                &[&database, &role],
+            )
+            .await
+            .map_err(failed("end the add-on's sessions"))?;
+        match admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database}"))
+            .await
+        {
+            Ok(()) => break,
+            Err(e)
+                if attempt < ATTEMPTS
+                    && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {}
+            Err(e) => return Err(failed("drop the add-on's database")(e)),
+        }
+    }
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
+        .map_err(failed("drop the add-on's role"))
 }
 
 /// The SCRAM-SHA-256 verifier of `password`, as PostgreSQL stores it (salted, 4096 iterations): sent in place of

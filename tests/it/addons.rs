@@ -146,6 +146,36 @@ fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
         unconfirmed.stderr.contains("--confirm shop"),
         "{unconfirmed}"
     );
+    // Neither autovacuum at work in the database (its session belongs to no role, which a non-superuser admin may
+    // not signal) nor a session of the app's own still open stops the drop. `scripts/start-postgres` has
+    // autovacuum visit each database every second; these storage settings keep it at this table for minutes.
+    query(
+        &rotated,
+        "CREATE TABLE churn (n int) WITH (autovacuum_vacuum_cost_delay = 100, \
+         autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0, \
+         autovacuum_vacuum_scale_factor = 0); \
+         INSERT INTO churn SELECT generate_series(1, 100000); DELETE FROM churn",
+    )
+    .unwrap();
+    let roleless = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{shop_db}' AND usesysid IS NULL"
+    );
+    wait_until(
+        "autovacuum is at work in the add-on's database",
+        std::time::Duration::from_secs(30),
+        || query(&admin, &roleless).unwrap() != ["0"],
+    );
+    let open = {
+        let rotated = rotated.clone();
+        std::thread::spawn(move || query(&rotated, "SELECT pg_sleep(60)"))
+    };
+    let role = rotated[11..].split(':').next().unwrap().to_string();
+    let sessions = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'");
+    wait_until(
+        "the app's session is open",
+        std::time::Duration::from_secs(10),
+        || query(&admin, &sessions).unwrap() == ["1"],
+    );
     server
         .cli(&[
             "addons:destroy",
@@ -156,6 +186,8 @@ fn postgres_addons_are_provisioned_isolated_rotated_and_dropped() {
             "shop",
         ])
         .ok();
+    let ended = open.join().unwrap().unwrap_err();
+    assert!(ended.contains("terminat"), "{ended}");
     assert!(
         query(&rotated, "SELECT 1").is_err(),
         "the database and its role are gone"

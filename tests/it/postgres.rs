@@ -19,10 +19,7 @@ impl TestDatabase {
             "the PostgreSQL tests need WASMDYNO_TEST_POSTGRES_URL (scripts/test starts PostgreSQL and sets it)",
         );
         let name = format!("wdit_{tag}_{}", std::process::id());
-        execute(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
+        drop_database(&admin, &name);
         execute(&admin, &format!("CREATE DATABASE {name}"));
         let base = admin.rsplit_once('/').expect("a URL with a database").0;
         let url = format!("{base}/{name}");
@@ -47,10 +44,26 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        execute(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        drop_database(&self.admin, &self.name);
+    }
+}
+
+/// Drops database `name` on `admin`'s server, ending this role's sessions there first. Not `WITH (FORCE)`: this
+/// role may not signal autovacuum, whose session belongs to no role; a plain drop stops autovacuum itself, and
+/// is tried again while a session is still leaving.
+fn drop_database(admin: &str, name: &str) {
+    let end = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{name}' AND usename = current_user AND pid <> pg_backend_pid()"
+    );
+    let drop = format!("DROP DATABASE IF EXISTS {name}");
+    for attempt in 1.. {
+        execute(admin, &end);
+        match query(admin, &drop) {
+            Ok(_) => return,
+            Err(e) if attempt < 3 && e.contains("being accessed by other users") => {}
+            Err(e) => panic!("{drop} on {admin}: {e}"),
+        }
     }
 }
 

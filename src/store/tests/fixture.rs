@@ -97,11 +97,25 @@ impl TestDatabase {
 }
 
 impl Drop for TestDatabase {
+    /// Ends this role's sessions there, then drops it; not `WITH (FORCE)`, which this role may not use while
+    /// autovacuum (whose session belongs to no role) is at work there. A plain drop stops autovacuum itself.
     fn drop(&mut self) {
-        let drop_it = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = on_server(&self.admin, |client| async move {
-            client.batch_execute(&drop_it).await
-        });
+        let end = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND usename = current_user AND pid <> pg_backend_pid()",
+            self.name
+        );
+        let drop_it = format!("DROP DATABASE IF EXISTS {}", self.name);
+        for _ in 0..3 {
+            let (end, drop_it) = (end.clone(), drop_it.clone());
+            let dropped = on_server(&self.admin, |client| async move {
+                client.batch_execute(&end).await?;
+                client.batch_execute(&drop_it).await
+            });
+            if dropped.is_ok() {
+                return;
+            }
+        }
     }
 }
 
