@@ -184,37 +184,8 @@ impl CodeCache {
         };
         let module = Sha256::digest(wasm);
         let path = dir.join(format!("{}.cwasm", hex::encode(module)));
-        if let Ok(mut bytes) = std::fs::read(&path) {
-            let split = bytes.len().saturating_sub(TAG_LEN);
-            let signed = bytes.len() > TAG_LEN
-                && self.key(false).is_some_and(|key| {
-                    hmac::Mac::verify_slice(tag(&key, &module, &bytes[..split]), &bytes[split..])
-                        .is_ok()
-                });
-            if signed {
-                bytes.truncate(split);
-                // SAFETY: the tag proves this process's cache wrote these bytes, from wasmtime's own serialization
-                // of this module for this exact engine configuration (the directory name is its compatibility key).
-                let loaded = unsafe {
-                    if is_component {
-                        Component::deserialize(engine, &bytes).map(Guest::Component)
-                    } else {
-                        wasmtime::Module::deserialize(engine, &bytes).map(Guest::Module)
-                    }
-                };
-                match loaded {
-                    Ok(guest) => return Ok((guest, CacheOutcome::Hit(path))),
-                    Err(err) => tracing::warn!(
-                        path = %path.display(),
-                        "discarding unreadable compiled-code cache entry: {err:#}"
-                    ),
-                }
-            } else {
-                tracing::warn!(
-                    path = %path.display(),
-                    "discarding a compiled-code cache entry this cache did not write (its tag does not match)"
-                );
-            }
+        if let Some(hit) = self.read(engine, &module, &path, is_component) {
+            return Ok(hit);
         }
         let started = Instant::now();
         let guest = compile(engine, wasm, is_component)?;
@@ -235,6 +206,60 @@ impl CodeCache {
                 // A read-only or full cache slows the next boot; it never stops this one.
                 tracing::warn!("cannot write compiled-code cache: {err}");
                 Ok((guest, CacheOutcome::Uncached(took)))
+            }
+        }
+    }
+
+    /// `wasm` from the cache, if it has it; never compiles.
+    pub(crate) fn cached(&self, engine: &Engine, wasm: &[u8]) -> Option<(Guest, CacheOutcome)> {
+        let is_component = super::is_component(wasm).ok()?;
+        let module = Sha256::digest(wasm);
+        let path = self
+            .dir
+            .as_ref()?
+            .join(format!("{}.cwasm", hex::encode(module)));
+        self.read(engine, &module, &path, is_component)
+    }
+
+    /// The cache entry at `path` for the module whose sha256 is `module`, if there is one and this cache wrote it.
+    fn read(
+        &self,
+        engine: &Engine,
+        module: &[u8],
+        path: &Path,
+        is_component: bool,
+    ) -> Option<(Guest, CacheOutcome)> {
+        let mut bytes = std::fs::read(path).ok()?;
+        let split = bytes.len().saturating_sub(TAG_LEN);
+        let signed = bytes.len() > TAG_LEN
+            && self.key(false).is_some_and(|key| {
+                hmac::Mac::verify_slice(tag(&key, module, &bytes[..split]), &bytes[split..]).is_ok()
+            });
+        if !signed {
+            tracing::warn!(
+                path = %path.display(),
+                "discarding a compiled-code cache entry this cache did not write (its tag does not match)"
+            );
+            return None;
+        }
+        bytes.truncate(split);
+        // SAFETY: the tag proves this process's cache wrote these bytes, from wasmtime's own serialization of this
+        // module for this exact engine configuration (the directory name is its compatibility key).
+        let loaded = unsafe {
+            if is_component {
+                Component::deserialize(engine, &bytes).map(Guest::Component)
+            } else {
+                wasmtime::Module::deserialize(engine, &bytes).map(Guest::Module)
+            }
+        };
+        match loaded {
+            Ok(guest) => Some((guest, CacheOutcome::Hit(path.to_path_buf()))),
+            Err(err) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "discarding unreadable compiled-code cache entry: {err:#}"
+                );
+                None
             }
         }
     }

@@ -24,6 +24,10 @@ pub struct RuntimeConfig {
     /// Instances from wasmtime's pooling allocator (slots reserved up front, memory reused copy-on-write)
     /// instead of allocating each on demand. `None`: on demand.
     pub pooling: Option<PoolingSettings>,
+    /// Web dynos whose module is at least this many bytes may start on Winch's baseline code while Cranelift's
+    /// optimized code is built, and are replaced once it is ready ([`Runtime::load_tiered`]). `None` (the
+    /// default): every dyno waits for optimized code.
+    pub baseline_tier: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -47,6 +51,19 @@ impl RuntimeConfig {
     /// ```
     pub fn with_pooling(mut self, pooling: Option<PoolingSettings>) -> Self {
         self.pooling = pooling;
+        self
+    }
+
+    /// Lets web dynos whose module is at least `min_bytes` start on baseline code (Winch's, compiled about 3x
+    /// faster) while the optimized code is built in the background ([`Runtime::load_tiered`]); `None`: never.
+    ///
+    /// ```
+    /// // Modules of 4 MiB or more (a Go program) start on baseline code; smaller ones compile fast enough.
+    /// let config = wasmdyno::RuntimeConfig::default().with_baseline_tier(Some(4 << 20));
+    /// assert_eq!(config.baseline_tier, Some(4 << 20));
+    /// ```
+    pub fn with_baseline_tier(mut self, min_bytes: Option<usize>) -> Self {
+        self.baseline_tier = min_bytes;
         self
     }
 }
