@@ -30,23 +30,38 @@ pub fn build_and_store(
     let build = super::build(request, out)?;
     let slug = Slug::from_bytes(&build.slug.bytes, limits).context("the built slug is invalid")?;
     out("-----> Compiling modules");
-    let mut compiled = std::collections::BTreeSet::new();
-    for command in slug.manifest().process_types.values() {
+    // Module path → its bytes, and whether only web dynos run it (those may start on baseline code).
+    let mut modules: std::collections::BTreeMap<String, (std::sync::Arc<[u8]>, bool)> =
+        Default::default();
+    for (kind, command) in &slug.manifest().process_types {
         let command = crate::procfile::Command::parse(command)?;
         let Some(word) = command.module_word() else {
             continue;
         };
         let (path, wasm) = resolve_module(&slug, &word)?;
-        if !compiled.insert(path.clone()) {
-            continue;
-        }
-        let (_, outcome) = runtime
-            .load(&wasm)
-            .with_context(|| format!("{path} is not a valid WebAssembly module"))?;
+        let web = kind == crate::procfile::WEB_TYPE;
+        modules
+            .entry(path)
+            .and_modify(|(_, web_only)| *web_only &= web)
+            .or_insert((wasm, web));
+    }
+    for (path, (wasm, web_only)) in modules {
+        let invalid = || format!("{path} is not a valid WebAssembly module");
+        let (outcome, baseline) = if web_only {
+            let tiered = runtime.load_tiered(&wasm).with_context(invalid)?;
+            (tiered.outcome, tiered.upgrade.is_some())
+        } else {
+            (runtime.load(&wasm).with_context(invalid)?.1, false)
+        };
+        let then = if baseline {
+            " (baseline code: web dynos start on it while the optimized code is compiled)"
+        } else {
+            ""
+        };
         match outcome {
-            CacheOutcome::Hit(_) => out(&format!("       {path}: already compiled")),
+            CacheOutcome::Hit(_) => out(&format!("       {path}: already compiled{then}")),
             CacheOutcome::Compiled(_, took) | CacheOutcome::Uncached(took) => out(&format!(
-                "       {path}: compiled in {:.2}s",
+                "       {path}: compiled in {:.2}s{then}",
                 took.as_secs_f64()
             )),
         }

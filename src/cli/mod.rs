@@ -313,8 +313,12 @@ pub(crate) fn slug_limits() -> anyhow::Result<crate::slug::Limits> {
     }
 }
 
-/// The runtime every command uses: compiled code cached in the cache dir, and the pooling allocator when
-/// `WASMDYNO_POOL_SLOTS` sizes it.
+/// With `WASMDYNO_BASELINE_TIER=auto` (the default), web modules this large start on baseline code: a Go program
+/// (the 9.5 MB sample's Cranelift compile takes 3-5 s on two cores); smaller ones compile in about a second anyway.
+const BASELINE_MIN_BYTES: usize = 4 << 20;
+
+/// The runtime every command uses: compiled code cached in the cache dir, the pooling allocator when
+/// `WASMDYNO_POOL_SLOTS` sizes it, and the baseline tier when `WASMDYNO_BASELINE_TIER` is on.
 pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
     let pooling = match std::env::var("WASMDYNO_POOL_SLOTS") {
         Ok(value) if !value.trim().is_empty() => {
@@ -332,9 +336,21 @@ pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
         }
         _ => None,
     };
+    let baseline_tier = match std::env::var("WASMDYNO_BASELINE_TIER") {
+        Ok(value) => match value.trim() {
+            "1" | "on" | "true" => Some(0),
+            "0" | "off" | "false" => None,
+            "" | "auto" => Some(BASELINE_MIN_BYTES),
+            _ => anyhow::bail!(
+                "WASMDYNO_BASELINE_TIER={value:?} is none of auto (modules of 4 MiB and more), on (1) or off (0)"
+            ),
+        },
+        Err(_) => Some(BASELINE_MIN_BYTES),
+    };
     let config = crate::runtime::RuntimeConfig::default()
         .with_cache_dir(Some(code_cache_dir()))
-        .with_pooling(pooling);
+        .with_pooling(pooling)
+        .with_baseline_tier(baseline_tier);
     Ok(crate::runtime::Runtime::new(config)?)
 }
 

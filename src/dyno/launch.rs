@@ -103,12 +103,18 @@ pub(crate) fn release_label(version: u64, sha256: &str) -> String {
     }
 }
 
+/// A compiled guest, and while it is baseline code, when the optimized code is ready.
+pub(super) type Loaded = (Guest, Option<crate::runtime::Upgrade>);
+/// A guest loaded once, whichever dyno asks first.
+pub(super) type LoadOnce = tokio::sync::OnceCell<Loaded>;
+
 /// A slug made ready to boot dynos from.
 pub(super) struct Booted {
     pub(super) slug: Slug,
     pub(super) image: Arc<Image>,
-    /// Module path → its compiled guest, loaded once however many dynos boot it at the same moment.
-    pub(super) guests: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Guest>>>>,
+    /// (Module path, whether baseline code may do) → its compiled guest (and while that is baseline code, when the
+    /// optimized code is ready), loaded once however many dynos boot it at the same moment.
+    pub(super) guests: Mutex<HashMap<(String, bool), Arc<LoadOnce>>>,
 }
 
 pub(super) struct Want {

@@ -10,12 +10,13 @@
 //! The rooms, along the data flow: `source` (what should run: apps, releases, formations, from a [`Source`]) →
 //! `manager` (reconcile, preboot, scale, stop; `manager/desired` turns a release into each dyno's `Want`,
 //! `manager/one_off` runs `run.N` and `release.N`) → `supervisor` (one dyno's life: boot, run, restart with
-//! backoff, cycle, stop). `launch` holds what every kind of dyno shares on its way to a guest: the environment
+//! backoff, cycle, stop; `boot` loads the code it runs, and moves a web dyno from baseline to optimized code). `launch` holds what every kind of dyno shares on its way to a guest: the environment
 //! layers, the platform's variables, the command line expanded last. `state` is what the manager and its
 //! supervisors share; `background` runs non-web dynos on nicer threads; `settings` holds the timers; `info` is
 //! what the manager reports (states, web dynos for the router, errors). No two rooms import each other.
 
 mod background;
+mod boot;
 mod info;
 pub(crate) mod launch;
 mod manager;

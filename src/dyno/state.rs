@@ -31,6 +31,19 @@ pub(super) struct Dyno {
     pub(super) quota: Arc<crate::runtime::vfs::Quota>,
     /// Its guests' CPU time in epoch ticks (milliseconds), shared with its runs.
     pub(super) cpu: Arc<std::sync::atomic::AtomicU64>,
+    /// While it runs baseline code: when the optimized code is ready (then the next reconcile replaces it).
+    pub(super) upgrade: Arc<Mutex<Option<crate::runtime::Upgrade>>>,
+}
+
+impl Dyno {
+    /// It runs baseline code whose optimized code is ready.
+    pub(super) fn upgradable(&self) -> bool {
+        self.upgrade
+            .lock()
+            .expect("upgrade")
+            .as_ref()
+            .is_some_and(crate::runtime::Upgrade::is_ready)
+    }
 }
 
 /// The manager's state, shared by its clones and its dynos' supervisors.

@@ -14,7 +14,7 @@ use crate::runtime::net::Listener;
 use crate::runtime::shell::SlugCommands;
 use crate::runtime::stdio::{Credit, Input, Output};
 use crate::runtime::web::WebHandler;
-use crate::runtime::{Exit, Guest, RunSpec, resolve_module};
+use crate::runtime::{Exit, Guest, RunSpec, Upgrade};
 
 /// The task that keeps one dyno running.
 pub(super) struct Supervisor {
@@ -37,6 +37,8 @@ pub(super) struct Supervisor {
     pub(super) attach: Option<Attach>,
     /// How the last run ended, as an exit status (134 for a trap, 137 when interrupted after a stop).
     pub(super) exit_status: Option<i32>,
+    /// While the dyno runs baseline code: when its optimized code is ready (shared with the manager).
+    pub(super) upgrade: Arc<Mutex<Option<Upgrade>>>,
 }
 
 /// The terminal of an attached one-off dyno ([`Manager::run_one_off`]): its standard streams, and where its exit
@@ -510,38 +512,6 @@ impl Supervisor {
             self.log("Stopping process by interrupting it");
         }
         why_stop
-    }
-
-    /// The compiled module this dyno's command names, and its path in the slug. The first word is expanded
-    /// in the dyno's environment (with `port` as `$PORT`), as the whole command line is when it runs.
-    pub(super) async fn boot(&self, port: Option<u16>) -> Result<(Guest, String), String> {
-        let env = self.platform_vars(port).environment(&self.want.env);
-        let word = launch::argv(&self.want.line, &env)
-            .into_iter()
-            .next()
-            .ok_or("the command is empty")?;
-        let booted = self.want.booted.clone();
-        let (module, wasm) = resolve_module(&booted.slug, &word).map_err(|e| e.to_string())?;
-        let cell = booted
-            .guests
-            .lock()
-            .expect("guests")
-            .entry(module.clone())
-            .or_default()
-            .clone();
-        // The first dyno to get here loads (or compiles) the module; the others wait for that one result.
-        let runtime = self.inner.runtime.clone();
-        let guest = cell
-            .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(move || runtime.load(&wasm))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|(guest, _)| guest)
-                    .map_err(|e| format!("{module}: {e}"))
-            })
-            .await?
-            .clone();
-        Ok((guest, module))
     }
 
     /// The dyno's stdout and stderr, line by line into the app's stream.

@@ -32,3 +32,4 @@ mod sandbox;
 mod shell;
 mod slugs;
 mod support;
+mod tier;

@@ -78,8 +78,8 @@ impl Manager {
     #[cfg(feature = "platform")]
     pub(crate) fn adopt(&self, slug: Slug, loaded: (String, crate::runtime::Guest)) {
         let guests = std::collections::HashMap::from([(
-            loaded.0,
-            Arc::new(tokio::sync::OnceCell::new_with(Some(loaded.1))),
+            (loaded.0, false),
+            Arc::new(tokio::sync::OnceCell::new_with(Some((loaded.1, None)))),
         )]);
         let booted = Arc::new(Booted {
             image: Arc::new(Image::from_slug(&slug)),

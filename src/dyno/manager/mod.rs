@@ -230,6 +230,7 @@ impl Manager {
                             && info.release == want.release
                             && info.size == want.size.name()
                             && info.command == want.command
+                            && !dyno.upgradable()
                     });
                 if !keep {
                     let dyno = running.remove(&name).expect("listed");
@@ -497,6 +498,7 @@ impl Manager {
             .then(|| Listener::new(self.inner.settings.listen_backlog));
         let shared_listener = Arc::new(Mutex::new(listener.clone()));
         let shared_handler = Arc::new(Mutex::new(None));
+        let upgrade = Arc::new(Mutex::new(None));
         let (stop_tx, stop_rx) = watch::channel(false);
         let slug = want.slug.clone();
         let one_off = is_one_off(name);
@@ -516,6 +518,7 @@ impl Manager {
             one_off,
             attach,
             exit_status: None,
+            upgrade: upgrade.clone(),
         };
         // Web dynos serve the router's requests; everything else is background work the kernel may defer.
         let task = if serves_requests {
@@ -532,6 +535,7 @@ impl Manager {
             quota,
             cpu,
             slug,
+            upgrade,
         }
     }
 }
