@@ -352,9 +352,9 @@ impl Runtime {
     pub fn load(&self, wasm: &[u8]) -> Result<(Guest, CacheOutcome), RuntimeError> {
         // Optimized code being built in the background for the baseline tier is waited for, not built twice.
         if let Some(baseline) = &self.baseline
-            && let Some(optimized) = baseline.wait_optimized(&tier::digest(wasm))
+            && let Some(held) = baseline.wait_optimized(&tier::digest(wasm))?
         {
-            return optimized;
+            return Ok(held);
         }
         self.cache.load(&self.engine, wasm)
     }

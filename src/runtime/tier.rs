@@ -23,8 +23,9 @@ use wasmtime::Engine;
 use super::cache::CodeCache;
 use super::{CacheOutcome, Guest, Linkers, RuntimeError};
 
-/// Background compiles remembered (under way or done) before the finished ones are forgotten.
-const REMEMBERED: usize = 64;
+/// Background compiles remembered (under way or done) before the finished ones are forgotten. A finished one
+/// holds its code only without a code cache (with one, the code is there).
+const REMEMBERED: usize = 16;
 
 /// The sha256 of a module: what its background compile is known by.
 pub(super) fn digest(wasm: &[u8]) -> [u8; 32] {
@@ -63,8 +64,9 @@ pub struct Tiered {
     pub upgrade: Option<Upgrade>,
 }
 
-/// What a background compile of one module came to.
-type Optimized = Result<(Guest, CacheOutcome), String>;
+/// What a background compile of one module came to: `None` when its code went into the code cache (load it from
+/// there), the code itself without one, or why it failed.
+type Optimized = Result<Option<(Guest, CacheOutcome)>, String>;
 
 /// One module's optimized compile in the background.
 struct Optimizing {
@@ -82,7 +84,7 @@ impl Optimizing {
     }
 
     /// Blocks until the compile is done.
-    fn wait(&self) -> Result<(Guest, CacheOutcome), RuntimeError> {
+    fn wait(&self) -> Result<Option<(Guest, CacheOutcome)>, RuntimeError> {
         let mut result = self.result.lock().expect("optimizing");
         loop {
             if let Some(result) = &*result {
@@ -100,6 +102,16 @@ impl Optimizing {
 struct Job {
     wasm: Vec<u8>,
     into: Arc<Optimizing>,
+}
+
+impl Drop for Job {
+    /// A job the thread never finished (it is gone) fails, so that nothing waits for it forever.
+    fn drop(&mut self) {
+        if !self.into.is_done() {
+            self.into
+                .finish(Err("the optimizing thread stopped".into()));
+        }
+    }
 }
 
 /// The baseline engine, and the optimized compiles under way in the background.
@@ -131,7 +143,17 @@ impl Baseline {
             .name("wasmdyno-optimize".into())
             .spawn(move || {
                 for job in jobs {
-                    let result = cache.load(&engine, &job.wasm).map_err(|e| e.to_string());
+                    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        cache.load(&engine, &job.wasm)
+                    }));
+                    let result = match compiled {
+                        Ok(Ok((guest, outcome @ CacheOutcome::Uncached(_)))) => {
+                            Ok(Some((guest, outcome)))
+                        }
+                        Ok(Ok(_in_the_cache)) => Ok(None),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("the optimizing compiler panicked".into()),
+                    };
                     if let Err(e) = &result {
                         tracing::warn!(
                             "cannot build optimized code; staying on baseline code: {e}"
@@ -168,21 +190,25 @@ impl Baseline {
             .is_some_and(|started| !started.is_done())
     }
 
-    /// Waits for a background compile of the module, if one was started; `None` if none was.
+    /// Waits for a background compile of the module, if one was started: its code if the runtime holds it, `None`
+    /// if it is in the code cache (or none was started).
     pub(super) fn wait_optimized(
         &self,
         digest: &[u8; 32],
-    ) -> Option<Result<(Guest, CacheOutcome), RuntimeError>> {
-        Some(self.started(digest)?.wait())
+    ) -> Result<Option<(Guest, CacheOutcome)>, RuntimeError> {
+        match self.started(digest) {
+            Some(started) => started.wait(),
+            None => Ok(None),
+        }
     }
 
-    /// The optimized code of `wasm` if a background compile built it (and the cache, if any, did not have it), else
+    /// The optimized code of `wasm` if a background compile built it and holds it (there is no code cache), else
     /// baseline code and its upgrade, starting the background compile if none is under way. `None` when Winch
     /// cannot compile the module (a proposal it does not support): the caller compiles optimized code now.
     pub(super) fn load(&self, digest: [u8; 32], wasm: &[u8]) -> Option<Tiered> {
         if let Some(started) = self.started(&digest)
             && started.is_done()
-            && let Ok((guest, outcome)) = started.wait()
+            && let Ok(Some((guest, outcome))) = started.wait()
         {
             return Some(Tiered {
                 guest,
@@ -208,7 +234,10 @@ impl Baseline {
     /// Starts the optimized compile of `wasm` in the background, unless one was started already.
     fn optimize(&self, digest: [u8; 32], wasm: &[u8]) -> Upgrade {
         let mut optimizing = self.optimizing.lock().expect("optimizing");
-        if let Some(started) = optimizing.get(&digest) {
+        // One under way is joined; a finished one whose code is gone (a cache entry removed) is started again.
+        if let Some(started) = optimizing.get(&digest)
+            && !started.is_done()
+        {
             return Upgrade(started.ready.subscribe());
         }
         if optimizing.len() >= REMEMBERED {
