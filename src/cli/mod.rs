@@ -318,7 +318,7 @@ pub(crate) fn slug_limits() -> anyhow::Result<crate::slug::Limits> {
 const BASELINE_MIN_BYTES: usize = 4 << 20;
 
 /// The runtime every command uses: compiled code cached in the cache dir, the pooling allocator when
-/// `WASMDYNO_POOL_SLOTS` sizes it, and the baseline tier when `WASMDYNO_BASELINE_TIER` is on.
+/// `WASMDYNO_POOL_SLOTS` sizes it, and the baseline tier as `WASMDYNO_BASELINE_TIER` says (`auto` by default).
 pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
     let pooling = match std::env::var("WASMDYNO_POOL_SLOTS") {
         Ok(value) if !value.trim().is_empty() => {
