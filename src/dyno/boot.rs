@@ -12,7 +12,6 @@ use super::manager::Manager;
 use super::state::Inner;
 use super::supervisor::Supervisor;
 use super::*;
-use crate::logs::LogLine;
 use crate::runtime::{Guest, Upgrade, resolve_module};
 
 impl Supervisor {
@@ -75,7 +74,8 @@ impl Supervisor {
     }
 }
 
-/// When `upgrade` is ready and the dyno still runs that baseline code, has the manager replace it.
+/// When `upgrade` is ready and the dyno still runs that baseline code (it was not stopped or replaced meanwhile),
+/// has the manager replace it.
 fn watch_upgrade(
     inner: Weak<Inner>,
     app: &str,
@@ -88,16 +88,17 @@ fn watch_upgrade(
         if !upgrade.ready().await {
             return;
         }
-        let still_baseline = running
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let still_baseline = inner
+            .apps
             .lock()
-            .expect("upgrade")
-            .as_ref()
-            .is_some_and(Upgrade::is_ready);
-        if let (true, Some(inner)) = (still_baseline, inner.upgrade()) {
-            inner.logplex.publish(
-                &app,
-                LogLine::platform(&dyno, "Optimized code ready: replacing the dyno".into()),
-            );
+            .expect("apps lock")
+            .get(&app)
+            .and_then(|dynos| dynos.get(&dyno))
+            .is_some_and(|d| Arc::ptr_eq(&d.upgrade, &running) && d.upgradable());
+        if still_baseline {
             Manager { inner }.reconcile(&app).await;
         }
     });

@@ -269,15 +269,13 @@ impl Runtime {
             .map_err(RuntimeError::Wasmtime)?;
         let cache = cache::CodeCache::new(config.cache_dir.as_deref(), &engine);
         let linkers = Linkers::new(&engine)?;
-        let baseline = match config.baseline_tier {
-            Some(min_bytes) => Some(tier::Baseline::new(
-                engine.clone(),
-                cache.clone(),
-                config.cache_dir.as_deref(),
-                min_bytes,
-            )?),
-            None => None,
-        };
+        // Without the tier (a host Winch does not support) every dyno waits for optimized code, as before.
+        let baseline = config.baseline_tier.and_then(|min_bytes| {
+            let dir = config.cache_dir.as_deref();
+            tier::Baseline::new(engine.clone(), cache.clone(), dir, min_bytes)
+                .map_err(|e| tracing::warn!("no baseline tier, dynos wait for optimized code: {e}"))
+                .ok()
+        });
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();

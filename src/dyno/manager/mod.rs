@@ -222,16 +222,23 @@ impl Manager {
             let names: Vec<String> = running.keys().cloned().collect();
             for name in names {
                 let one_off = is_one_off(&name);
-                let keep = one_off
-                    || desired.get(&name).is_some_and(|want| {
-                        let dyno = &running[&name];
-                        let info = dyno.info.lock().expect("dyno info");
-                        dyno.slug == want.slug
-                            && info.release == want.release
-                            && info.size == want.size.name()
-                            && info.command == want.command
-                            && !dyno.upgradable()
-                    });
+                let wanted = desired.get(&name).is_some_and(|want| {
+                    let dyno = &running[&name];
+                    let info = dyno.info.lock().expect("dyno info");
+                    dyno.slug == want.slug
+                        && info.release == want.release
+                        && info.size == want.size.name()
+                        && info.command == want.command
+                });
+                // A dyno on baseline code whose optimized code is ready is replaced like one of an old release.
+                let upgrading = wanted && running[&name].upgradable();
+                if upgrading {
+                    let line = "Optimized code ready: replacing the dyno".to_string();
+                    self.inner
+                        .logplex
+                        .publish(app, crate::logs::LogLine::platform(&name, line));
+                }
+                let keep = one_off || (wanted && !upgrading);
                 if !keep {
                     let dyno = running.remove(&name).expect("listed");
                     // Preboot: an up web dyno that is being replaced serves until its successor is up.
