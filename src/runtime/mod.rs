@@ -303,31 +303,6 @@ impl Runtime {
         })
     }
 
-    /// The engine and linkers `guest` runs on: the baseline tier's for Winch's code, else the optimized one's.
-    fn tier_of(&self, guest: &Guest) -> (&Engine, &Linkers) {
-        match &self.baseline {
-            Some(baseline) if Engine::same(guest.engine(), &baseline.engine) => {
-                (&baseline.engine, &baseline.linkers)
-            }
-            _ => (&self.engine, &self.linkers),
-        }
-    }
-
-    /// Whether `guest` is baseline code, from [`load_tiered`](Self::load_tiered).
-    ///
-    /// ```
-    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
-    /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
-    /// let (guest, _) = runtime.load(HELLO)?;
-    /// assert!(!runtime.is_baseline(&guest));
-    /// # Ok::<(), wasmdyno::RuntimeError>(())
-    /// ```
-    pub fn is_baseline(&self, guest: &Guest) -> bool {
-        self.baseline
-            .as_ref()
-            .is_some_and(|b| Engine::same(guest.engine(), &b.engine))
-    }
-
     /// Compiles (or loads from the cache) a module or component, and says which it did: the cache file is
     /// `<cache dir>/<engine key>/<sha256 of wasm>.cwasm`, written the first time and loaded from then on, by this or
     /// any other process with the same engine configuration.
@@ -355,52 +330,6 @@ impl Runtime {
             return Ok(held);
         }
         self.cache.load(&self.engine, wasm)
-    }
-
-    /// Like [`load`](Self::load), for a dyno that should start as soon as it can: with the baseline tier on
-    /// ([`RuntimeConfig::with_baseline_tier`]), a module (of at least the tier's size) with no optimized code yet
-    /// comes as Winch's baseline code, compiled about 3x faster, while Cranelift's optimized code is built on a
-    /// background thread; the [`Upgrade`] says when that is ready, and loading the module again then gives it.
-    /// Without the tier, for a smaller module, or for a module Winch cannot compile, this is `load`.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
-    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
-    /// use wasmdyno::{Runtime, RuntimeConfig};
-    ///
-    /// let runtime = Runtime::new(RuntimeConfig::default().with_baseline_tier(Some(0)))?;
-    /// let first = runtime.load_tiered(HELLO)?;
-    /// assert!(runtime.is_baseline(&first.guest));
-    /// let upgrade = first.upgrade.expect("optimized code is on its way");
-    /// assert!(tokio::runtime::Runtime::new()?.block_on(upgrade.ready()));
-    /// let then = runtime.load_tiered(HELLO)?;
-    /// assert!(!runtime.is_baseline(&then.guest) && then.upgrade.is_none());
-    /// # Ok(()) }
-    /// ```
-    pub fn load_tiered(&self, wasm: &[u8]) -> Result<Tiered, RuntimeError> {
-        if let Some(baseline) = self.baseline.as_ref().filter(|b| wasm.len() >= b.min_bytes) {
-            let digest = tier::digest(wasm);
-            // Optimized code in the cache (from an earlier run, or a compile finished), unless one is under way.
-            if !baseline.under_way(&digest)
-                && let Some((guest, outcome)) = self.cache.cached(&self.engine, wasm)
-            {
-                return Ok(Tiered {
-                    guest,
-                    outcome,
-                    upgrade: None,
-                });
-            }
-            if let Some(tiered) = baseline.load(digest, wasm) {
-                return Ok(tiered);
-            }
-        }
-        let (guest, outcome) = self.load(wasm)?;
-        Ok(Tiered {
-            guest,
-            outcome,
-            upgrade: None,
-        })
     }
 
     /// A `wasi:http` web dyno of `guest`, if it is a component exporting `wasi:http/incoming-handler`

@@ -11,7 +11,8 @@
 //!
 //! A module belongs to the engine that compiled it, so the tier is a second engine with its own linkers and its
 //! own cache directory (its compatibility key differs), and an instance cannot change tiers: hence the
-//! replacement.
+//! replacement. The `Runtime` methods of the tier (`load_tiered`, `is_baseline`, choosing the engine a guest runs
+//! on) are here too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use wasmtime::Engine;
 
 use super::cache::CodeCache;
-use super::{CacheOutcome, Guest, Linkers, RuntimeError};
+use super::{CacheOutcome, Guest, Linkers, Runtime, RuntimeError};
 
 /// Background compiles remembered (under way or done) before the finished ones are forgotten. A finished one
 /// holds its code only without a code cache (with one, the code is there).
@@ -261,9 +262,82 @@ impl Baseline {
     }
 }
 
+impl Runtime {
+    /// The engine and linkers `guest` runs on: the baseline tier's for Winch's code, else the optimized one's.
+    pub(super) fn tier_of(&self, guest: &Guest) -> (&Engine, &Linkers) {
+        match &self.baseline {
+            Some(baseline) if Engine::same(guest.engine(), &baseline.engine) => {
+                (&baseline.engine, &baseline.linkers)
+            }
+            _ => (&self.engine, &self.linkers),
+        }
+    }
+
+    /// Whether `guest` is baseline code, from [`load_tiered`](Self::load_tiered).
+    ///
+    /// ```
+    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
+    /// let runtime = wasmdyno::Runtime::new(wasmdyno::RuntimeConfig::default())?;
+    /// let (guest, _) = runtime.load(HELLO)?;
+    /// assert!(!runtime.is_baseline(&guest));
+    /// # Ok::<(), wasmdyno::RuntimeError>(())
+    /// ```
+    pub fn is_baseline(&self, guest: &Guest) -> bool {
+        self.baseline
+            .as_ref()
+            .is_some_and(|b| Engine::same(guest.engine(), &b.engine))
+    }
+
+    /// Like [`load`](Self::load), for a dyno that should start as soon as it can: with the baseline tier on
+    /// ([`RuntimeConfig::with_baseline_tier`]), a module (of at least the tier's size) with no optimized code yet
+    /// comes as Winch's baseline code, compiled about 3x faster, while Cranelift's optimized code is built on a
+    /// background thread; the [`Upgrade`] says when that is ready, and loading the module again then gives it.
+    /// Without the tier, for a smaller module, or for a module Winch cannot compile, this is `load`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A core module whose `_start` returns at once: `(module (func (export "_start")))`.
+    /// # const HELLO: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/doc/hello.wasm"));
+    /// use wasmdyno::{Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig::default().with_baseline_tier(Some(0)))?;
+    /// let first = runtime.load_tiered(HELLO)?;
+    /// assert!(runtime.is_baseline(&first.guest));
+    /// let upgrade = first.upgrade.expect("optimized code is on its way");
+    /// assert!(tokio::runtime::Runtime::new()?.block_on(upgrade.ready()));
+    /// let then = runtime.load_tiered(HELLO)?;
+    /// assert!(!runtime.is_baseline(&then.guest) && then.upgrade.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn load_tiered(&self, wasm: &[u8]) -> Result<Tiered, RuntimeError> {
+        if let Some(baseline) = self.baseline.as_ref().filter(|b| wasm.len() >= b.min_bytes) {
+            let digest = digest(wasm);
+            // Optimized code in the cache (from an earlier run, or a compile finished), unless one is under way.
+            if !baseline.under_way(&digest)
+                && let Some((guest, outcome)) = self.cache.cached(&self.engine, wasm)
+            {
+                return Ok(Tiered {
+                    guest,
+                    outcome,
+                    upgrade: None,
+                });
+            }
+            if let Some(tiered) = baseline.load(digest, wasm) {
+                return Ok(tiered);
+            }
+        }
+        let (guest, outcome) = self.load(wasm)?;
+        Ok(Tiered {
+            guest,
+            outcome,
+            upgrade: None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Exit, RunSpec, Runtime, RuntimeConfig};
+    use super::super::{Exit, RunSpec, RuntimeConfig};
     use super::*;
 
     const HELLO: &[u8] = include_bytes!("../../tests/guests/doc/hello.wasm");
