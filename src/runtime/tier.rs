@@ -77,11 +77,15 @@ struct Optimizing {
 }
 
 impl Optimizing {
+    /// Records the result. The upgrade is told under the result's lock, so whoever sees the compile done (its
+    /// waiters, `is_done`) also sees the upgrade ready.
     fn finish(&self, result: Optimized) {
         let ok = result.is_ok();
-        *self.result.lock().expect("optimizing") = Some(result);
-        self.done.notify_all();
+        let mut slot = self.result.lock().expect("optimizing");
+        *slot = Some(result);
         self.ready.send_replace(Some(ok));
+        drop(slot);
+        self.done.notify_all();
     }
 
     /// Blocks until the compile is done.
