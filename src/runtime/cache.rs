@@ -124,6 +124,11 @@ fn tag(key: &[u8; 32], module: &[u8], compiled: &[u8]) -> Tag {
     mac
 }
 
+/// The sha256 of a module: what its cache entry, and a background compile of it, are known by.
+pub(crate) fn digest(wasm: &[u8]) -> [u8; 32] {
+    Sha256::digest(wasm).into()
+}
+
 /// A [`Hasher`] that feeds sha256, so a `Hash` value gives the same digest in every process.
 struct StableHasher(Sha256);
 
@@ -176,15 +181,24 @@ impl CodeCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> Result<(Guest, CacheOutcome), RuntimeError> {
+        self.load_digested(engine, wasm, &digest(wasm))
+    }
+
+    /// [`load`](Self::load) of `wasm` whose sha256, `module`, the caller has already computed.
+    pub(crate) fn load_digested(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        module: &[u8; 32],
+    ) -> Result<(Guest, CacheOutcome), RuntimeError> {
         let is_component = super::is_component(wasm)?;
         let Some(dir) = &self.dir else {
             let started = Instant::now();
             let guest = compile(engine, wasm, is_component)?;
             return Ok((guest, CacheOutcome::Uncached(started.elapsed())));
         };
-        let module = Sha256::digest(wasm);
         let path = dir.join(format!("{}.cwasm", hex::encode(module)));
-        if let Some(hit) = self.read(engine, &module, &path, is_component) {
+        if let Some(hit) = self.read(engine, module, &path, is_component) {
             return Ok(hit);
         }
         let started = Instant::now();
@@ -198,7 +212,7 @@ impl CodeCache {
         let Some(key) = self.key(true) else {
             return Ok((guest, CacheOutcome::Uncached(took)));
         };
-        let signature = hmac::Mac::finalize(tag(&key, &module, &bytes)).into_bytes();
+        let signature = hmac::Mac::finalize(tag(&key, module, &bytes)).into_bytes();
         bytes.extend_from_slice(&signature);
         match crate::fsutil::write_atomic(&path, &bytes) {
             Ok(()) => Ok((guest, CacheOutcome::Compiled(path, took))),
@@ -210,15 +224,19 @@ impl CodeCache {
         }
     }
 
-    /// `wasm` from the cache, if it has it; never compiles.
-    pub(crate) fn cached(&self, engine: &Engine, wasm: &[u8]) -> Option<(Guest, CacheOutcome)> {
+    /// `wasm`, whose sha256 is `module`, from the cache if it has it; never compiles.
+    pub(crate) fn cached(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        module: &[u8; 32],
+    ) -> Option<(Guest, CacheOutcome)> {
         let is_component = super::is_component(wasm).ok()?;
-        let module = Sha256::digest(wasm);
         let path = self
             .dir
             .as_ref()?
             .join(format!("{}.cwasm", hex::encode(module)));
-        self.read(engine, &module, &path, is_component)
+        self.read(engine, module, &path, is_component)
     }
 
     /// The cache entry at `path` for the module whose sha256 is `module`, if there is one and this cache wrote it.

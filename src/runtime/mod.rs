@@ -323,13 +323,15 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn load(&self, wasm: &[u8]) -> Result<(Guest, CacheOutcome), RuntimeError> {
+        let Some(baseline) = &self.baseline else {
+            return self.cache.load(&self.engine, wasm);
+        };
         // Optimized code being built in the background for the baseline tier is waited for, not built twice.
-        if let Some(baseline) = &self.baseline
-            && let Some(held) = baseline.wait_optimized(&tier::digest(wasm))?
-        {
+        let digest = cache::digest(wasm);
+        if let Some(held) = baseline.wait_optimized(&digest)? {
             return Ok(held);
         }
-        self.cache.load(&self.engine, wasm)
+        self.cache.load_digested(&self.engine, wasm, &digest)
     }
 
     /// A `wasi:http` web dyno of `guest`, if it is a component exporting `wasi:http/incoming-handler`

@@ -17,21 +17,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use wasmtime::Engine;
 
-use super::cache::CodeCache;
+use super::cache::{CodeCache, digest};
 use super::{CacheOutcome, Guest, Linkers, Runtime, RuntimeError};
 
 /// Background compiles remembered (under way or done) before the finished ones are forgotten. A finished one
 /// holds its code only without a code cache (with one, the code is there).
 const REMEMBERED: usize = 16;
-
-/// The sha256 of a module: what its background compile is known by.
-pub(super) fn digest(wasm: &[u8]) -> [u8; 32] {
-    Sha256::digest(wasm).into()
-}
 
 /// Says when a guest on baseline code can move to optimized code, from
 /// [`Runtime::load_tiered`](super::Runtime::load_tiered). Cheap to clone.
@@ -221,7 +215,7 @@ impl Baseline {
                 upgrade: None,
             });
         }
-        let (guest, outcome) = match self.cache.load(&self.engine, wasm) {
+        let (guest, outcome) = match self.cache.load_digested(&self.engine, wasm, &digest) {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::debug!("no baseline code ({e}); compiling optimized code now");
@@ -318,7 +312,7 @@ impl Runtime {
             let digest = digest(wasm);
             // Optimized code in the cache (from an earlier run, or a compile finished), unless one is under way.
             if !baseline.under_way(&digest)
-                && let Some((guest, outcome)) = self.cache.cached(&self.engine, wasm)
+                && let Some((guest, outcome)) = self.cache.cached(&self.engine, wasm, &digest)
             {
                 return Ok(Tiered {
                     guest,
