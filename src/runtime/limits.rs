@@ -117,7 +117,7 @@ impl Drop for DynoLimiter {
 #[cfg(all(test, feature = "platform"))]
 mod tests {
     use super::{MAX_MEMORIES, MAX_TABLES};
-    use crate::runtime::{Exit, RunSpec, Runtime, RuntimeConfig, RuntimeError};
+    use crate::runtime::{Exit, Runtime, RuntimeConfig, RuntimeError};
 
     /// A command module with `count` copies of `item` (a table or a memory).
     fn guest_with(count: usize, item: &str) -> Vec<u8> {
@@ -128,16 +128,7 @@ mod tests {
     fn run(wasm: &[u8]) -> Result<Exit, RuntimeError> {
         let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
         let (guest, _) = runtime.load(wasm)?;
-        let spec = RunSpec::new(
-            vec!["many.wasm".into()],
-            Default::default(),
-            Default::default(),
-        );
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio.block_on(runtime.run(&guest, spec))
+        crate::runtime::run_command(&runtime, &guest, "many.wasm")
     }
 
     #[test]

@@ -551,6 +551,22 @@ pub(crate) fn yield_on_every_tick<T: 'static>(
     store.set_epoch_deadline(1);
 }
 
+/// Runs `guest` as the command `name` (no environment, no streams) to its end, on a tokio runtime of its own: the
+/// runtime's unit tests' way to run a guest.
+#[cfg(test)]
+pub(crate) fn run_command(
+    runtime: &Runtime,
+    guest: &Guest,
+    name: &str,
+) -> Result<Exit, RuntimeError> {
+    let spec = RunSpec::new(vec![name.into()], Default::default(), Default::default());
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    tokio.block_on(runtime.run(guest, spec))
+}
+
 #[cfg(all(test, feature = "platform"))]
 mod tests {
     /// The doc examples' guests (`tests/guests/doc/*.wasm`) are their `.wat` sources, compiled.

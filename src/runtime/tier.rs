@@ -335,23 +335,14 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Exit, RunSpec, RuntimeConfig};
+    use super::super::{Exit, RuntimeConfig};
     use super::*;
 
     const HELLO: &[u8] = include_bytes!("../../tests/guests/doc/hello.wasm");
     const ECHO: &[u8] = include_bytes!("../../tests/guests/doc/echo.wasm");
 
     fn run(runtime: &Runtime, guest: &Guest) -> Exit {
-        let spec = RunSpec::new(
-            vec!["hello.wasm".into()],
-            Default::default(),
-            Default::default(),
-        );
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio.block_on(runtime.run(guest, spec)).unwrap()
+        super::super::run_command(runtime, guest, "hello.wasm").unwrap()
     }
 
     #[test]
