@@ -27,7 +27,7 @@ macro_rules! buildpack {
 /// before Node.js, so a Python app with a `package.json` for its assets stays a Python app.
 const BUILTIN: [Builtin; 6] = [
     buildpack!("rust"),
-    buildpack!("go"),
+    buildpack!("go", "lib/preinit_main.go", "lib/preinit_runtime.go"),
     buildpack!(
         "python",
         "lib/plan.py",

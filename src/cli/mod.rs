@@ -347,10 +347,16 @@ pub(crate) fn runtime() -> anyhow::Result<crate::runtime::Runtime> {
         },
         Err(_) => Some(BASELINE_MIN_BYTES),
     };
+    let preinit = match std::env::var("WASMDYNO_PREINIT").as_deref().map(str::trim) {
+        Ok("0" | "off" | "false") => false,
+        Ok("" | "1" | "on" | "true") | Err(_) => true,
+        Ok(value) => anyhow::bail!("WASMDYNO_PREINIT={value:?} is neither on (1) nor off (0)"),
+    };
     let config = crate::runtime::RuntimeConfig::default()
         .with_cache_dir(Some(code_cache_dir()))
         .with_pooling(pooling)
-        .with_baseline_tier(baseline_tier);
+        .with_baseline_tier(baseline_tier)
+        .with_preinit(preinit);
     Ok(crate::runtime::Runtime::new(config)?)
 }
 

@@ -146,6 +146,9 @@ impl Hasher for StableHasher {
 pub(crate) fn engine_key(engine: &Engine) -> String {
     let mut hasher = StableHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    // What we do to a module before compiling it ([`super::preinit::instrument`]): code compiled before is not
+    // reused by a build that does it differently.
+    "preinit-1".hash(&mut hasher);
     hex::encode(&hasher.0.finalize()[..8])
 }
 
@@ -287,7 +290,12 @@ fn compile(engine: &Engine, wasm: &[u8], is_component: bool) -> Result<Guest, Ru
     let result = if is_component {
         Component::new(engine, wasm).map(Guest::Component)
     } else {
-        wasmtime::Module::new(engine, wasm).map(Guest::Module)
+        // A pre-initialized command is compiled with its mutable globals exported, for its snapshots.
+        match super::preinit::instrument(wasm)? {
+            Some(instrumented) => wasmtime::Module::new(engine, &instrumented),
+            None => wasmtime::Module::new(engine, wasm),
+        }
+        .map(Guest::Module)
     };
     result.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
 }

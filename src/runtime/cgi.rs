@@ -2,7 +2,9 @@
 //! environment and on its stdin, and its stdout parsed as the response. Go's `net/http/cgi.Serve` works unchanged.
 //!
 //! Each request runs in a fresh instance over the dyno's image (its writes vanish with it); config vars are in
-//! the environment beside the CGI meta-variables; stderr goes to the dyno's log stream.
+//! the environment beside the CGI meta-variables; stderr goes to the dyno's log stream. A pre-initialized command
+//! (what the Go buildpack builds: [`super::preinit`]) runs its initialization once, at the dyno's first request,
+//! and every request starts from the state it left.
 //!
 //! Bounded: at most `concurrency` runs at once, each holding its permit from before its request body is read
 //! until it ends; all runs share the dyno's one quota; and stdout reaches the client through a window of
@@ -22,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::body::{AbortOnDrop, Body as ResponseBody, BoxError};
 use super::http::HttpFailure;
+use super::preinit::{self, Snapshot};
 use super::stdio::{Credit, Input, Output};
 use super::vfs::{Image, Quota};
 use super::{DynoSize, Exit, Guest, RunSpec, Runtime};
@@ -56,6 +59,9 @@ pub struct CgiDyno {
     quota: Arc<Quota>,
     deadline: Duration,
     closed: AtomicBool,
+    /// A pre-initialized command's snapshot, taken at the first request ([`super::preinit`]), with its memory's
+    /// charge to the quota; `None` inside when it cannot be taken.
+    snapshot: tokio::sync::OnceCell<Option<(Arc<Snapshot>, Charge)>>,
 }
 
 impl CgiDyno {
@@ -87,7 +93,56 @@ impl CgiDyno {
             concurrency: concurrency.max(1) as u32,
             deadline,
             closed: AtomicBool::new(false),
+            snapshot: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The snapshot each run starts from, if the command is pre-initialized: taken once, by the first request,
+    /// with the dyno's argv, environment, filesystem and limits. Its stdout goes to the log, as no request is
+    /// there to answer. The platform's log says whether it was taken, and if not why.
+    async fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let Guest::Module(module) = &self.guest else {
+            return None;
+        };
+        if !self.runtime.preinit || !preinit::is_preinitialized(module) {
+            return None;
+        }
+        let taken = self.snapshot.get_or_init(|| async {
+            let mut spec = RunSpec::new(self.argv.clone(), self.env.clone(), self.size)
+                .with_image(self.image.clone());
+            spec.stdout = self.stderr.clone();
+            spec.stderr = self.stderr.clone();
+            spec.platform = self.platform.clone();
+            spec.stderr_credit = self.stderr_credit.clone();
+            spec.cpu = self.cpu.clone();
+            spec.quota = Some(self.quota.clone());
+            spec.deadline = Some(self.deadline);
+            let started = std::time::Instant::now();
+            let snapshot = match self.runtime.preinitialize(&self.guest, spec).await {
+                Ok(snapshot) => snapshot,
+                Err(why) => {
+                    (self.platform)(&format!(
+                        "Cannot pre-initialize the command ({why}): each request runs its initialization"
+                    ));
+                    return None;
+                }
+            };
+            let mut charge = Charge::new(self.quota.clone());
+            if !charge.take(snapshot.bytes() as u64) {
+                (self.platform)(
+                    "Cannot pre-initialize the command (its snapshot does not fit in the dyno's memory): each \
+                     request runs its initialization",
+                );
+                return None;
+            }
+            (self.platform)(&format!(
+                "Pre-initialized in {:.1} ms ({} KiB of memory): each request starts from there",
+                started.elapsed().as_secs_f64() * 1e3,
+                snapshot.bytes().div_ceil(1024)
+            ));
+            Some((Arc::new(snapshot), charge))
+        });
+        taken.await.as_ref().map(|(snapshot, _)| snapshot.clone())
     }
 
     /// Runs the command for one request; the response body streams from its stdout.
@@ -109,6 +164,7 @@ impl CgiDyno {
             .acquire_owned()
             .await
             .map_err(|_| HttpFailure::Closed)?;
+        let snapshot = self.snapshot().await;
         let (parts, body) = request.into_parts();
         let mut env = self.env.clone();
         let length = parts
@@ -153,6 +209,7 @@ impl CgiDyno {
         spec.cpu = self.cpu.clone();
         spec.stdout_credit = Some(credit.clone());
         spec.quota = Some(self.quota.clone());
+        spec.snapshot = snapshot;
 
         let dyno = self.clone();
         spec.deadline = Some(self.deadline);

@@ -28,6 +28,9 @@ pub struct RuntimeConfig {
     /// optimized code is built, and are replaced once it is ready ([`Runtime::load_tiered`]). `None` (the
     /// default): every dyno waits for optimized code.
     pub baseline_tier: Option<usize>,
+    /// A CGI dyno of a pre-initialized command runs its initialization in every request instead of once
+    /// ([`RuntimeConfig::with_preinit`]). `false` (the default): once per dyno.
+    pub no_preinit: bool,
 }
 
 impl RuntimeConfig {
@@ -64,6 +67,20 @@ impl RuntimeConfig {
     /// ```
     pub fn with_baseline_tier(mut self, min_bytes: Option<usize>) -> Self {
         self.baseline_tier = min_bytes;
+        self
+    }
+
+    /// Whether a CGI dyno of a pre-initialized command (a module exporting `_initialize` and `wasmdyno_start`,
+    /// as the Go buildpack builds CGI apps) runs `_initialize` once and starts each request from the state it
+    /// left (the default), or runs it in every request.
+    ///
+    /// ```
+    /// let config = wasmdyno::RuntimeConfig::default();
+    /// assert!(!config.no_preinit);
+    /// assert!(config.with_preinit(false).no_preinit);
+    /// ```
+    pub fn with_preinit(mut self, on: bool) -> Self {
+        self.no_preinit = !on;
         self
     }
 }

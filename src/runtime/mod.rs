@@ -19,6 +19,8 @@ mod outgoing;
 pub(crate) mod p1;
 mod p2fs;
 pub(crate) mod policy;
+pub(crate) mod preinit;
+mod run;
 pub(crate) mod share;
 pub(crate) mod shell;
 mod spec;
@@ -43,13 +45,13 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use limits::DynoLimiter;
 use net::Listener;
 use stdio::{Input, Output};
 pub use vfs::Image;
-use vfs::{Fs, Quota};
+use vfs::Quota;
 
 use crate::slug::Slug;
 
@@ -179,6 +181,8 @@ pub struct Runtime {
     linkers: Linkers,
     /// Winch's engine, when web dynos may start on baseline code ([`RuntimeConfig::with_baseline_tier`]).
     baseline: Option<tier::Baseline>,
+    /// Whether CGI dynos snapshot a pre-initialized command's initialization ([`RuntimeConfig::with_preinit`]).
+    preinit: bool,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -299,6 +303,7 @@ impl Runtime {
             cache,
             linkers,
             baseline,
+            preinit: !config.no_preinit,
             ticker_stop,
         })
     }
@@ -363,161 +368,11 @@ impl Runtime {
         };
         Ok(Some(Arc::new(http::HttpDyno::new(pre, spec, settings))))
     }
-
-    /// Runs a command guest to completion.
-    ///
-    /// Guests get the spec's image as their filesystem (a fresh copy-on-write layer, counted against the quota)
-    /// and its streams; components run on wasmtime-wasi's host with our `wasi:filesystem` (`p2fs`).
-    ///
-    /// ```no_run
-    /// # async fn one_off(runtime: &wasmdyno::Runtime) -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::sync::Arc;
-    /// use wasmdyno::{runtime::Exit, runtime::Image, runtime::RunSpec, Slug};
-    ///
-    /// let slug = Slug::open("hello.tar.gz".as_ref(), Default::default())?;
-    /// let (module, wasm) = wasmdyno::runtime::resolve_module(&slug, "hello")?;
-    /// let (guest, _) = runtime.load(&wasm)?;
-    /// let spec = RunSpec::new(vec![module], Default::default(), Default::default())
-    ///     .with_image(Arc::new(Image::from_slug(&slug)))
-    ///     .with_host_stdio();
-    /// match runtime.run(&guest, spec).await? {
-    ///     Exit::Status(code) => println!("exited with {code}"),
-    ///     Exit::Trap(why) => println!("trapped: {why}"),
-    ///     other => println!("{other:?}"),
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
-        // One budget for the dyno's linear memories and its filesystem layer.
-        let quota = spec
-            .quota
-            .clone()
-            .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
-        let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
-        let (engine, linkers) = self.tier_of(guest);
-        match guest {
-            Guest::Module(module) => {
-                let fs = spec.fs.clone().unwrap_or_else(|| {
-                    Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)))
-                });
-                let mut env = spec.env;
-                if spec.listener.is_some() {
-                    env.insert("WASMDYNO_LISTEN_FD".into(), p1::LISTEN_FD.to_string());
-                }
-                let mut wasi =
-                    p1::P1Ctx::new(spec.argv, env, fs, spec.stdin, spec.stdout, spec.stderr);
-                if let Some(listener) = &spec.listener {
-                    wasi = wasi.with_listener(listener);
-                }
-                wasi = wasi
-                    .with_output_credit(1, spec.stdout_credit)
-                    .with_output_credit(2, spec.stderr_credit);
-                if let Some(commands) = spec.commands {
-                    wasi = wasi.with_commands(commands);
-                }
-                let state = P1State { wasi, limits };
-                let mut store = Store::new(engine, state);
-                store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(
-                    &mut store,
-                    spec.deadline,
-                    spec.cpu.clone(),
-                    spec.background.clone(),
-                );
-                let instance = linkers
-                    .p1
-                    .instantiate_async(&mut store, module)
-                    .await
-                    .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-                let start = instance
-                    .get_typed_func::<(), ()>(&mut store, "_start")
-                    .map_err(|_| {
-                        RuntimeError::Instantiate(
-                            "the module exports no `_start`: it is not a WASI command".into(),
-                        )
-                    })?;
-                Ok(exit_of(
-                    start.call_async(&mut store, ()).await,
-                    spec.deadline,
-                ))
-            }
-            Guest::Component(component) => {
-                let fs = spec.fs.clone().unwrap_or_else(|| {
-                    Arc::new(std::sync::Mutex::new(Fs::new(spec.image.clone(), quota)))
-                });
-                let mut builder = WasiCtxBuilder::new();
-                builder
-                    .stdin(component_io::ComponentInput(spec.stdin))
-                    .stdout(component_io::ComponentOutput(
-                        spec.stdout,
-                        spec.stdout_credit.clone(),
-                    ))
-                    .stderr(component_io::ComponentOutput(
-                        spec.stderr,
-                        spec.stderr_credit.clone(),
-                    ))
-                    .args(&spec.argv)
-                    .initial_cwd("/");
-                for (key, value) in &spec.env {
-                    builder.env(key, value);
-                }
-                // A web component may listen on its loopback `$PORT`, and any component may connect to the app's
-                // allowed destinations; nothing else.
-                let reachable = spec.network.resolve_all().await;
-                policy::sockets(&mut builder, spec.port, reachable);
-                let state = P2State {
-                    wasi: builder.build(),
-                    table: ResourceTable::new(),
-                    fs: p2fs::FsCtx::new(fs),
-                    http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                    outgoing: outgoing::Outgoing::new(Arc::new(spec.network.clone())),
-                    limits,
-                };
-                let mut store = Store::new(engine, state);
-                store.limiter(|s| &mut s.limits);
-                yield_on_every_tick(
-                    &mut store,
-                    spec.deadline,
-                    spec.cpu.clone(),
-                    spec.background.clone(),
-                );
-                let command = wasmtime_wasi::p2::bindings::Command::instantiate_async(
-                    &mut store,
-                    component,
-                    &linkers.p2,
-                )
-                .await
-                .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-                let result = command.wasi_cli_run().call_run(&mut store).await;
-                Ok(match result {
-                    Ok(Ok(())) => Exit::Status(0),
-                    Ok(Err(())) => Exit::Status(1),
-                    Err(err) => exit_of(Err(err), spec.deadline),
-                })
-            }
-        }
-    }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn exit_of(result: wasmtime::Result<()>, deadline: Option<Duration>) -> Exit {
-    match result {
-        Ok(()) => Exit::Status(0),
-        Err(err) => match err.downcast_ref::<I32Exit>() {
-            Some(I32Exit(code)) => Exit::Status(*code),
-            None => match (err.downcast_ref::<wasmtime::Trap>(), deadline) {
-                (Some(wasmtime::Trap::Interrupt), Some(limit)) => Exit::Trap(format!(
-                    "the guest ran past its deadline of {}s and was interrupted",
-                    limit.as_secs_f64()
-                )),
-                _ => Exit::Trap(format!("{err:?}")),
-            },
-        },
     }
 }
 

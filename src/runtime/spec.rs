@@ -214,6 +214,9 @@ pub struct RunSpec {
     pub(crate) commands: Option<Arc<dyn p1::Commands>>,
     /// For a background dyno: it pauses while the router serves requests ([`super::share`]), counted here.
     pub(crate) background: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// For a pre-initialized command ([`super::preinit`]): the state its `_initialize` left, restored instead of
+    /// running it again.
+    pub(crate) snapshot: Option<Arc<super::preinit::Snapshot>>,
 }
 
 impl RunSpec {
@@ -245,6 +248,7 @@ impl RunSpec {
             fs: None,
             commands: None,
             background: None,
+            snapshot: None,
         }
     }
 

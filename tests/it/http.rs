@@ -231,6 +231,63 @@ fn a_go_net_http_cgi_app_is_served_one_run_per_request() {
     });
 }
 
+/// The Go buildpack builds a CGI app pre-initialized: its runtime start and `init`s run once per dyno, and each
+/// request starts from the state they left, with its own environment, arguments and random numbers.
+#[test]
+fn a_go_cgi_app_is_initialized_once_per_dyno_and_each_request_starts_from_there() {
+    let server = Server::start();
+    let host = "gostate.localhost";
+    let value = |text: &str, key: &str| {
+        let at = text
+            .find(&format!("{key}="))
+            .unwrap_or_else(|| panic!("no {key}: {text}"));
+        text[at + key.len() + 1..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = deploy_and_get(&server, "gostate", "tests/guests/go-cgi-state", "/?n=1");
+    let first = body(&first);
+    assert!(first.contains("inits=1 served=1 map=3"), "{first}");
+    assert!(first.contains("query=n=1 args=1"), "{first}");
+    let (status, second) = server.get(host, "/?n=2");
+    assert_eq!(status, 200, "{second}");
+    let second = body(&second);
+    assert!(
+        second.contains("inits=1 served=1 map=3"),
+        "what the first request changed is gone: {second}"
+    );
+    assert!(second.contains("query=n=2"), "{second}");
+    assert_ne!(
+        value(first, "random"),
+        value(second, "random"),
+        "math/rand is seeded again for each request"
+    );
+    let logs = wait_logs(&server, "gostate", "the pre-initialization", |t| {
+        t.contains("Pre-initialized in") && t.contains("path=\"/?n=2\"")
+    });
+    assert_eq!(
+        logs.matches("go-cgi-state: init ran").count(),
+        1,
+        "init ran once for two requests: {logs}"
+    );
+
+    // A config var is in the environment of the next release's initialization and of each of its requests.
+    server
+        .cli(&["config:set", "-a", "gostate", "GREETING=hello"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, response) = server.get(host, "/");
+        if status == 200 && body(&response).contains("greeting=hello at-init=hello") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never greeted: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn up_starts_the_platform_deploys_and_prints_the_url() {
     use std::io::{BufRead, Read, Write};

@@ -161,6 +161,11 @@ impl P1Ctx {
         }
     }
 
+    /// The descriptors open now (a snapshot of the instance cannot carry one opened since it began).
+    pub(crate) fn descriptors(&self) -> Vec<u32> {
+        self.fds.keys().copied().collect()
+    }
+
     /// Makes the writes to `fd` (1 or 2) wait for `credit` (a CGI response's reader, or the dyno's log rate).
     pub(crate) fn with_output_credit(mut self, fd: u32, credit: Option<Credit>) -> P1Ctx {
         if let Some(Desc::Out { credit: slot, .. }) = self.fds.get_mut(&fd) {

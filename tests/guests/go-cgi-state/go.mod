@@ -1,0 +1,3 @@
+module example.com/go-cgi-state
+
+go 1.27
