@@ -14,12 +14,12 @@
 //! What it does carry is shared by every run it starts: values `_initialize` drew at random (a runtime's hash
 //! seeds, Go's `math/rand` state) are the same in each, as in one long-running process.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::{Instance, Memory, Module, Store, Val};
 
 use super::limits::DynoLimiter;
-use super::vfs::Quota;
+use super::vfs::{Fs, Quota};
 use super::{Exit, Guest, RunSpec, Runtime, RuntimeError};
 
 /// The export a pre-initialized command runs after `_initialize` (or after its snapshot is restored).
@@ -30,6 +30,8 @@ const INITIALIZE: &str = "_initialize";
 const GLOBAL_PREFIX: &str = "wasmdyno:global:";
 /// The export [`instrument`] adds for the module's memory, when the module does not export it.
 const MEMORY_EXPORT: &str = "wasmdyno:memory";
+/// The export [`instrument`] adds (its `_initialize` again) to say that it prepared the module for snapshots.
+const PREPARED: &str = "wasmdyno:snapshots";
 /// The granularity at which a snapshot records changed memory.
 const PAGE: usize = 4096;
 
@@ -40,7 +42,9 @@ pub(crate) fn is_preinitialized(module: &Module) -> bool {
 }
 
 /// `wasm` with each mutable global it defines (and its memory, if not already) exported, if it is a pre-initialized
-/// command with one memory of its own; `None` for any other module, which is compiled as it is.
+/// command whose state a snapshot can carry: one memory of its own, no reference-typed mutable global, and no
+/// instruction that changes a table after instantiation (a snapshot does not copy tables). `None` for any other
+/// module, which is compiled as it is (a pre-initialized command then runs `_initialize` in every run).
 pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
     use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
     let bad = |e: wasmparser::BinaryReaderError| RuntimeError::Compile(e.to_string());
@@ -79,6 +83,21 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
                     exports.push((export.name, export.kind, export.index));
                 }
             }
+            Payload::CodeSectionEntry(body) => {
+                let mut ops = body.get_operators_reader().map_err(bad)?;
+                while !ops.eof() {
+                    use wasmparser::Operator::*;
+                    if let TableSet { .. }
+                    | TableGrow { .. }
+                    | TableFill { .. }
+                    | TableCopy { .. }
+                    | TableInit { .. }
+                    | ElemDrop { .. } = ops.read().map_err(bad)?
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -102,6 +121,11 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
         };
         section.export(name, kind, *index);
     }
+    let initialize = exports
+        .iter()
+        .find(|(name, _, _)| *name == INITIALIZE)
+        .map_or(0, |(_, _, index)| *index);
+    section.export(PREPARED, wasm_encoder::ExportKind::Func, initialize);
     if !exports
         .iter()
         .any(|(_, kind, _)| *kind == ExternalKind::Memory)
@@ -283,6 +307,11 @@ impl Runtime {
                 "the module does not export `{INITIALIZE}` and `{ENTRY}`"
             ));
         }
+        if module.get_export(PREPARED).is_none() {
+            return Err("its state is not one a snapshot can carry (a second or imported memory, a mutable \
+                 reference global, or a table changed while it runs)"
+                .into());
+        }
         let quota = spec
             .quota
             .clone()
@@ -290,6 +319,11 @@ impl Runtime {
         let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
         let deadline = spec.deadline;
         let (engine, linkers) = self.tier_of(guest);
+        let fs = Arc::new(Mutex::new(Fs::new(spec.image.clone(), quota.clone())));
+        let spec = RunSpec {
+            fs: Some(fs.clone()),
+            ..spec
+        };
         let mut store = super::run::p1_store(engine, spec, limits, quota);
         let instance = linkers
             .p1
@@ -310,6 +344,11 @@ impl Runtime {
         if store.data().wasi.descriptors() != descriptors {
             return Err(format!(
                 "`{INITIALIZE}` opened or closed descriptors, which a snapshot cannot carry"
+            ));
+        }
+        if !fs.lock().expect("the dyno's filesystem").is_untouched() {
+            return Err(format!(
+                "`{INITIALIZE}` changed the filesystem, which a snapshot does not carry"
             ));
         }
         Snapshot::capture(&mut store, &instance, &initial)
@@ -440,6 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn a_command_whose_tables_change_runs_its_initialization_in_every_request() {
+        let grows = COMMAND.replace(
+            "(global.set $mark (i32.const 7)))",
+            "(global.set $mark (i32.const 7)) (drop (table.grow (ref.null func) (i32.const 1))))",
+        );
+        let grows = grows.replace(
+            "(memory (export \"memory\") 1)",
+            "(memory (export \"memory\") 1) (table 1 funcref)",
+        );
+        let (bodies, stderr, platform) = serve(RuntimeConfig::default(), &grows);
+        assert_eq!(bodies, ["ai7", "ai7", "ai7"], "{platform}");
+        assert_eq!(stderr.matches("init\n").count(), 3, "{stderr}");
+        assert!(
+            platform.contains("is not one a snapshot can carry"),
+            "{platform}"
+        );
+    }
+
+    #[test]
     fn only_pre_initialized_commands_are_instrumented() {
         let command = wat::parse_str(
             r#"(module (memory 1) (global (mut i32) (i32.const 0)) (func (export "_start")))"#,
@@ -466,6 +524,7 @@ mod tests {
                 "memory",
                 "_initialize",
                 "wasmdyno_start",
+                PREPARED,
                 "wasmdyno:global:0"
             ]
         );

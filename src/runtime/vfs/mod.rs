@@ -321,6 +321,11 @@ impl Fs {
         }
     }
 
+    /// Whether nothing has been changed over the image (no file written, made, removed or touched).
+    pub(crate) fn is_untouched(&self) -> bool {
+        self.layer.is_empty()
+    }
+
     /// The quota this filesystem's writes are charged to (and the linear memories of its dyno's guests).
     pub(crate) fn quota(&self) -> Arc<Quota> {
         self.quota.clone()
