@@ -105,6 +105,8 @@ struct ListenState {
     /// Since when connections have waited with none taken: set when the queue fills from empty and on every
     /// accept that leaves it non-empty; `None` while it is empty.
     waiting_since: Option<std::time::Instant>,
+    /// When the queue last filled from empty, the listener closed, or a poll last answered it ([`pipe::stamp`]).
+    since: u64,
 }
 
 impl Listener {
@@ -170,6 +172,7 @@ impl Listener {
                     let (host, guest) = pair();
                     if state.queue.is_empty() {
                         state.waiting_since = Some(std::time::Instant::now());
+                        state.since = pipe::stamp();
                     }
                     state.queue.push_back(guest);
                     let acceptors = std::mem::take(&mut state.acceptors);
@@ -208,6 +211,7 @@ impl Listener {
     pub fn close(&self) {
         let mut state = self.state();
         state.closed = true;
+        state.since = pipe::stamp();
         let refused = std::mem::take(&mut state.queue);
         state.waiting_since = None;
         let acceptors = std::mem::take(&mut state.acceptors);
@@ -369,12 +373,23 @@ impl Listener {
         // A guest polling its listener is accepting too (Go polls before its first accept after EAGAIN).
         self.mark_accepting(&mut state);
         if state.closed {
-            Some(Ready::HANGUP)
+            Some(Ready {
+                since: state.since,
+                ..Ready::HANGUP
+            })
         } else if state.queue.is_empty() {
             None
         } else {
-            Some(Ready::bytes(state.queue.len()))
+            Some(Ready {
+                since: state.since,
+                ..Ready::bytes(state.queue.len())
+            })
         }
+    }
+
+    /// A poll answered it ready to accept ([`Ready::since`]).
+    pub(crate) fn answered(&self) {
+        self.state().since = pipe::stamp();
     }
 
     fn poll_acceptable(&self, cx: &mut Context<'_>) -> Poll<()> {

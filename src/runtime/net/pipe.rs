@@ -9,20 +9,32 @@ use super::*;
 pub(crate) struct Ready {
     pub bytes: usize,
     pub hangup: bool,
+    /// When it became ready to read or accept (or was last answered ready), as a [`stamp`]: the lower, the
+    /// longer it has waited (0 for readiness to write, which nothing queues behind).
+    pub since: u64,
 }
 
 impl Ready {
     pub(super) const HANGUP: Ready = Ready {
         bytes: 0,
         hangup: true,
+        since: 0,
     };
 
     pub(super) fn bytes(bytes: usize) -> Ready {
         Ready {
             bytes,
             hangup: false,
+            since: 0,
         }
     }
+}
+
+/// A number from a process-wide counter: stamps taken later are larger. Orders the moments descriptors became
+/// ready, so that `poll_oneoff` can answer the one that has waited longest ([`super::super::p1`]).
+pub(super) fn stamp() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Tasks to wake when a pipe or listener changes. Several may wait on one (a dyno instance and a router task).
@@ -59,6 +71,8 @@ pub(super) struct PipeState {
     pub(super) accepted: bool,
     /// Bytes the reading end has taken so far.
     pub(super) taken: u64,
+    /// When `buf` last filled from empty, an end closed, or a poll last answered it readable ([`stamp`]).
+    pub(super) since: u64,
     pub(super) readers: Wakers,
     pub(super) writers: Wakers,
 }
@@ -101,6 +115,9 @@ impl Pipe {
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if state.buf.is_empty() {
+            state.since = stamp();
+        }
         state.buf.extend(&data[..n]);
         let readers = std::mem::take(&mut state.readers);
         drop(state);
@@ -114,7 +131,13 @@ impl Pipe {
         (hangup || !state.buf.is_empty()).then_some(Ready {
             bytes: state.buf.len(),
             hangup,
+            since: state.since,
         })
+    }
+
+    /// A poll answered it readable: it goes to the back of the line of descriptors waiting to be answered.
+    pub(super) fn answered(&self) {
+        self.state().since = stamp();
     }
 
     pub(super) fn writable(&self) -> Option<Ready> {
@@ -181,6 +204,7 @@ impl Pipe {
     pub(super) fn close_read(&self) {
         let mut state = self.state();
         state.read_closed = true;
+        state.since = stamp();
         state.buf = VecDeque::new();
         let (readers, writers) = (
             std::mem::take(&mut state.readers),
@@ -195,6 +219,7 @@ impl Pipe {
     pub(super) fn close_write(&self) {
         let mut state = self.state();
         state.write_closed = true;
+        state.since = stamp();
         let (readers, writers) = (
             std::mem::take(&mut state.readers),
             std::mem::take(&mut state.writers),

@@ -253,6 +253,11 @@ impl SocketRef {
         self.incoming.readable()
     }
 
+    /// A poll answered it readable ([`Ready::since`]).
+    pub(crate) fn answered(&self) {
+        self.incoming.answered();
+    }
+
     pub(crate) fn writable(&self) -> Option<Ready> {
         self.outgoing.writable()
     }

@@ -5,8 +5,16 @@ use super::*;
 
 impl P1Ctx {
     /// Answers the subscriptions that are ready now; empty if none is (the caller waits, then asks again).
+    ///
+    /// Of the sockets and listeners ready to read or accept, only the one that has waited longest (since it
+    /// became ready, or since a poll last answered it) is answered; the others stay ready for the next call, and
+    /// the one answered goes to the back of the line. A guest serving many connections thus takes their
+    /// requests in the order they came, whatever order it runs a batch of events in (Go's scheduler runs a batch
+    /// last event first: given them all, it served first the connection that had waited least), and one that
+    /// leaves a descriptor ready without reading it still gets to the others in turn.
     pub(super) fn poll_ready(&self, subs: &[Subscription], now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
+        let mut oldest: Option<(u64, Event, &Desc)> = None;
         for sub in subs {
             let event = |error: Errno, nbytes: u64, flags: u16| Event {
                 userdata: sub.userdata(),
@@ -17,9 +25,17 @@ impl P1Ctx {
             };
             // Sockets report through flags, never `error`: Go's poller takes an error event as a broken
             // descriptor and fails the reads that would still find data.
-            let ready = |ready: net::Ready| {
+            let event_of = |ready: net::Ready| {
                 let hangup = if ready.hangup { abi::EVENTRW_HANGUP } else { 0 };
                 event(Errno::SUCCESS, ready.bytes as u64, hangup)
+            };
+            let mut waited = |ready: net::Ready, desc| {
+                if oldest
+                    .as_ref()
+                    .is_none_or(|(since, ..)| ready.since < *since)
+                {
+                    oldest = Some((ready.since, event_of(ready), desc));
+                }
             };
             match *sub {
                 Subscription::Clock { deadline, .. } => {
@@ -39,12 +55,16 @@ impl P1Ctx {
                         let size = self.fs().stat(f.ino).map_or(0, |s| s.size);
                         events.push(event(Errno::SUCCESS, size.saturating_sub(f.pos), 0));
                     }
-                    Some(Desc::Socket { socket, .. }) => {
-                        events.extend(socket.handle().readable().map(ready));
+                    Some(desc @ Desc::Socket { socket, .. }) => {
+                        if let Some(ready) = socket.handle().readable() {
+                            waited(ready, desc);
+                        }
                     }
                     // Readable when a connection is queued (or the listener closed).
-                    Some(Desc::Listener { listener, .. }) => {
-                        events.extend(listener.listener().acceptable().map(ready));
+                    Some(desc @ Desc::Listener { listener, .. }) => {
+                        if let Some(ready) = listener.listener().acceptable() {
+                            waited(ready, desc);
+                        }
                     }
                     Some(Desc::Out { .. }) => events.push(event(Errno::BADF, 0, 0)),
                     Some(Desc::Dir(_)) => events.push(event(Errno::ISDIR, 0, 0)),
@@ -53,13 +73,21 @@ impl P1Ctx {
                     None | Some(Desc::Stdin { .. }) => events.push(event(Errno::BADF, 0, 0)),
                     Some(Desc::Dir(_)) => events.push(event(Errno::ISDIR, 0, 0)),
                     Some(Desc::Socket { socket, .. }) => {
-                        events.extend(socket.handle().writable().map(ready));
+                        events.extend(socket.handle().writable().map(event_of));
                     }
                     // A listener is never writable; say so rather than let the guest wait forever.
                     Some(Desc::Listener { .. }) => events.push(event(Errno::NOTCONN, 0, 0)),
                     Some(_) => events.push(event(Errno::SUCCESS, 0, 0)),
                 },
             }
+        }
+        if let Some((_, event, desc)) = oldest {
+            match desc {
+                Desc::Socket { socket, .. } => socket.handle().answered(),
+                Desc::Listener { listener, .. } => listener.listener().answered(),
+                _ => {}
+            }
+            events.push(event);
         }
         events
     }
