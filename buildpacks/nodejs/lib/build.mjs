@@ -90,7 +90,10 @@ console.log(`${basename(bundle)}: ${(await readFile(bundle)).length} bytes, bund
 process.chdir(dirname(outWasm)); // ComponentizeJS names the script relative to the working directory
 let component;
 try {
-  ({ component } = await componentize({ sourcePath: bundle, witPath: witDir, worldName: 'app' }));
+  // Wizer runs with only the environment given here: without XDG_CACHE_HOME it makes wasmtime's cache under the
+  // user's home directory, which the build sandbox mounts read-only (bin/compile points it into the build cache).
+  const env = { XDG_CACHE_HOME: process.env.XDG_CACHE_HOME };
+  ({ component } = await componentize({ sourcePath: bundle, witPath: witDir, worldName: 'app', env }));
 } catch (e) {
   // Top-level code runs at build time (Wizer pre-initialization): its exceptions end up here.
   console.error(String((e && e.message) || e));
