@@ -9,10 +9,11 @@
 //! copied into each later instance before [`ENTRY`] is called. Nothing is compiled again: the module is compiled
 //! once, with its mutable globals exported ([`instrument`]) so that they can be read and set.
 //!
-//! What a snapshot cannot carry is refused (the dyno then runs the module plainly): state outside the instance,
-//! such as a descriptor `_initialize` left open, and a module with more or other memories than one of its own.
-//! What it does carry is shared by every run it starts: values `_initialize` drew at random (a runtime's hash
-//! seeds, Go's `math/rand` state) are the same in each, as in one long-running process.
+//! What a snapshot cannot carry is refused (the dyno then runs `_initialize` in every run, and its log says why):
+//! state outside the instance (a descriptor `_initialize` left open, a file it wrote), a table changed after
+//! instantiation, a memory not its own or a second one. What it does carry is shared by every run it starts:
+//! values `_initialize` drew at random are the same in each, unless [`ENTRY`] draws them again (the Go
+//! buildpack's entry reseeds Go's runtime).
 
 use std::sync::{Arc, Mutex};
 
@@ -83,6 +84,8 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
                     exports.push((export.name, export.kind, export.index));
                 }
             }
+            // The exports come before the code: a module that is no pre-initialized command is not read further.
+            Payload::CodeSectionStart { .. } if !preinitialized(&exports) => return Ok(None),
             Payload::CodeSectionEntry(body) => {
                 let mut ops = body.get_operators_reader().map_err(bad)?;
                 while !ops.eof() {
@@ -101,12 +104,7 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
             _ => {}
         }
     }
-    let func = |name: &str| {
-        exports
-            .iter()
-            .any(|(n, kind, _)| *n == name && *kind == ExternalKind::Func)
-    };
-    if !(func(INITIALIZE) && func(ENTRY)) || func("_start") || memories != 1 {
+    if !preinitialized(&exports) || memories != 1 {
         return Ok(None);
     }
 
@@ -157,6 +155,16 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
         }
     }
     Ok(Some(out.finish()))
+}
+
+/// Whether a module's exports (name, kind, index) are a pre-initialized command's.
+fn preinitialized(exports: &[(&str, wasmparser::ExternalKind, u32)]) -> bool {
+    let func = |name: &str| {
+        exports
+            .iter()
+            .any(|(n, kind, _)| *n == name && *kind == wasmparser::ExternalKind::Func)
+    };
+    func(INITIALIZE) && func(ENTRY) && !func("_start")
 }
 
 /// A numeric global's value, as a snapshot holds it.

@@ -63,6 +63,8 @@ fn default_engine_key() -> String {
     let engine = wasmtime::Engine::new(&config).unwrap();
     let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    // And the version of what is done to a module before it is compiled (runtime/preinit.rs).
+    "preinit-1".hash(&mut hasher);
     hex::encode(&hasher.0.finalize()[..8])
 }
 
@@ -100,7 +102,7 @@ fn a_second_process_reuses_the_first_ones_compiled_code() {
     assert_eq!(
         engine_key,
         default_engine_key(),
-        "the engine key is the sha256 of the engine's compatibility hash"
+        "the engine key is the sha256 of the engine's compatibility hash and the module preparation's version"
     );
 
     // This process (the library, not the binary) finds the same file too.
