@@ -29,7 +29,7 @@ pub const ENTRY: &str = "wasmdyno_start";
 const INITIALIZE: &str = "_initialize";
 /// Prefix of the exports [`instrument`] adds for the module's mutable globals (followed by the global's index).
 const GLOBAL_PREFIX: &str = "wasmdyno:global:";
-/// The export [`instrument`] adds for the module's memory, when the module does not export it.
+/// The export [`instrument`] adds for the module's memory, when the module does not export it as `memory`.
 const MEMORY_EXPORT: &str = "wasmdyno:memory";
 /// The export [`instrument`] adds (its `_initialize` again) to say that it prepared the module for snapshots.
 const PREPARED: &str = "wasmdyno:snapshots";
@@ -66,6 +66,9 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
                 }
             }
             Payload::MemorySection(section) => memories += section.count(),
+            // A start function runs in every instance, the snapshot's restore included: what it leaves would mix
+            // with the snapshot's pages.
+            Payload::StartSection { .. } => return Ok(None),
             Payload::GlobalSection(globals) => {
                 for (i, global) in globals.into_iter().enumerate() {
                     let ty = global.map_err(bad)?.ty;
@@ -104,7 +107,11 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
             _ => {}
         }
     }
-    if !preinitialized(&exports) || memories != 1 {
+    // Names of ours in its exports already: not a module to mark as prepared.
+    let ours = exports
+        .iter()
+        .any(|(name, ..)| name.starts_with("wasmdyno:"));
+    if !preinitialized(&exports) || memories != 1 || ours {
         return Ok(None);
     }
 
@@ -126,7 +133,7 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
     section.export(PREPARED, wasm_encoder::ExportKind::Func, initialize);
     if !exports
         .iter()
-        .any(|(_, kind, _)| *kind == ExternalKind::Memory)
+        .any(|(name, kind, _)| *name == "memory" && *kind == ExternalKind::Memory)
     {
         section.export(MEMORY_EXPORT, wasm_encoder::ExportKind::Memory, 0);
     }
@@ -511,6 +518,25 @@ mod tests {
             r#"(module (memory 1) (global (mut i32) (i32.const 0)) (func (export "_start")))"#,
         );
         assert!(instrument(&command.unwrap()).unwrap().is_none());
+        // Nor a module with a start function, or one already using our export names.
+        let starts = COMMAND.replace(
+            "(global $mark",
+            "(start $nothing) (func $nothing) (global $mark",
+        );
+        assert!(
+            instrument(&wat::parse_str(starts).unwrap())
+                .unwrap()
+                .is_none()
+        );
+        let ours = COMMAND.replace(
+            "(func (export \"_initialize\")",
+            "(func (export \"wasmdyno:snapshots\")) (func (export \"_initialize\")",
+        );
+        assert!(
+            instrument(&wat::parse_str(ours).unwrap())
+                .unwrap()
+                .is_none()
+        );
         let instrumented = instrument(&wat::parse_str(COMMAND).unwrap())
             .unwrap()
             .unwrap();

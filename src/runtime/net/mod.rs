@@ -210,8 +210,10 @@ impl Listener {
     /// ```
     pub fn close(&self) {
         let mut state = self.state();
+        if state.queue.is_empty() {
+            state.since = pipe::stamp();
+        }
         state.closed = true;
-        state.since = pipe::stamp();
         let refused = std::mem::take(&mut state.queue);
         state.waiting_since = None;
         let acceptors = std::mem::take(&mut state.acceptors);

@@ -203,8 +203,11 @@ impl Pipe {
     /// The reader is done: buffered and future bytes are dropped, and writers see a broken pipe.
     pub(super) fn close_read(&self) {
         let mut state = self.state();
+        // Ready to read from now (end of stream), unless it already was: then it keeps its place.
+        if state.buf.is_empty() && !state.write_closed {
+            state.since = stamp();
+        }
         state.read_closed = true;
-        state.since = stamp();
         state.buf = VecDeque::new();
         let (readers, writers) = (
             std::mem::take(&mut state.readers),
@@ -218,8 +221,10 @@ impl Pipe {
     /// The writer is done: the reader sees end of stream after what is buffered.
     pub(super) fn close_write(&self) {
         let mut state = self.state();
+        if state.buf.is_empty() && !state.read_closed {
+            state.since = stamp();
+        }
         state.write_closed = true;
-        state.since = stamp();
         let (readers, writers) = (
             std::mem::take(&mut state.readers),
             std::mem::take(&mut state.writers),
