@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::{Instance, Memory, Module, Store, Val};
 
-use super::limits::DynoLimiter;
-use super::vfs::{Fs, Quota};
+use super::vfs::Fs;
 use super::{Exit, Guest, RunSpec, Runtime, RuntimeError};
 
 /// The export a pre-initialized command runs after `_initialize` (or after its snapshot is restored).
@@ -53,8 +52,12 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
     let mut memories = 0u32;
     let mut mutable = Vec::new();
     let mut exports = Vec::new();
+    // Each section's id and range, to copy all but the export section into the instrumented module.
+    let mut sections = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(bad)? {
+        let payload = payload.map_err(bad)?;
+        sections.extend(payload.as_section());
+        match payload {
             Payload::ImportSection(imports) => {
                 for import in imports.into_imports() {
                     match import.map_err(bad)?.ty {
@@ -146,19 +149,14 @@ pub(crate) fn instrument(wasm: &[u8]) -> Result<Option<Vec<u8>>, RuntimeError> {
     }
     // Every other section as it was, in its place.
     let mut out = wasm_encoder::Module::new();
-    for payload in Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(bad)?;
-        match payload.as_section() {
-            Some((id, _)) if id == wasm_encoder::SectionId::Export as u8 => {
-                out.section(&section);
-            }
-            Some((id, range)) => {
-                out.section(&wasm_encoder::RawSection {
-                    id,
-                    data: &wasm[range],
-                });
-            }
-            None => {}
+    for (id, range) in sections {
+        if id == wasm_encoder::SectionId::Export as u8 {
+            out.section(&section);
+        } else {
+            out.section(&wasm_encoder::RawSection {
+                id,
+                data: &wasm[range],
+            });
         }
     }
     Ok(Some(out.finish()))
@@ -327,11 +325,7 @@ impl Runtime {
                  reference global, or a table changed while it runs)"
                 .into());
         }
-        let quota = spec
-            .quota
-            .clone()
-            .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
-        let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
+        let (quota, limits) = super::run::budget(&spec);
         let deadline = spec.deadline;
         let (engine, linkers) = self.tier_of(guest);
         let fs = Arc::new(Mutex::new(Fs::new(spec.image.clone(), quota.clone())));
@@ -518,28 +512,19 @@ mod tests {
             r#"(module (memory 1) (global (mut i32) (i32.const 0)) (func (export "_start")))"#,
         );
         assert!(instrument(&command.unwrap()).unwrap().is_none());
+        let instrumented = |wat: &str| instrument(&wat::parse_str(wat).unwrap()).unwrap();
         // Nor a module with a start function, or one already using our export names.
         let starts = COMMAND.replace(
             "(global $mark",
             "(start $nothing) (func $nothing) (global $mark",
         );
-        assert!(
-            instrument(&wat::parse_str(starts).unwrap())
-                .unwrap()
-                .is_none()
-        );
+        assert!(instrumented(&starts).is_none());
         let ours = COMMAND.replace(
             "(func (export \"_initialize\")",
             "(func (export \"wasmdyno:snapshots\")) (func (export \"_initialize\")",
         );
-        assert!(
-            instrument(&wat::parse_str(ours).unwrap())
-                .unwrap()
-                .is_none()
-        );
-        let instrumented = instrument(&wat::parse_str(COMMAND).unwrap())
-            .unwrap()
-            .unwrap();
+        assert!(instrumented(&ours).is_none());
+        let instrumented = instrumented(COMMAND).unwrap();
         let exports: Vec<String> = wasmparser::Parser::new(0)
             .parse_all(&instrumented)
             .filter_map(|p| match p.unwrap() {

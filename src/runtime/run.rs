@@ -37,12 +37,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub async fn run(&self, guest: &Guest, spec: RunSpec) -> Result<Exit, RuntimeError> {
-        // One budget for the dyno's linear memories and its filesystem layer.
-        let quota = spec
-            .quota
-            .clone()
-            .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
-        let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
+        let (quota, limits) = budget(&spec);
         let (engine, linkers) = self.tier_of(guest);
         match guest {
             Guest::Module(module) => {
@@ -141,6 +136,17 @@ impl Runtime {
             }
         }
     }
+}
+
+/// One budget for a guest's linear memories and its filesystem layer: the spec's shared quota, or one of the
+/// spec's size; and the limiter that charges memories to it and reports what it refuses.
+pub(super) fn budget(spec: &RunSpec) -> (Arc<Quota>, DynoLimiter) {
+    let quota = spec
+        .quota
+        .clone()
+        .unwrap_or_else(|| Arc::new(Quota::new(spec.size.memory() as u64)));
+    let limits = DynoLimiter::new(quota.clone()).with_report(spec.platform.clone());
+    (quota, limits)
 }
 
 /// A store for a core module guest: its preview-1 host over the spec's filesystem, streams and listener, its
