@@ -34,15 +34,14 @@ pub(crate) fn uuid_v4() -> Result<String, getrandom::Error> {
     let mut bytes = random16()?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut text = String::with_capacity(36);
+    let mut text = Vec::with_capacity(36);
     for (i, byte) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            text.push('-');
+            text.push(b'-');
         }
-        text.push(HEX[usize::from(byte >> 4)].into());
-        text.push(HEX[usize::from(byte & 0xf)].into());
+        text.extend([HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
     }
-    Ok(text)
+    Ok(String::from_utf8(text).expect("hex digits and dashes"))
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ pub use slug::{Slug, SlugError};
 mod clock;
 pub mod dyno;
 pub mod edge;
+mod fastmap;
 mod features;
 mod fsutil;
 mod ids;

@@ -7,7 +7,8 @@
 //! [`MAX_CODES`] distinct codes a minute. Series are per app and process type, for at most [`MAX_SERIES`] of them
 //! in all; requests beyond are counted in no series.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::fastmap::FastMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub const MAX_CODES: usize = 32;
 #[derive(Clone, Default)]
 pub struct Metrics {
     /// App → process type → series.
-    series: Arc<Mutex<HashMap<String, HashMap<String, Series>>>>,
+    series: Arc<Mutex<FastMap<String, FastMap<String, Series>>>>,
 }
 
 /// One process type of one app: what it served, minute by minute, newest first, and since the server started.
@@ -110,7 +111,7 @@ impl Metrics {
             .get(app)
             .is_some_and(|types| types.contains_key(process_type));
         if !exists {
-            let count: usize = all.values().map(HashMap::len).sum();
+            let count: usize = all.values().map(FastMap::len).sum();
             if count >= MAX_SERIES {
                 return;
             }

@@ -2,6 +2,7 @@
 //! dynos of each app and the releases booted for them), each app's activity (sleep, features, network policy),
 //! and the handle of a running dyno.
 
+use crate::fastmap::FastMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -53,7 +54,7 @@ pub(super) struct Inner {
     pub(super) limits: Limits,
     pub(super) logplex: Logplex,
     pub(super) settings: Settings,
-    pub(super) apps: Mutex<HashMap<String, BTreeMap<String, Dyno>>>,
+    pub(super) apps: Mutex<FastMap<String, BTreeMap<String, Dyno>>>,
     /// One reconcile at a time per manager: reconciles are quick (they start and signal tasks).
     pub(super) reconciling: tokio::sync::Mutex<()>,
     /// The number of the next one-off dyno (`run.N`).
@@ -61,9 +62,9 @@ pub(super) struct Inner {
     /// Booted releases: slug sha256 → its image and compiled modules, shared by the slug's dynos.
     pub(super) releases: Mutex<HashMap<String, Arc<Booted>>>,
     /// Preboot: per app, the web dynos of a replaced release that serve until their successors are up.
-    pub(super) retiring: Mutex<HashMap<String, Vec<Dyno>>>,
+    pub(super) retiring: Mutex<FastMap<String, Vec<Dyno>>>,
     /// Per app: whether it sleeps, and when its web dynos last got a request.
-    pub(super) activity: Mutex<HashMap<String, Arc<Activity>>>,
+    pub(super) activity: Mutex<FastMap<String, Arc<Activity>>>,
     /// What [`Activity`] times count from.
     pub(super) epoch: std::time::Instant,
 }
@@ -89,6 +90,10 @@ impl Inner {
 
     pub(super) fn activity(&self, app: &str) -> Arc<Activity> {
         let mut all = self.activity.lock().expect("activity");
+        // The router asks on every request: the common case allocates nothing.
+        if let Some(activity) = all.get(app) {
+            return activity.clone();
+        }
         all.entry(app.to_string())
             .or_insert_with(|| {
                 Arc::new(Activity {

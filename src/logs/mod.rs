@@ -28,7 +28,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use crate::fastmap::FastMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -69,7 +70,7 @@ pub const LOGPLEX_DYNO: &str = "logplex";
 /// ```
 #[derive(Clone, Default)]
 pub struct Logplex {
-    apps: Arc<RwLock<HashMap<String, Arc<AppStream>>>>,
+    apps: Arc<RwLock<FastMap<String, Arc<AppStream>>>>,
     /// Also given every published line, if set ([`Logplex::observe`]).
     observer: Arc<std::sync::OnceLock<Observer>>,
 }

@@ -7,7 +7,7 @@ use super::*;
 #[derive(Default)]
 pub(super) struct AppLoad {
     /// Listener id → requests in flight on that dyno. Only ever incremented under this lock.
-    pub(super) in_flight: Mutex<HashMap<usize, Arc<AtomicUsize>>>,
+    pub(super) in_flight: Mutex<crate::fastmap::FastMap<usize, Arc<AtomicUsize>>>,
     pub(super) queued: AtomicUsize,
     /// Signalled whenever a request of the app ends.
     pub(super) freed: Notify,
@@ -25,8 +25,13 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-        self.load.freed.notify_waiters();
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        // Only a queued request waits for this (taking the Notify's lock on every request would cost each one a
+        // lock shared by all the app's requests). A request that queues after this load sees the freed count:
+        // it enables its wait, then looks again (see `acquire`).
+        if self.load.queued.load(Ordering::SeqCst) > 0 {
+            self.load.freed.notify_waiters();
+        }
     }
 }
 
@@ -47,6 +52,9 @@ pub(super) fn key(dyno: &WebDyno) -> usize {
 impl Router {
     pub(super) fn load(&self, app: &str) -> Arc<AppLoad> {
         let mut loads = self.inner.loads.lock().expect("router loads");
+        if let Some(load) = loads.get(app) {
+            return load.clone();
+        }
         if loads.len() > 1024 {
             // Forget apps with nothing in flight (destroyed ones, mostly).
             loads.retain(|_, load| Arc::strong_count(load) > 1);
@@ -70,9 +78,13 @@ impl Router {
         let retry_deadline = started + settings.request_timeout;
         let mut queued: Option<(Queued, tokio::time::Instant)> = None;
         loop {
+            // A queued request waits for the next request of the app to end; it registers before it looks at
+            // the counts, so that an end between the look and the wait is not missed.
             let freed = load.freed.notified();
             tokio::pin!(freed);
-            freed.as_mut().enable();
+            if queued.is_some() {
+                freed.as_mut().enable();
+            }
             let mut dynos = self.inner.manager.web_dynos(app);
             if dynos.is_empty() {
                 let states: Vec<State> = self
@@ -114,8 +126,12 @@ impl Router {
             }
             {
                 let mut counts = load.in_flight.lock().expect("in flight");
-                let live: Vec<usize> = dynos.iter().map(key).collect();
-                counts.retain(|id, count| count.load(Ordering::Acquire) > 0 || live.contains(id));
+                if counts.len() > dynos.len() {
+                    // Forget the dynos that are gone, once nothing of theirs is in flight.
+                    let live: Vec<usize> = dynos.iter().map(key).collect();
+                    counts
+                        .retain(|id, count| count.load(Ordering::Acquire) > 0 || live.contains(id));
+                }
                 let turn = load.turn.fetch_add(1, Ordering::Relaxed) % dynos.len();
                 dynos.rotate_left(turn);
                 let (dyno, count) = dynos
@@ -126,7 +142,7 @@ impl Router {
                     })
                     .min_by_key(|(_, count)| count.load(Ordering::Acquire))
                     .expect("at least one dyno");
-                if count.load(Ordering::Acquire) < settings.max_in_flight {
+                if count.load(Ordering::SeqCst) < settings.max_in_flight {
                     count.fetch_add(1, Ordering::AcqRel);
                     return Ok(Slot {
                         load: load.clone(),
@@ -137,12 +153,14 @@ impl Router {
             }
             // Every dyno is at its limit: wait in the app's queue, if there is room.
             if queued.is_none() {
-                if load.queued.fetch_add(1, Ordering::AcqRel) >= settings.max_queue {
-                    load.queued.fetch_sub(1, Ordering::AcqRel);
+                if load.queued.fetch_add(1, Ordering::SeqCst) >= settings.max_queue {
+                    load.queued.fetch_sub(1, Ordering::SeqCst);
                     return Err(("H11", "Backlog too deep"));
                 }
                 let deadline = tokio::time::Instant::now() + settings.request_timeout;
                 queued = Some((Queued(load.clone()), deadline));
+                // Look again, now registered for the end of a request.
+                continue;
             }
             let deadline = queued.as_ref().expect("queued").1;
             tokio::select! {

@@ -95,8 +95,9 @@ impl HttpBody for RequestBody {
 pub(crate) struct ResponseBody {
     inner: Body,
     idle: Duration,
-    /// Runs while the body waits on the dyno (not while the client is slow to take what it sent).
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Runs while the body waits on the dyno (not while the client is slow to take what it sent); made the first
+    /// time it waits (a short response never does).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     waiting: bool,
     bytes: u64,
     /// The declared `content-length`: once that much is sent, the response is complete, even if the body never
@@ -121,7 +122,7 @@ impl ResponseBody {
         ResponseBody {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             waiting: false,
             bytes: 0,
             length,
@@ -193,9 +194,13 @@ impl HttpBody for ResponseBody {
             Poll::Pending => {
                 if !std::mem::replace(&mut this.waiting, true) {
                     let until = tokio::time::Instant::now() + this.idle;
-                    this.timer.as_mut().reset(until);
+                    match &mut this.timer {
+                        Some(timer) => timer.as_mut().reset(until),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(until))),
+                    }
                 }
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let timer = this.timer.as_mut().expect("armed above");
+                if timer.as_mut().poll(cx).is_ready() {
                     this.entry.error("H15", "Idle connection", this.bytes);
                     this.end();
                     return Poll::Ready(Some(Err(

@@ -7,7 +7,6 @@ use super::*;
 /// that was too large to parse.
 pub(super) struct Client {
     pub(super) peer: SocketAddr,
-    pub(super) port: u16,
     /// The bytes of the first request head, kept until it is parsed (at most [`MAX_HEAD`] + 1).
     pub(super) head: Mutex<Vec<u8>>,
     pub(super) capturing: AtomicBool,
@@ -15,17 +14,22 @@ pub(super) struct Client {
     pub(super) last_host: Mutex<Option<String>>,
     /// The app of a listener of its own ([`Router::app_service`]).
     pub(super) app: Option<String>,
+    /// `X-Forwarded-Port` and the client's address, as header values made once per connection.
+    pub(super) port_header: HeaderValue,
+    pub(super) ip_header: HeaderValue,
 }
 
 impl Client {
     pub(super) fn new(peer: SocketAddr, port: u16) -> Client {
         Client {
             peer,
-            port,
             head: Mutex::default(),
             capturing: AtomicBool::new(true),
             last_host: Mutex::default(),
             app: None,
+            port_header: HeaderValue::from(port),
+            ip_header: HeaderValue::from_str(&peer.ip().to_string())
+                .expect("an IP address is a header value"),
         }
     }
 
@@ -35,8 +39,16 @@ impl Client {
         }
     }
 
+    /// The client's address, as the router's log line shows it (`fwd="..."`).
+    pub(super) fn ip_text(&self) -> &str {
+        self.ip_header.to_str().unwrap_or_default()
+    }
+
     pub(super) fn set_host(&self, host: &str) {
-        *self.last_host.lock().expect("host") = Some(host.to_string());
+        let mut last = self.last_host.lock().expect("host");
+        if last.as_deref() != Some(host) {
+            *last = Some(host.to_string());
+        }
     }
 }
 

@@ -3,6 +3,14 @@
 #[allow(unused_imports)]
 use super::*;
 
+thread_local! {
+    /// Where a router line is formatted before it is copied into the text it keeps.
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+}
+
+/// The dyno name of every router line, shared.
+static ROUTER: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+
 /// One request's router log line, written once: when the response ends, when the router answers an error, or
 /// (dropped unwritten) as H27 when the client went away first.
 pub(crate) struct Entry {
@@ -36,8 +44,9 @@ impl Entry {
             Some((kind, _)) => kind,
             None => "router",
         };
-        let code = tag
-            .split_once("code=")
+        let code = (!tag.is_empty())
+            .then(|| tag.split_once("code="))
+            .flatten()
             .map(|(_, rest)| rest.split(' ').next().unwrap_or(rest));
         self.metrics.request(
             &self.app,
@@ -47,17 +56,44 @@ impl Entry {
             now - self.started,
             crate::clock::unix_now(),
         );
+        // Formatted in a buffer of the thread's, so that the line costs one allocation: the text it keeps.
+        let text = LINE.with_borrow_mut(|line| {
+            let mut numbers = itoa::Buffer::new();
+            line.clear();
+            for part in [
+                "at=",
+                at,
+                tag,
+                " ",
+                &self.request,
+                " dyno=",
+                &self.dyno,
+                " connect=",
+                numbers.format(connect.as_millis() as u64),
+            ] {
+                line.push_str(part);
+            }
+            for part in [
+                "ms service=",
+                numbers.format(service.as_millis() as u64),
+                "ms status=",
+            ] {
+                line.push_str(part);
+            }
+            line.push_str(numbers.format(status));
+            line.push_str(" bytes=");
+            line.push_str(numbers.format(bytes));
+            line.push_str(" protocol=http");
+            Arc::<str>::from(line.as_str())
+        });
+        let router = ROUTER.get_or_init(|| Arc::from("router")).clone();
         self.logplex.publish(
             &self.app,
-            LogLine::platform(
-                "router",
-                format!(
-                    "at={at}{tag} {} dyno={} connect={}ms service={}ms status={status} bytes={bytes} protocol=http",
-                    self.request,
-                    self.dyno,
-                    connect.as_millis(),
-                    service.as_millis(),
-                ),
+            LogLine::new(
+                std::time::SystemTime::now(),
+                LogSource::Platform,
+                router,
+                text,
             ),
         );
     }

@@ -3,13 +3,18 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// A Host header's name: lowercase, without port or trailing dot.
-pub(super) fn host_name(host: &str) -> String {
+/// A Host header's name: lowercase, without port or trailing dot (borrowed when it is that already).
+pub(super) fn host_name(host: &str) -> std::borrow::Cow<'_, str> {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    let name = name.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    }
 }
 
 /// A logfmt value: bare when it is one plain word (as Heroku logs `host=app.herokuapp.com`), else quoted with
@@ -35,6 +40,40 @@ pub(super) fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
     quoted.into()
 }
 
+/// The request's fields of its router log line: `method=GET path="/" host=app.localhost request_id=... fwd="..."`.
+/// The path has `"` written as `%22`, so that it cannot end the quoted value.
+pub(super) fn request_fields(
+    method: &hyper::Method,
+    path: &str,
+    host: &str,
+    request_id: &str,
+    fwd: &str,
+) -> String {
+    let host = logfmt_value(host);
+    let mut fields = String::with_capacity(64 + path.len() + host.len() + request_id.len());
+    for part in ["method=", method.as_str(), " path=\""] {
+        fields.push_str(part);
+    }
+    for (i, part) in path.split('"').enumerate() {
+        if i > 0 {
+            fields.push_str("%22");
+        }
+        fields.push_str(part);
+    }
+    for part in [
+        "\" host=",
+        &host,
+        " request_id=",
+        request_id,
+        " fwd=\"",
+        fwd,
+        "\"",
+    ] {
+        fields.push_str(part);
+    }
+    fields
+}
+
 /// Does the request ask to switch protocols (`Connection: upgrade` and an `Upgrade` header)?
 pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -46,9 +85,36 @@ pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// The headers the router sets on every request it passes on, made once (a name parsed per request costs more than
+/// the lookup it serves).
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Is this one of the headers that concern one connection only, whatever `Connection` names?
+fn hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ]
+    .contains(name)
+}
+
 /// Removes the headers that concern one connection only (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
 /// `Upgrade` when the connection is being upgraded.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most requests and responses have none: one look at each name, no removals to hash.
+    if !upgrade && !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -64,8 +130,8 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
     ] {
         headers.remove(name);
     }
@@ -77,27 +143,28 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-pub(super) fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+pub(super) fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), value);
+        headers.insert(name, value);
     }
 }
 
 /// The client's `X-Request-Id` if it is a sensible one (20 to 200 characters of `[A-Za-z0-9+=/-]`), else a new one.
-pub(super) fn request_id(req: &Request<Incoming>) -> String {
-    if let Some(given) = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+/// Only those characters, so it is also valid text (`to_str`) for the log line.
+pub(super) fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    if let Some(given) = req.headers().get(X_REQUEST_ID)
         && (20..=200).contains(&given.len())
         && given
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=/-".contains(&b))
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=/-".contains(b))
     {
-        return given.to_string();
+        return given.clone();
     }
     // Without randomness (never on the systems wasmdyno runs on) a request still gets an id, the nil UUID.
-    crate::ids::uuid_v4().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into())
+    let id =
+        crate::ids::uuid_v4().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into());
+    HeaderValue::from_maybe_shared(hyper::body::Bytes::from(id)).expect("a UUID is a header value")
 }
 
 /// Relays an upgraded connection (a WebSocket) both ways between the client and the dyno or host that agreed to

@@ -72,7 +72,6 @@ pub use routes::DomainInfo;
 pub use routes::Routes;
 pub use settings::Settings;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -91,7 +90,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::dyno::{Manager, State, WebDyno};
-use crate::logs::{LogLine, Logplex};
+use crate::logs::{LogLine, Logplex, Source as LogSource};
 use crate::metrics::Metrics;
 use body::{RequestBody, ResponseBody, empty, full};
 
@@ -148,7 +147,7 @@ struct Inner {
     metrics: Metrics,
     settings: Settings,
     /// Requests in flight and queued, per app.
-    loads: Mutex<HashMap<String, Arc<AppLoad>>>,
+    loads: Mutex<crate::fastmap::FastMap<String, Arc<AppLoad>>>,
     /// Idle keep-alive connections to listener dynos.
     pool: ConnPool,
     /// Keep-alive connections to other cluster hosts' routers.
@@ -358,10 +357,7 @@ impl Router {
             .unwrap_or_default();
         client.set_host(&host);
         let request_id = request_id(&req);
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/".to_string(), |p| p.as_str().replace('"', "%22"));
+        let request_id_text = request_id.to_str().unwrap_or_default();
         let looked_up = match &client.app {
             Some(app) => self
                 .inner
@@ -379,7 +375,7 @@ impl Router {
                 );
             }
             Err(e) => {
-                tracing::error!(host, "H99: the routing table cannot be read: {e}");
+                tracing::error!(host = &*host, "H99: the routing table cannot be read: {e}");
                 return page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Application error",
@@ -391,11 +387,12 @@ impl Router {
             logplex: self.inner.logplex.clone(),
             metrics: self.inner.metrics.clone(),
             app: app.name.clone(),
-            request: format!(
-                "method={} path=\"{path}\" host={} request_id={request_id} fwd=\"{}\"",
+            request: request_fields(
                 req.method(),
-                logfmt_value(&host),
-                client.peer.ip()
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                &host,
+                request_id_text,
+                client.ip_text(),
             ),
             dyno: String::new(),
             started,
@@ -422,25 +419,40 @@ impl Router {
         let headers = req.headers_mut();
         strip_hop_by_hop(headers, upgrade);
         headers.remove(header::EXPECT);
-        set(headers, "x-request-id", &request_id);
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {}", client.peer.ip()),
-            None => client.peer.ip().to_string(),
-        };
-        set(headers, "x-forwarded-for", &forwarded_for);
-        set(headers, "x-forwarded-proto", "http");
-        set(headers, "x-forwarded-port", &client.port.to_string());
-        set(headers, "via", "1.1 wasmdyno");
+        // Room for the five headers added here, at once.
+        headers.reserve(5);
+        headers.insert(X_REQUEST_ID, request_id);
+        match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => {
+                let forwarded_for = format!("{prior}, {}", client.peer.ip());
+                set(headers, X_FORWARDED_FOR, &forwarded_for);
+            }
+            None => {
+                headers.insert(X_FORWARDED_FOR, client.ip_header.clone());
+            }
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PORT, client.port_header.clone());
+        headers.insert(header::VIA, HeaderValue::from_static("1.1 wasmdyno"));
         let (mut parts, incoming) = req.into_parts();
-        // A dyno gets the origin form (`/path?query`), whatever form the client used.
-        if let Some(origin) = parts.uri.path_and_query().map(|p| p.as_str().to_string()) {
+        // A dyno gets the origin form (`/path?query`), whatever form the client used (only the absolute form
+        // has a scheme; the authority form of CONNECT has no path to give).
+        if parts.uri.scheme().is_some()
+            && let Some(origin) = parts.uri.path_and_query().map(|p| p.as_str().to_string())
+        {
             parts.uri = origin
                 .parse()
                 .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         }
         let has_body = !incoming.is_end_stream();
         let (body, sent) = RequestBody::new(incoming, settings.max_body);
-        let mut req = Request::from_parts(parts, body.boxed_unsync());
+        // A request without a body gives the dyno an empty one (a box of nothing, no allocation).
+        let body = if has_body {
+            body.boxed_unsync()
+        } else {
+            empty()
+        };
+        let mut req = Request::from_parts(parts, body);
         // On a cluster, an app whose web dynos all run on other hosts is served through theirs.
         if let Some(peer) = self.peer_for(&app.name, &req) {
             return self.forward_to_host(req, peer, entry, client_upgrade).await;
@@ -545,7 +557,7 @@ impl Router {
                 let (name, value) = line.split_once(':')?;
                 name.trim()
                     .eq_ignore_ascii_case("host")
-                    .then(|| host_name(value.trim()))
+                    .then(|| host_name(value.trim()).into_owned())
             })
             .or_else(|| client.last_host.lock().expect("host").clone())
             .unwrap_or_default();
@@ -630,6 +642,24 @@ mod tests {
         assert_eq!(headers[header::CONNECTION], "upgrade");
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert!(!headers.contains_key("x-private"));
+    }
+
+    #[test]
+    fn request_fields_quote_the_path_and_a_crafted_host() {
+        assert_eq!(
+            request_fields(
+                &hyper::Method::GET,
+                "/a\"b?c=\"",
+                "app.localhost",
+                "id-1",
+                "127.0.0.1"
+            ),
+            "method=GET path=\"/a%22b?c=%22\" host=app.localhost request_id=id-1 fwd=\"127.0.0.1\""
+        );
+        assert_eq!(
+            request_fields(&hyper::Method::POST, "/", "x status=200", "id-2", "::1"),
+            "method=POST path=\"/\" host=\"x status=200\" request_id=id-2 fwd=\"::1\""
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! Hosts resolve in this order: a custom domain (`www.example.com`), the app's default domain
 //! (`<app>.<base domain>`), then a wildcard custom domain (`*.example.com` matches `a.example.com`, one label).
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -110,11 +110,11 @@ struct Inner {
 struct Snapshot {
     generation: u64,
     loaded: Instant,
-    apps: HashMap<String, AppRoute>,
+    apps: FastMap<String, AppRoute>,
     /// Custom hostname → app.
-    domains: HashMap<String, String>,
+    domains: FastMap<String, String>,
     /// `*.example.com` as `example.com` → app.
-    wildcards: HashMap<String, String>,
+    wildcards: FastMap<String, String>,
 }
 
 impl Routes {
@@ -241,9 +241,9 @@ impl Routes {
         let mut snapshot = Snapshot {
             generation,
             loaded: Instant::now(),
-            apps: HashMap::new(),
-            domains: HashMap::new(),
-            wildcards: HashMap::new(),
+            apps: FastMap::default(),
+            domains: FastMap::default(),
+            wildcards: FastMap::default(),
         };
         for app in source.apps()? {
             // An app destroyed while we read has no release and no domains (the source says so).
