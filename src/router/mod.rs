@@ -92,7 +92,7 @@ use tokio::sync::Notify;
 use crate::dyno::{Manager, State, WebDyno};
 use crate::logs::{LogLine, Logplex, Source as LogSource};
 use crate::metrics::Metrics;
-use body::{RequestBody, ResponseBody, empty, full};
+use body::{RequestBody, ResponseBody, Sent, empty, full};
 
 /// The largest request head (request line and headers) the router reads: Heroku's 8 KiB.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -386,7 +386,7 @@ impl Router {
         let mut entry = Entry {
             logplex: self.inner.logplex.clone(),
             metrics: self.inner.metrics.clone(),
-            app: app.name.clone(),
+            app: app.name,
             request: request_fields(
                 req.method(),
                 req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -445,16 +445,20 @@ impl Router {
                 .unwrap_or_else(|_| hyper::Uri::from_static("/"));
         }
         let has_body = !incoming.is_end_stream();
-        let (body, sent) = RequestBody::new(incoming, settings.max_body);
         // A request without a body gives the dyno an empty one (a box of nothing, no allocation).
-        let body = if has_body {
-            body.boxed_unsync()
+        let (body, sent) = if has_body {
+            let (body, sent) = RequestBody::new(incoming, settings.max_body);
+            (body.boxed_unsync(), Some(sent))
         } else {
-            empty()
+            (empty(), None)
+        };
+        let sent_says = |what: fn(&Sent) -> &AtomicBool| {
+            sent.as_ref()
+                .is_some_and(|sent| what(sent).load(Ordering::Acquire))
         };
         let mut req = Request::from_parts(parts, body);
         // On a cluster, an app whose web dynos all run on other hosts is served through theirs.
-        if let Some(peer) = self.peer_for(&app.name, &req) {
+        if let Some(peer) = self.peer_for(&entry.app, &req) {
             return self.forward_to_host(req, peer, entry, client_upgrade).await;
         }
 
@@ -462,11 +466,12 @@ impl Router {
         let mut tried = Vec::new();
         let mut deadline = None;
         let (slot, forwarded) = loop {
-            let slot = match self.acquire(&app.name, &mut tried, started).await {
+            let mut slot = match self.acquire(&entry.app, &mut tried, started).await {
                 Ok(slot) => slot,
                 Err((code, desc)) => return entry.fail(code, desc),
             };
-            entry.dyno = slot.dyno.name.clone();
+            // The name is the line's from here on (the slot's copy was made for this request).
+            entry.dyno = std::mem::take(&mut slot.dyno.name);
             let deadline = *deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + settings.request_timeout);
             let forwarding = self.forward(&slot.dyno, req, app.keep_alive, &mut entry);
@@ -478,23 +483,23 @@ impl Router {
                     req = *back;
                 }
                 Ok(Err(Failure::Closed)) => {
-                    return if sent.too_large.load(Ordering::Acquire) {
+                    return if sent_says(|s| &s.too_large) {
                         entry.too_large()
-                    } else if sent.client_gone.load(Ordering::Acquire) {
+                    } else if sent_says(|s| &s.client_gone) {
                         entry.client_gone();
                         page(
                             StatusCode::BAD_REQUEST,
                             "Bad request",
                             "The request was interrupted.",
                         )
-                    } else if has_body && !sent.done.load(Ordering::Acquire) {
+                    } else if has_body && !sent_says(|s| &s.done) {
                         entry.fail("H18", "Server Request Interrupted")
                     } else {
                         entry.fail("H13", "Connection closed without response")
                     };
                 }
                 Ok(Err(Failure::Platform(why))) => {
-                    tracing::error!(app = app.name, "H99: {why}");
+                    tracing::error!(app = entry.app, "H99: {why}");
                     return entry.fail("H99", "Platform error");
                 }
             }
