@@ -2,7 +2,11 @@
 
 /// The current time in unix seconds.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_seconds(std::time::SystemTime::now())
+}
+
+/// A time already read, in unix seconds.
+pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -35,6 +35,7 @@ impl Entry {
             return;
         }
         let now = Instant::now();
+        let wall = std::time::SystemTime::now();
         let (connect, service) = match self.accepted {
             Some(accepted) => (accepted - self.started, now - accepted),
             None => (Duration::ZERO, now - self.started),
@@ -54,7 +55,7 @@ impl Entry {
             status,
             code,
             now - self.started,
-            crate::clock::unix_now(),
+            crate::clock::unix_seconds(wall),
         );
         // Formatted in a buffer of the thread's, so that the line costs one allocation: the text it keeps.
         let text = LINE.with_borrow_mut(|line| {
@@ -89,12 +90,7 @@ impl Entry {
         let router = ROUTER.get_or_init(|| Arc::from("router")).clone();
         self.logplex.publish(
             &self.app,
-            LogLine::new(
-                std::time::SystemTime::now(),
-                LogSource::Platform,
-                router,
-                text,
-            ),
+            LogLine::new(wall, LogSource::Platform, router, text),
         );
     }
 

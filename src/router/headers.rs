@@ -20,8 +20,9 @@ pub(super) fn host_name(host: &str) -> std::borrow::Cow<'_, str> {
 /// A logfmt value: bare when it is one plain word (as Heroku logs `host=app.herokuapp.com`), else quoted with
 /// `"` and `\` escaped and control characters shown escaped, so that a crafted `Host` cannot add fields or lines.
 pub(super) fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\');
-    if !value.is_empty() && value.chars().all(plain) {
+    // Byte by byte: a byte of a non-ASCII character is not ASCII-graphic either, so such a value is quoted.
+    let plain = |b: u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\');
+    if !value.is_empty() && value.bytes().all(plain) {
         return value.into();
     }
     let mut quoted = String::with_capacity(value.len() + 2);
@@ -91,6 +92,8 @@ pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(super) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(super) const HTTP: HeaderValue = HeaderValue::from_static("http");
+pub(super) const VIA_WASMDYNO: HeaderValue = HeaderValue::from_static("1.1 wasmdyno");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 

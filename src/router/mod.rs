@@ -431,9 +431,9 @@ impl Router {
                 headers.insert(X_FORWARDED_FOR, client.ip_header.clone());
             }
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HTTP);
         headers.insert(X_FORWARDED_PORT, client.port_header.clone());
-        headers.insert(header::VIA, HeaderValue::from_static("1.1 wasmdyno"));
+        headers.insert(header::VIA, VIA_WASMDYNO);
         let (mut parts, incoming) = req.into_parts();
         // A dyno gets the origin form (`/path?query`), whatever form the client used (only the absolute form
         // has a scheme; the authority form of CONNECT has no path to give).

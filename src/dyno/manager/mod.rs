@@ -467,9 +467,11 @@ impl Manager {
                 dynos
                     .values()
                     .chain(serving)
-                    .filter(|d| d.info.lock().expect("dyno info").state == State::Up)
                     .filter_map(|d| {
-                        let name = d.info.lock().expect("dyno info").name.clone();
+                        let name = {
+                            let info = d.info.lock().expect("dyno info");
+                            (info.state == State::Up).then(|| info.name.clone())?
+                        };
                         let listener = d.listener.lock().expect("listener").clone();
                         let handler = d.handler.lock().expect("web handler").clone();
                         listener.map(|listener| WebDyno {
