@@ -9,7 +9,7 @@ pub(super) struct AppLoad {
     /// Listener id → requests in flight on that dyno. Only ever incremented under this lock.
     pub(super) in_flight: Mutex<crate::fastmap::FastMap<usize, Arc<AtomicUsize>>>,
     pub(super) queued: AtomicUsize,
-    /// Signalled whenever a request of the app ends.
+    /// Signalled when a request of the app ends while another is queued.
     pub(super) freed: Notify,
     /// Where the next choice starts looking: dynos equally loaded take turns (one request at a time would
     /// otherwise always go to the first).
@@ -140,7 +140,9 @@ impl Router {
                         let count = counts.entry(key(&dyno)).or_default().clone();
                         (dyno, count)
                     })
-                    .min_by_key(|(_, count)| count.load(Ordering::Acquire))
+                    // SeqCst, as in `Slot::drop`: a queued request that reads every dyno full is then sure that
+                    // whoever frees one sees it queued and wakes it.
+                    .min_by_key(|(_, count)| count.load(Ordering::SeqCst))
                     .expect("at least one dyno");
                 if count.load(Ordering::SeqCst) < settings.max_in_flight {
                     count.fetch_add(1, Ordering::AcqRel);

@@ -57,8 +57,9 @@ impl Entry {
             now - self.started,
             crate::clock::unix_seconds(wall),
         );
-        // Formatted in a buffer of the thread's, so that the line costs one allocation: the text it keeps.
-        let text = LINE.with_borrow_mut(|line| {
+        // Formatted in a buffer of the thread's, so that an `at=info` line costs one allocation: the text it keeps.
+        // (An entry dropped while its thread exits, when that buffer is gone, formats in one of its own.)
+        let compose = |line: &mut String| {
             let mut numbers = itoa::Buffer::new();
             line.clear();
             for part in [
@@ -86,7 +87,10 @@ impl Entry {
             line.push_str(numbers.format(bytes));
             line.push_str(" protocol=http");
             Arc::<str>::from(line.as_str())
-        });
+        };
+        let text = LINE
+            .try_with(|line| compose(&mut line.borrow_mut()))
+            .unwrap_or_else(|_| compose(&mut String::new()));
         let router = ROUTER.get_or_init(|| Arc::from("router")).clone();
         self.logplex.publish(
             &self.app,
