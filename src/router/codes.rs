@@ -60,7 +60,12 @@ impl Entry {
         // Formatted in a buffer of the thread's, so that an `at=info` line costs one allocation: the text it keeps.
         // (An entry dropped while its thread exits, when that buffer is gone, formats in one of its own.)
         let compose = |line: &mut String| {
-            let mut numbers = itoa::Buffer::new();
+            let (mut connect_ms, mut service_ms, mut status_text, mut bytes_text) = (
+                itoa::Buffer::new(),
+                itoa::Buffer::new(),
+                itoa::Buffer::new(),
+                itoa::Buffer::new(),
+            );
             line.clear();
             for part in [
                 "at=",
@@ -71,21 +76,17 @@ impl Entry {
                 " dyno=",
                 &self.dyno,
                 " connect=",
-                numbers.format(connect.as_millis() as u64),
-            ] {
-                line.push_str(part);
-            }
-            for part in [
+                connect_ms.format(connect.as_millis() as u64),
                 "ms service=",
-                numbers.format(service.as_millis() as u64),
+                service_ms.format(service.as_millis() as u64),
                 "ms status=",
+                status_text.format(status),
+                " bytes=",
+                bytes_text.format(bytes),
+                " protocol=http",
             ] {
                 line.push_str(part);
             }
-            line.push_str(numbers.format(status));
-            line.push_str(" bytes=");
-            line.push_str(numbers.format(bytes));
-            line.push_str(" protocol=http");
             Arc::<str>::from(line.as_str())
         };
         let text = LINE

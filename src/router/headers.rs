@@ -94,21 +94,19 @@ pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forw
 pub(super) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub(super) const HTTP: HeaderValue = HeaderValue::from_static("http");
 pub(super) const VIA_WASMDYNO: HeaderValue = HeaderValue::from_static("1.1 wasmdyno");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The headers that concern one connection only, besides `Connection` and `Upgrade` (kept for an upgrade) and
+/// whatever `Connection` names.
+static HOP_BY_HOP: [HeaderName; 5] = [
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
 
 /// Is this one of the headers that concern one connection only, whatever `Connection` names?
 fn hop_by_hop(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::UPGRADE,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ]
-    .contains(name)
+    name == header::CONNECTION || name == header::UPGRADE || HOP_BY_HOP.contains(name)
 }
 
 /// Removes the headers that concern one connection only (RFC 9110 §7.6.1), keeping `Connection: upgrade` and
@@ -129,13 +127,7 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if upgrade {

@@ -424,7 +424,7 @@ impl Router {
         headers.insert(X_REQUEST_ID, request_id);
         match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) => {
-                let forwarded_for = format!("{prior}, {}", client.peer.ip());
+                let forwarded_for = format!("{prior}, {}", client.ip_text());
                 set(headers, X_FORWARDED_FOR, &forwarded_for);
             }
             None => {
